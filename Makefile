@@ -1,0 +1,62 @@
+# qovery-key-rotator. The README's two commands are `make demo` and `make test`.
+# Every target installs what it needs: a pinned Python virtualenv (.venv) and the npm
+# packages locked in tests/workflow/package-lock.json.
+
+SHELL := /bin/bash
+VENV := .venv
+NODE_DIR := tests/workflow
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(NODE_DIR)/node_modules/.bin:$(PATH)
+ARGS ?=
+
+.PHONY: tools build build-debug lint fmt-check clippy test-unit test-workflow test demo deploy clean
+
+tools: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
+
+$(VENV)/.installed: tools/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r tools/requirements.txt
+	touch $@
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+# Debug binaries for the local stack and the tests.
+build-debug:
+	cargo build --workspace --bins
+
+# Release bootstraps for Lambda (arm64, cross-compiled with zig).
+build: tools
+	cargo lambda build --release --arm64
+
+fmt-check:
+	cargo fmt --all --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+lint: tools
+	cfn-lint template.yaml
+	asl-validator --json-path statemachine/rotation.asl.json
+
+# Handler tests: each step against a moto server and the fake Qovery.
+test-unit: tools
+	MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server cargo test --workspace
+
+# The real state machine, run by aws-local-stepfunctions against the real binaries.
+test-workflow: tools build-debug
+	$(NODE_DIR)/run-scenarios.sh
+
+test: fmt-check clippy lint test-unit test-workflow
+
+demo: tools build-debug
+	$(NODE_DIR)/demo.sh $(ARGS)
+
+# Deploy to AWS with the SAM CLI (not installed by this Makefile; see the README).
+deploy:
+	sam build --beta-features
+	sam deploy --guided
+
+clean:
+	cargo clean
+	rm -rf $(VENV) $(NODE_DIR)/node_modules

@@ -1,0 +1,7 @@
+//! Lambda entry point for the `delete-key` step. Wiring only: the logic is in
+//! `rotation::steps::delete_key`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    rotation::lambda::serve(rotation::steps::delete_key::handle).await
+}

@@ -1,0 +1,68 @@
+//! IAM: the access keys of the user Qovery signs in as.
+
+use aws_sdk_iam::Client;
+use aws_smithy_types::date_time::Format;
+
+use crate::aws::AwsError;
+use crate::secret::Secret;
+use crate::state::KeySummary;
+
+/// Every access key of `user` (IAM allows two at most).
+pub async fn list_access_keys(iam: &Client, user: &str) -> Result<Vec<KeySummary>, AwsError> {
+    let output = iam
+        .list_access_keys()
+        .user_name(user)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("iam:ListAccessKeys", e))?;
+    Ok(output
+        .access_key_metadata()
+        .iter()
+        .map(|k| KeySummary {
+            access_key_id: k.access_key_id().unwrap_or_default().to_string(),
+            status: k
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            create_date: k
+                .create_date()
+                .and_then(|d| d.fmt(Format::DateTime).ok())
+                .unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Creates a key and returns its id and secret. The secret exists only here: IAM never
+/// shows it again, so the caller must store it before doing anything else.
+pub async fn create_access_key(iam: &Client, user: &str) -> Result<(String, Secret), AwsError> {
+    let output = iam
+        .create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("iam:CreateAccessKey", e))?;
+    let key = output.access_key().ok_or_else(|| AwsError {
+        operation: "iam:CreateAccessKey",
+        code: None,
+        message: "the response holds no access key".to_string(),
+        transient: false,
+    })?;
+    Ok((
+        key.access_key_id().to_string(),
+        Secret::new(key.secret_access_key()),
+    ))
+}
+
+pub async fn delete_access_key(
+    iam: &Client,
+    user: &str,
+    access_key_id: &str,
+) -> Result<(), AwsError> {
+    iam.delete_access_key()
+        .user_name(user)
+        .access_key_id(access_key_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("iam:DeleteAccessKey", e))?;
+    Ok(())
+}

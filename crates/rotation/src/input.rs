@@ -1,0 +1,323 @@
+//! The execution input: the user-facing contract. Validated by hand, field by field,
+//! so that every message names the field at fault and nothing is guessed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::RotationError;
+
+/// Deployments already under way keep the old key for up to two hours, so deleting it
+/// sooner could break them. Shorter drains need `allow_short_drain`.
+pub const MIN_SAFE_DRAIN_SECONDS: u64 = 7200;
+pub const DEFAULT_DRAIN_SECONDS: u64 = 7200;
+pub const DEFAULT_DEPLOY_TIMEOUT_SECONDS: u64 = 7200;
+pub const DEFAULT_POLL_INTERVAL_SECONDS: u64 = 60;
+/// Qovery's own clients poll every 5 to 10 s; slower keeps us far from its rate limit.
+pub const MIN_POLL_INTERVAL_SECONDS: u64 = 10;
+pub const MAX_POLL_INTERVAL_SECONDS: u64 = 3600;
+/// A Standard execution lives at most a year; these bounds keep one rotation well inside.
+pub const MAX_DRAIN_SECONDS: u64 = 30 * 24 * 3600;
+pub const MAX_DEPLOY_TIMEOUT_SECONDS: u64 = 24 * 3600;
+
+const FIELDS: [&str; 9] = [
+    "iam_user_name",
+    "organization_id",
+    "credentials_id",
+    "cluster_ids",
+    "drain_seconds",
+    "deploy_timeout_seconds",
+    "poll_interval_seconds",
+    "allow_short_drain",
+    "dry_run",
+];
+
+/// The validated, normalized execution input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionInput {
+    pub iam_user_name: String,
+    pub organization_id: String,
+    pub credentials_id: String,
+    /// `None`: every cluster that uses the credentials.
+    pub cluster_ids: Option<Vec<String>>,
+    pub drain_seconds: u64,
+    pub deploy_timeout_seconds: u64,
+    pub poll_interval_seconds: u64,
+    pub allow_short_drain: bool,
+    pub dry_run: bool,
+}
+
+impl ExecutionInput {
+    pub fn parse(value: &Value) -> Result<Self, RotationError> {
+        let object = value.as_object().ok_or_else(|| {
+            invalid(format!(
+                "the execution input must be a JSON object with at least iam_user_name, organization_id and credentials_id; got {}",
+                kind(value)
+            ))
+        })?;
+        if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(invalid(format!(
+                "unknown field `{unknown}`; the allowed fields are {}",
+                FIELDS.join(", ")
+            )));
+        }
+
+        let iam_user_name = required_string(object, "iam_user_name")?;
+        if !is_iam_user_name(&iam_user_name) {
+            return Err(invalid(format!(
+                "field `iam_user_name` must be an IAM user name (1 to 64 letters, digits or +=,.@_-); got {iam_user_name:?}"
+            )));
+        }
+        let organization_id = uuid_field(object, "organization_id")?;
+        let credentials_id = uuid_field(object, "credentials_id")?;
+        let cluster_ids = cluster_ids(object)?;
+
+        let allow_short_drain = optional_bool(object, "allow_short_drain")?.unwrap_or(false);
+        let dry_run = optional_bool(object, "dry_run")?.unwrap_or(false);
+        let drain_seconds = optional_u64(object, "drain_seconds")?.unwrap_or(DEFAULT_DRAIN_SECONDS);
+        if drain_seconds > MAX_DRAIN_SECONDS {
+            return Err(invalid(format!(
+                "field `drain_seconds` must be at most {MAX_DRAIN_SECONDS} (30 days); got {drain_seconds}"
+            )));
+        }
+        if drain_seconds < MIN_SAFE_DRAIN_SECONDS && !allow_short_drain {
+            return Err(invalid(format!(
+                "field `drain_seconds` is {drain_seconds}, below the safe minimum of {MIN_SAFE_DRAIN_SECONDS}: \
+                 deployments already under way keep using the old key for up to two hours, and deleting it \
+                 sooner can make them fail. Use at least {MIN_SAFE_DRAIN_SECONDS}, or set `allow_short_drain` \
+                 to true if you know no deployment is running."
+            )));
+        }
+        let deploy_timeout_seconds = optional_u64(object, "deploy_timeout_seconds")?
+            .unwrap_or(DEFAULT_DEPLOY_TIMEOUT_SECONDS);
+        if deploy_timeout_seconds == 0 || deploy_timeout_seconds > MAX_DEPLOY_TIMEOUT_SECONDS {
+            return Err(invalid(format!(
+                "field `deploy_timeout_seconds` must be greater than 0 and at most {MAX_DEPLOY_TIMEOUT_SECONDS}; got {deploy_timeout_seconds}"
+            )));
+        }
+        let poll_interval_seconds =
+            optional_u64(object, "poll_interval_seconds")?.unwrap_or(DEFAULT_POLL_INTERVAL_SECONDS);
+        if !(MIN_POLL_INTERVAL_SECONDS..=MAX_POLL_INTERVAL_SECONDS).contains(&poll_interval_seconds)
+        {
+            return Err(invalid(format!(
+                "field `poll_interval_seconds` must be between {MIN_POLL_INTERVAL_SECONDS} and {MAX_POLL_INTERVAL_SECONDS}; got {poll_interval_seconds}"
+            )));
+        }
+
+        Ok(Self {
+            iam_user_name,
+            organization_id,
+            credentials_id,
+            cluster_ids,
+            drain_seconds,
+            deploy_timeout_seconds,
+            poll_interval_seconds,
+            allow_short_drain,
+            dry_run,
+        })
+    }
+}
+
+fn invalid(message: String) -> RotationError {
+    RotationError::InvalidInput(format!(
+        "Invalid execution input: {message}. Nothing was changed."
+    ))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn required_string(object: &Map<String, Value>, field: &str) -> Result<String, RotationError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Err(invalid(format!("field `{field}` is required"))),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(invalid(format!(
+            "field `{field}` must be a string; got {}",
+            kind(other)
+        ))),
+    }
+}
+
+fn uuid_field(object: &Map<String, Value>, field: &str) -> Result<String, RotationError> {
+    let value = required_string(object, field)?;
+    normalize_uuid(&value).ok_or_else(|| {
+        invalid(format!(
+            "field `{field}` must be a UUID like 3fa85f64-5717-4562-b3fc-2c963f66afa6; got {value:?}"
+        ))
+    })
+}
+
+fn cluster_ids(object: &Map<String, Value>) -> Result<Option<Vec<String>>, RotationError> {
+    let items = match object.get("cluster_ids") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(invalid(format!(
+                "field `cluster_ids` must be an array of cluster UUIDs; got {}",
+                kind(other)
+            )))
+        }
+    };
+    if items.is_empty() {
+        return Err(invalid(
+            "field `cluster_ids` is empty; omit it to redeploy every cluster that uses the credentials"
+                .to_string(),
+        ));
+    }
+    let mut ids = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let id = item.as_str().and_then(normalize_uuid).ok_or_else(|| {
+            invalid(format!(
+                "field `cluster_ids[{index}]` must be a cluster UUID; got {item}"
+            ))
+        })?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(Some(ids))
+}
+
+fn optional_bool(object: &Map<String, Value>, field: &str) -> Result<Option<bool>, RotationError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(invalid(format!(
+            "field `{field}` must be true or false; got {}",
+            kind(other)
+        ))),
+    }
+}
+
+fn optional_u64(object: &Map<String, Value>, field: &str) -> Result<Option<u64>, RotationError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+            invalid(format!(
+                "field `{field}` must be a whole number of seconds, 0 or more; got {n}"
+            ))
+        }),
+        Some(other) => Err(invalid(format!(
+            "field `{field}` must be a whole number of seconds; got {}",
+            kind(other)
+        ))),
+    }
+}
+
+/// Lower-case canonical form of a hyphenated UUID, or `None`.
+pub fn normalize_uuid(text: &str) -> Option<String> {
+    let groups: Vec<&str> = text.split('-').collect();
+    let lengths = [8, 4, 4, 4, 12];
+    let well_formed = groups.len() == lengths.len()
+        && groups
+            .iter()
+            .zip(lengths)
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
+    well_formed.then(|| text.to_ascii_lowercase())
+}
+
+/// IAM's user-name rule: `[\w+=,.@-]{1,64}`.
+pub fn is_iam_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ORG: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+    const CREDS: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+
+    fn minimal() -> Value {
+        json!({"iam_user_name": "qovery", "organization_id": ORG, "credentials_id": CREDS})
+    }
+
+    fn error_of(value: Value) -> String {
+        match ExecutionInput::parse(&value) {
+            Err(RotationError::InvalidInput(m)) => m,
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_input_gets_the_defaults() {
+        let input = ExecutionInput::parse(&minimal()).unwrap();
+        assert_eq!(input.drain_seconds, 7200);
+        assert_eq!(input.deploy_timeout_seconds, 7200);
+        assert_eq!(input.poll_interval_seconds, 60);
+        assert_eq!(input.cluster_ids, None);
+        assert!(!input.dry_run && !input.allow_short_drain);
+    }
+
+    #[test]
+    fn uuids_are_normalized_and_duplicates_dropped() {
+        let mut value = minimal();
+        value["organization_id"] = json!(ORG.to_uppercase());
+        value["cluster_ids"] = json!([CREDS, CREDS.to_uppercase()]);
+        let input = ExecutionInput::parse(&value).unwrap();
+        assert_eq!(input.organization_id, ORG);
+        assert_eq!(input.cluster_ids, Some(vec![CREDS.to_string()]));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            ("drain_seconds", json!(60), "two hours"),
+            ("unexpected", json!(1), "unknown field `unexpected`"),
+            (
+                "organization_id",
+                json!("not-a-uuid"),
+                "field `organization_id` must be a UUID",
+            ),
+            (
+                "credentials_id",
+                json!(42),
+                "field `credentials_id` must be a string",
+            ),
+            ("cluster_ids", json!(["nope"]), "field `cluster_ids[0]`"),
+            ("cluster_ids", json!([]), "field `cluster_ids` is empty"),
+            (
+                "poll_interval_seconds",
+                json!(5),
+                "field `poll_interval_seconds`",
+            ),
+            (
+                "deploy_timeout_seconds",
+                json!(0),
+                "field `deploy_timeout_seconds`",
+            ),
+            ("drain_seconds", json!(-1), "field `drain_seconds`"),
+            ("drain_seconds", json!("7200"), "field `drain_seconds`"),
+            ("dry_run", json!("yes"), "field `dry_run`"),
+            ("iam_user_name", json!("bad name!"), "field `iam_user_name`"),
+        ];
+        for (field, bad, expected) in cases {
+            let mut value = minimal();
+            value[field] = bad;
+            let message = error_of(value);
+            assert!(message.contains(expected), "{field}: {message}");
+            assert!(message.contains("Nothing was changed"), "{message}");
+        }
+        assert!(error_of(json!({"organization_id": ORG})).contains("`iam_user_name` is required"));
+        assert!(error_of(json!([1])).contains("JSON object"));
+    }
+
+    #[test]
+    fn short_drain_needs_the_flag() {
+        let mut value = minimal();
+        value["drain_seconds"] = json!(60);
+        value["allow_short_drain"] = json!(true);
+        assert_eq!(ExecutionInput::parse(&value).unwrap().drain_seconds, 60);
+    }
+}

@@ -1,0 +1,184 @@
+//! Secrets Manager: the Qovery token, and the new key between its creation and its
+//! hand-over to Qovery. Secrets live only here, never in the execution's state.
+
+use aws_sdk_secretsmanager::Client;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::aws::AwsError;
+use crate::secret::Secret;
+
+pub const AWSCURRENT: &str = "AWSCURRENT";
+pub const AWSPENDING: &str = "AWSPENDING";
+
+/// A key as stored in the key secret: `{"access_key_id", "secret_access_key"}`.
+#[derive(Debug, Deserialize)]
+pub struct StoredKey {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+}
+
+/// A plain-string secret, such as the Qovery API token.
+pub async fn read_string(secrets: &Client, secret_id: &str) -> Result<Secret, AwsError> {
+    let output = secrets
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("secretsmanager:GetSecretValue", e))?;
+    Ok(Secret::new(
+        output.secret_string().unwrap_or_default().trim(),
+    ))
+}
+
+/// The ARN of secret `name`, created empty if it does not exist yet.
+pub async fn ensure_secret(
+    secrets: &Client,
+    name: &str,
+    description: &str,
+) -> Result<String, AwsError> {
+    match secrets.describe_secret().secret_id(name).send().await {
+        Ok(output) => return Ok(output.arn().unwrap_or(name).to_string()),
+        Err(e) => {
+            let error = AwsError::from_sdk("secretsmanager:DescribeSecret", e);
+            if !error.is_code("ResourceNotFoundException") {
+                return Err(error);
+            }
+        }
+    }
+    let output = secrets
+        .create_secret()
+        .name(name)
+        .description(description)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("secretsmanager:CreateSecret", e))?;
+    Ok(output.arn().unwrap_or(name).to_string())
+}
+
+/// Stores a new key as version `version_id`, staged `AWSPENDING`. The same
+/// `version_id` twice stores nothing new: Secrets Manager treats it as a retry.
+pub async fn put_pending_key(
+    secrets: &Client,
+    secret_id: &str,
+    version_id: &str,
+    access_key_id: &str,
+    secret_access_key: &Secret,
+) -> Result<(), AwsError> {
+    let value = json!({
+        "access_key_id": access_key_id,
+        "secret_access_key": secret_access_key.expose(),
+    });
+    secrets
+        .put_secret_value()
+        .secret_id(secret_id)
+        .client_request_token(version_id)
+        .secret_string(value.to_string())
+        .version_stages(AWSPENDING)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("secretsmanager:PutSecretValue", e))?;
+    Ok(())
+}
+
+/// The key stored as `version_id`, or `None` if there is no such version.
+pub async fn read_key_version(
+    secrets: &Client,
+    secret_id: &str,
+    version_id: &str,
+) -> Result<Option<StoredKey>, AwsError> {
+    let output = match secrets
+        .get_secret_value()
+        .secret_id(secret_id)
+        .version_id(version_id)
+        .send()
+        .await
+    {
+        Ok(output) => output,
+        Err(e) => {
+            let error = AwsError::from_sdk("secretsmanager:GetSecretValue", e);
+            return if error.is_code("ResourceNotFoundException") {
+                Ok(None)
+            } else {
+                Err(error)
+            };
+        }
+    };
+    let text = output.secret_string().unwrap_or_default();
+    serde_json::from_str(text).map(Some).map_err(|_| AwsError {
+        operation: "secretsmanager:GetSecretValue",
+        code: None,
+        // serde's message could quote the value; say only where the problem is.
+        message: format!("version {version_id} of {secret_id} is not a stored access key"),
+        transient: false,
+    })
+}
+
+/// Each version of the secret with its stages.
+pub async fn version_stages(
+    secrets: &Client,
+    secret_id: &str,
+) -> Result<Vec<(String, Vec<String>)>, AwsError> {
+    let output = secrets
+        .describe_secret()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("secretsmanager:DescribeSecret", e))?;
+    Ok(output
+        .version_ids_to_stages()
+        .map(|m| m.iter().map(|(v, s)| (v.clone(), s.clone())).collect())
+        .unwrap_or_default())
+}
+
+/// Makes `version_id` the `AWSCURRENT` version and drops its `AWSPENDING` stage:
+/// the secret then says which key Qovery holds.
+pub async fn make_current(
+    secrets: &Client,
+    secret_id: &str,
+    version_id: &str,
+) -> Result<(), AwsError> {
+    let stages = version_stages(secrets, secret_id).await?;
+    let current = stages
+        .iter()
+        .find(|(_, s)| s.iter().any(|s| s == AWSCURRENT))
+        .map(|(v, _)| v.clone());
+    if current.as_deref() != Some(version_id) {
+        let mut request = secrets
+            .update_secret_version_stage()
+            .secret_id(secret_id)
+            .version_stage(AWSCURRENT)
+            .move_to_version_id(version_id);
+        if let Some(current) = current {
+            request = request.remove_from_version_id(current);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("secretsmanager:UpdateSecretVersionStage", e))?;
+    }
+    drop_pending(secrets, secret_id, version_id).await
+}
+
+/// Removes the `AWSPENDING` stage from `version_id`, if it has it.
+pub async fn drop_pending(
+    secrets: &Client,
+    secret_id: &str,
+    version_id: &str,
+) -> Result<(), AwsError> {
+    let stages = version_stages(secrets, secret_id).await?;
+    let pending = stages
+        .iter()
+        .any(|(v, s)| v == version_id && s.iter().any(|s| s == AWSPENDING));
+    if pending {
+        secrets
+            .update_secret_version_stage()
+            .secret_id(secret_id)
+            .version_stage(AWSPENDING)
+            .remove_from_version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("secretsmanager:UpdateSecretVersionStage", e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Step 6, for one cluster. Read its status: a new deployment that reached DEPLOYED is
+//! done, a failure state stops the rotation, anything else is still in progress until
+//! the deadline.
+
+use serde_json::Value;
+
+use crate::config::Deps;
+use crate::error::RotationError;
+use crate::qovery::{ClusterStatus, StateClass};
+use crate::state::{parse_step_input, ClusterDeployment, Phase};
+use crate::timefmt;
+
+pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, RotationError> {
+    let mut cluster: ClusterDeployment = parse_step_input("check-status", event)?;
+    let context = keys_context(&cluster);
+    let token = super::qovery_token(deps, &context).await?;
+    let status = deps
+        .qovery
+        .cluster_status(&token, &cluster.organization_id, &cluster.cluster_id)
+        .await
+        .map_err(|e| e.into_rotation_error(&context))?;
+    cluster.polls += 1;
+    cluster.status = Some(status.status.as_str().to_string());
+    let fresh = is_new_deployment(&cluster, &status);
+    if fresh {
+        cluster.last_execution_id = status.last_execution_id.clone();
+    }
+    tracing::info!(cluster_id = %cluster.cluster_id, status = status.status.as_str(), fresh, polls = cluster.polls, "cluster status");
+
+    match (status.status.class(), fresh) {
+        (StateClass::Deployed, true) => {
+            cluster.phase = Some(Phase::Deployed);
+            return Ok(cluster);
+        }
+        (StateClass::Failed, true) | (StateClass::Idle, true) => {
+            return Err(RotationError::ClusterDeployFailed(format!(
+                "Cluster {} ended in {} after the redeploy with the new credentials. {} Look at the cluster's \
+                 deployment logs in the Qovery console{}. Once every cluster is DEPLOYED again, delete the old key by \
+                 hand after the two-hour drain.",
+                cluster.cluster_id,
+                status.status.as_str(),
+                context,
+                if status.status.as_str() == "INVALID_CREDENTIALS" {
+                    ": INVALID_CREDENTIALS means Qovery could not use the new key. If it is at fault, put the old key \
+                     back into the Qovery credentials (its secret is wherever you kept it before the rotation) and \
+                     redeploy"
+                } else {
+                    ", fix the cause and redeploy the cluster"
+                }
+            )));
+        }
+        // A stale terminal state (from before our POST), busy, or unknown: keep polling.
+        _ => {}
+    }
+
+    let past_deadline = cluster
+        .deadline
+        .as_deref()
+        .and_then(timefmt::parse)
+        .is_some_and(|deadline| timefmt::now() >= deadline);
+    if past_deadline {
+        return Err(timed_out(
+            &cluster,
+            "waiting for the redeploy to reach DEPLOYED",
+        ));
+    }
+    cluster.phase = Some(Phase::InProgress);
+    Ok(cluster)
+}
+
+/// Whether `status` is about a deployment that started after our POST.
+fn is_new_deployment(cluster: &ClusterDeployment, status: &ClusterStatus) -> bool {
+    let changed = |now: &Option<String>, before: &Option<String>| now.is_some() && now != before;
+    changed(&status.last_execution_id, &cluster.baseline_execution_id)
+        || changed(
+            &status.last_deployment_date,
+            &cluster.baseline_deployment_date,
+        )
+}
+
+/// Which keys are live while clusters redeploy, for every message of this stage.
+pub(crate) fn keys_context(cluster: &ClusterDeployment) -> String {
+    let new = cluster
+        .new_access_key_id
+        .as_deref()
+        .unwrap_or("(the new key)");
+    let old = cluster
+        .old_access_key_id
+        .as_deref()
+        .unwrap_or("(the old key)");
+    let user = cluster.iam_user_name.as_deref().unwrap_or("the IAM user");
+    format!(
+        "Qovery now holds the new key {new}; the old key {old} of {user} is still active and will not be deleted \
+         by this execution."
+    )
+}
+
+pub(crate) fn timed_out(cluster: &ClusterDeployment, doing: &str) -> RotationError {
+    RotationError::ClusterDeployTimedOut(format!(
+        "Cluster {} is still {} after {} s {doing} (deadline {}). {} Check the cluster in the Qovery console; once \
+         it and every other cluster are DEPLOYED, delete the old key by hand after the two-hour drain, or raise \
+         deploy_timeout_seconds next time.",
+        cluster.cluster_id,
+        cluster.status.as_deref().unwrap_or("in an unknown state"),
+        cluster.deploy_timeout_seconds,
+        cluster.deadline.as_deref().unwrap_or("unknown"),
+        keys_context(cluster)
+    ))
+}

@@ -1,0 +1,33 @@
+//! One module per step of the state machine. Each `handle` takes the step's input as
+//! JSON and returns its output or a named `RotationError`.
+
+pub mod check_status;
+pub mod create_key;
+pub mod delete_key;
+pub mod deploy_cluster;
+pub mod preflight;
+pub mod update_qovery;
+
+use crate::config::Deps;
+use crate::error::RotationError;
+use crate::secret::Secret;
+use crate::secrets_manager;
+
+/// The Qovery API token, read fresh from Secrets Manager for each invocation.
+pub(crate) async fn qovery_token(deps: &Deps, context: &str) -> Result<Secret, RotationError> {
+    let id = &deps.settings.qovery_token_secret_id;
+    let token = secrets_manager::read_string(&deps.secrets, id)
+        .await
+        .map_err(|e| {
+            e.into_rotation_error(&format!(
+                "The Qovery API token is read from secret {id}. {context}"
+            ))
+        })?;
+    if token.is_empty() {
+        return Err(RotationError::QoveryUnauthorized(format!(
+            "The secret {id} that should hold the Qovery API token is empty. Put the token in it with \
+             `aws secretsmanager put-secret-value --secret-id {id} --secret-string <token>`. {context}"
+        )));
+    }
+    Ok(token)
+}
