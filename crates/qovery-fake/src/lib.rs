@@ -1,0 +1,307 @@
+//! A stateful fake of the Qovery API, for the handler tests and the local demo.
+//!
+//! It serves the few endpoints the rotator calls, with the paths, status codes and
+//! bodies of Qovery's published OpenAPI spec, so that a spec-validating proxy in front
+//! of it finds nothing to complain about. The control API under `/_fake/` (and the
+//! matching methods on [`RunningFake`]) lets a test seed the state, inject faults and
+//! read back what happened, including the secret key Qovery was given.
+
+mod routes;
+mod state;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+use crate::state::State;
+
+/// The whole state of the fake: one organization, its AWS credentials and clusters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    /// The only API token accepted, sent as `Authorization: Token <token>`.
+    /// Empty means that no request is authorized.
+    #[serde(default)]
+    pub token: String,
+    /// A UUID; empty means there is no organization, so every API call gets 404.
+    #[serde(default)]
+    pub organization_id: String,
+    #[serde(default)]
+    pub credentials: Vec<SeedCredentials>,
+    #[serde(default)]
+    pub clusters: Vec<SeedCluster>,
+}
+
+/// A set of static AWS credentials (`object_type: "AWS"` in the spec).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedCredentials {
+    /// A UUID.
+    pub id: String,
+    pub name: String,
+    pub access_key_id: String,
+    #[serde(default)]
+    pub secret_access_key: String,
+}
+
+impl SeedCredentials {
+    pub fn new(id: &str, name: &str, access_key_id: &str, secret_access_key: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: secret_access_key.to_owned(),
+        }
+    }
+}
+
+/// A cluster and how it behaves when deployed and polled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedCluster {
+    /// A UUID.
+    pub id: String,
+    pub name: String,
+    /// The id of one of the seeded credentials.
+    pub credentials_id: String,
+    /// A `ClusterStateEnum` value.
+    #[serde(default = "default_status")]
+    pub status: String,
+    /// `null` in JSON gives `None`; leaving it out gives a random past execution.
+    #[serde(default = "state::past_execution_id")]
+    pub last_execution_id: Option<String>,
+    /// RFC 3339. `null` in JSON gives `None`; leaving it out gives a date a week ago.
+    #[serde(default = "state::past_deployment_date")]
+    pub last_deployment_date: Option<String>,
+    /// Where a deployment ends.
+    #[serde(default)]
+    pub outcome: Outcome,
+    /// How many status polls after each deploy still show the previous deployment.
+    #[serde(default)]
+    pub stale_polls: u32,
+    /// For a cluster seeded busy: after this many status polls it settles to `DEPLOYED`.
+    #[serde(default)]
+    pub busy_polls: u32,
+}
+
+fn default_status() -> String {
+    "DEPLOYED".to_owned()
+}
+
+impl SeedCluster {
+    /// A deployed cluster, with a past deployment, whose next deployment succeeds.
+    pub fn new(id: &str, name: &str, credentials_id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            credentials_id: credentials_id.to_owned(),
+            status: default_status(),
+            last_execution_id: state::past_execution_id(),
+            last_deployment_date: state::past_deployment_date(),
+            outcome: Outcome::default(),
+            stale_polls: 0,
+            busy_polls: 0,
+        }
+    }
+}
+
+/// Where a deployment of a cluster ends up, reached on the second status poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// `DEPLOYED`.
+    #[default]
+    Deployed,
+    /// `DEPLOYMENT_ERROR`.
+    DeploymentError,
+    /// `INVALID_CREDENTIALS`, what Qovery reports when the keys it holds do not work.
+    InvalidCredentials,
+    /// Stays `DEPLOYING` forever, to exercise the caller's timeout.
+    Stuck,
+}
+
+/// Makes the next `times` calls of `operation` (a spec operationId, or `*` for any
+/// API call) fail with `status`, before authentication is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub operation: String,
+    pub status: u16,
+    #[serde(default = "one")]
+    pub times: u32,
+    /// Seconds, sent as a `Retry-After` header.
+    #[serde(default)]
+    pub retry_after: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Fault {
+    pub fn new(operation: &str, status: u16, times: u32) -> Self {
+        Self {
+            operation: operation.to_owned(),
+            status,
+            times,
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+/// What the fake holds now, and every API call it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    pub credentials: Vec<CredentialsSnapshot>,
+    pub clusters: Vec<ClusterSnapshot>,
+    pub requests: Vec<RequestRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsSnapshot {
+    pub id: String,
+    pub name: String,
+    pub access_key_id: String,
+    /// Never returned by the API; exposed here so a test can prove the key Qovery holds works.
+    pub secret_access_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSnapshot {
+    pub id: String,
+    pub name: String,
+    /// The real status, even while status polls still show a stale one.
+    pub status: String,
+    pub last_execution_id: Option<String>,
+    pub last_deployment_date: Option<String>,
+    /// Deploys accepted (dry runs excluded).
+    pub deploy_count: u32,
+    /// `getClusterStatus` calls answered for this cluster.
+    pub status_polls: u32,
+}
+
+/// One API call. Bodies are never kept: a PUT of credentials carries a secret key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestRecord {
+    /// The spec's operationId, or `unknown` for a path or method the fake does not serve.
+    pub operation: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+// A panic while the lock is held leaves the state usable; the test that panicked
+// reports the failure.
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A fake Qovery, not yet serving.
+pub struct FakeQovery {
+    shared: Shared,
+}
+
+impl FakeQovery {
+    /// # Panics
+    /// If the seed is invalid; see [`FakeQovery::try_new`].
+    pub fn new(seed: Seed) -> Self {
+        Self::try_new(seed).unwrap_or_else(|e| panic!("invalid seed: {e}"))
+    }
+
+    /// Fails, saying what is wrong, on ids that are not UUIDs or appear twice, a cluster
+    /// whose credentials are not seeded, a status outside `ClusterStateEnum`, or a
+    /// `last_deployment_date` that is not RFC 3339.
+    pub fn try_new(seed: Seed) -> Result<Self, String> {
+        Ok(Self {
+            shared: Arc::new(Mutex::new(State::from_seed(seed)?)),
+        })
+    }
+
+    /// Serves on 127.0.0.1:`port` (0 picks a free port) in a tokio task.
+    pub async fn spawn(self, port: u16) -> std::io::Result<RunningFake> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = routes::router(self.shared.clone());
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                // Dropping the sender also stops the server.
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "qovery-fake server failed");
+            }
+        });
+        Ok(RunningFake {
+            base_url,
+            shared: self.shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+}
+
+/// A fake Qovery serving at `base_url`. Dropping it stops the server.
+pub struct RunningFake {
+    /// Like `http://127.0.0.1:41234`, with no trailing slash.
+    pub base_url: String,
+    shared: Shared,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningFake {
+    pub fn snapshot(&self) -> Snapshot {
+        lock(&self.shared).snapshot()
+    }
+
+    /// The same as `POST /_fake/faults`.
+    ///
+    /// # Panics
+    /// If the fault is invalid: an unknown operation, a status outside 400-599, or `times` 0.
+    pub fn inject_fault(&self, fault: Fault) {
+        let mut state = lock(&self.shared);
+        state
+            .add_fault(fault)
+            .unwrap_or_else(|e| panic!("invalid fault: {e}"));
+    }
+
+    /// Replaces the whole state, as `PUT /_fake/state` does: faults and the request log too.
+    ///
+    /// # Panics
+    /// If the seed is invalid.
+    pub fn set_state(&self, seed: Seed) {
+        let state = State::from_seed(seed).unwrap_or_else(|e| panic!("invalid seed: {e}"));
+        *lock(&self.shared) = state;
+    }
+
+    /// Stops accepting connections and waits for the open ones to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningFake {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! HTTP: the Qovery endpoints (spec paths, no prefix) and the `/_fake/` control API.
+
+use axum::{
+    body::Bytes,
+    extract::{MatchedPath, Path, RawQuery, Request, State},
+    http::{header, HeaderValue, Method, StatusCode, Uri},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::{lock, state, Fault, RequestRecord, Seed, Shared};
+
+const AWS_CREDENTIALS: &str = "/organization/{organizationId}/aws/credentials/{credentialsId}";
+const ORGANIZATION_CREDENTIALS: &str = "/organization/{organizationId}/credentials";
+const ORGANIZATION_CLUSTER_STATUS: &str = "/organization/{organizationId}/cluster/status";
+const CLUSTER_STATUS: &str = "/organization/{organizationId}/cluster/{clusterId}/status";
+const CLUSTER_DEPLOY: &str = "/organization/{organizationId}/cluster/{clusterId}/deploy";
+
+/// (method, route, operationId): how faults and the request log name a call.
+pub(crate) const OPERATIONS: [(Method, &str, &str); 6] = [
+    (Method::GET, AWS_CREDENTIALS, "getAWSCredentials"),
+    (Method::PUT, AWS_CREDENTIALS, "editAWSCredentials"),
+    (
+        Method::GET,
+        ORGANIZATION_CREDENTIALS,
+        "listOrganizationCredentials",
+    ),
+    (
+        Method::GET,
+        ORGANIZATION_CLUSTER_STATUS,
+        "getOrganizationClusterStatus",
+    ),
+    (Method::GET, CLUSTER_STATUS, "getClusterStatus"),
+    (Method::POST, CLUSTER_DEPLOY, "deployCluster"),
+];
+
+pub(crate) fn router(shared: Shared) -> Router {
+    Router::new()
+        .route(
+            AWS_CREDENTIALS,
+            get(get_aws_credentials).put(edit_aws_credentials),
+        )
+        .route(ORGANIZATION_CREDENTIALS, get(list_organization_credentials))
+        .route(
+            ORGANIZATION_CLUSTER_STATUS,
+            get(get_organization_cluster_status),
+        )
+        .route(CLUSTER_STATUS, get(get_cluster_status))
+        .route(CLUSTER_DEPLOY, post(deploy_cluster))
+        .route("/_fake/state", get(get_state).put(put_state))
+        .route("/_fake/faults", post(post_fault))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Added last so that it also wraps the fallbacks, and sees the matched route.
+        .layer(middleware::from_fn_with_state(shared.clone(), gate))
+        .with_state(shared)
+}
+
+/// An error with the `{status, error, message}` body Qovery's docs show.
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn injected(fault: &Fault) -> Self {
+        let status =
+            StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self {
+            retry_after: fault.retry_after,
+            ..Self::new(status, "injected fault")
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "status": self.status.as_u16(),
+            "error": self.status.canonical_reason().unwrap_or("Error"),
+            "message": self.message,
+        });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// Runs around every request: injected faults and authentication for the API calls,
+/// then one log line and one request record. Never the body: it may carry a secret key.
+async fn gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    if route.as_deref().is_some_and(|r| r.starts_with("/_fake/")) {
+        let response = next.run(request).await;
+        tracing::info!(%method, path, status = response.status().as_u16(), "control call");
+        return response;
+    }
+
+    let operation = route.as_deref().and_then(|r| operation_of(&method, r));
+    let refusal = operation.and_then(|op| {
+        let mut state = lock(&shared);
+        if let Some(fault) = state.take_fault(op) {
+            return Some(ApiError::injected(&fault));
+        }
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if state.is_authorized(authorization) {
+            None
+        } else {
+            Some(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong API token; send `Authorization: Token <token>`",
+            ))
+        }
+    });
+    let response = match refusal {
+        Some(error) => error.into_response(),
+        None => next.run(request).await,
+    };
+
+    let operation = operation.unwrap_or("unknown");
+    let status = response.status().as_u16();
+    tracing::info!(operation, %method, path, status, "qovery api call");
+    lock(&shared).record(RequestRecord {
+        operation: operation.to_owned(),
+        method: method.to_string(),
+        path,
+        status,
+    });
+    response
+}
+
+fn operation_of(method: &Method, route: &str) -> Option<&'static str> {
+    // axum answers HEAD with the GET handler, so it must pass the same gate.
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    OPERATIONS
+        .iter()
+        .find(|(m, r, _)| m == method && *r == route)
+        .map(|(_, _, op)| *op)
+}
+
+fn parse_uuid(name: &str, value: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(value).map_err(|_| {
+        ApiError::bad_request(format!("path parameter {name} {value:?} is not a UUID"))
+    })
+}
+
+async fn get_aws_credentials(
+    State(shared): State<Shared>,
+    Path((organization_id, credentials_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let credentials_id = parse_uuid("credentialsId", &credentials_id)?;
+    let state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok(Json(state.get_credentials(credentials_id)?))
+}
+
+async fn edit_aws_credentials(
+    State(shared): State<Shared>,
+    Path((organization_id, credentials_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let credentials_id = parse_uuid("credentialsId", &credentials_id)?;
+    let request = StaticCredentialsRequest::parse(&body)?;
+    let mut state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok(Json(state.edit_credentials(
+        credentials_id,
+        request.name,
+        request.access_key_id,
+        request.secret_access_key,
+    )?))
+}
+
+/// The spec's `AwsStaticCredentialsRequest`, checked by hand so that each 400 names
+/// the field at fault. Messages never echo a value: one of them is a secret.
+struct StaticCredentialsRequest {
+    name: String,
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+impl StaticCredentialsRequest {
+    const FIELDS: [&'static str; 4] = ["type", "name", "access_key_id", "secret_access_key"];
+
+    fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+        let Value::Object(fields) = value else {
+            return Err(ApiError::bad_request(
+                "the body must be a JSON object (AwsStaticCredentialsRequest)",
+            ));
+        };
+        match fields.get("type").and_then(Value::as_str) {
+            Some("AWS_STATIC") => {}
+            None => {
+                return Err(ApiError::bad_request(
+                    "field `type` is required and must be the string \"AWS_STATIC\"",
+                ))
+            }
+            // AWS_ROLE and the EKS Anywhere types are valid in Qovery; the rotator never sends them.
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "field `type` is {other:?}; this fake only accepts \"AWS_STATIC\""
+                )))
+            }
+        }
+        if let Some(unknown) = fields.keys().find(|k| !Self::FIELDS.contains(&k.as_str())) {
+            return Err(ApiError::bad_request(format!(
+                "field `{unknown}` is not part of AwsStaticCredentialsRequest"
+            )));
+        }
+        let text = |name: &str| match fields.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::String(_)) => Err(ApiError::bad_request(format!(
+                "field `{name}` must not be empty"
+            ))),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "field `{name}` must be a string"
+            ))),
+            None => Err(ApiError::bad_request(format!("field `{name}` is required"))),
+        };
+        Ok(Self {
+            name: text("name")?,
+            access_key_id: text("access_key_id")?,
+            secret_access_key: text("secret_access_key")?,
+        })
+    }
+}
+
+async fn list_organization_credentials(
+    State(shared): State<Shared>,
+    Path(organization_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok(Json(state.list_credentials()))
+}
+
+async fn get_organization_cluster_status(
+    State(shared): State<Shared>,
+    Path(organization_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok(Json(state.all_statuses()))
+}
+
+async fn get_cluster_status(
+    State(shared): State<Shared>,
+    Path((organization_id, cluster_id)): Path<(String, String)>,
+) -> Result<Json<state::ClusterStatus>, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let cluster_id = parse_uuid("clusterId", &cluster_id)?;
+    let mut state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok(Json(state.poll_status(cluster_id)?))
+}
+
+async fn deploy_cluster(
+    State(shared): State<Shared>,
+    Path((organization_id, cluster_id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<(StatusCode, Json<state::ClusterStatus>), ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let cluster_id = parse_uuid("clusterId", &cluster_id)?;
+    let dry_run = dry_run(query.as_deref())?;
+    let mut state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(state.deploy(cluster_id, dry_run)?),
+    ))
+}
+
+/// `?dry_run=true|false`; other query parameters are ignored.
+fn dry_run(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut dry_run = false;
+    for pair in query.unwrap_or_default().split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == "dry_run" {
+            dry_run = match value {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "query parameter dry_run must be true or false, not {value:?}"
+                    )))
+                }
+            };
+        }
+    }
+    Ok(dry_run)
+}
+
+async fn get_state(State(shared): State<Shared>) -> Response {
+    Json(lock(&shared).snapshot()).into_response()
+}
+
+async fn put_state(State(shared): State<Shared>, body: Bytes) -> Result<StatusCode, ApiError> {
+    let seed: Seed = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid seed: {e}")))?;
+    let state = state::State::from_seed(seed)
+        .map_err(|e| ApiError::bad_request(format!("invalid seed: {e}")))?;
+    *lock(&shared) = state;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn post_fault(State(shared): State<Shared>, body: Bytes) -> Result<StatusCode, ApiError> {
+    let fault: Fault = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid fault: {e}")))?;
+    lock(&shared)
+        .add_fault(fault)
+        .map_err(|e| ApiError::bad_request(format!("invalid fault: {e}")))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("the fake does not serve {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("the fake does not serve {method} {}", uri.path()),
+    )
+}

@@ -1,0 +1,432 @@
+//! The organization the fake holds, and how a cluster moves when deployed and polled.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::routes::{ApiError, OPERATIONS};
+use crate::{ClusterSnapshot, CredentialsSnapshot, Fault, Outcome, RequestRecord, Seed, Snapshot};
+
+/// The spec's `ClusterStateEnum`. A status outside it would fail response validation.
+const CLUSTER_STATES: [&str; 24] = [
+    "BUILDING",
+    "BUILD_ERROR",
+    "CANCELED",
+    "CANCELING",
+    "DELETED",
+    "DELETE_ERROR",
+    "DELETE_QUEUED",
+    "DELETING",
+    "DEPLOYED",
+    "DEPLOYING",
+    "DEPLOYMENT_ERROR",
+    "DEPLOYMENT_QUEUED",
+    "DRY_RUN",
+    "QUEUED",
+    "READY",
+    "STOPPED",
+    "STOPPING",
+    "STOP_ERROR",
+    "STOP_QUEUED",
+    "RESTART_QUEUED",
+    "RESTARTING",
+    "RESTARTED",
+    "RESTART_ERROR",
+    "INVALID_CREDENTIALS",
+];
+
+pub(crate) struct State {
+    token: String,
+    organization_id: Option<Uuid>,
+    credentials: Vec<Credentials>,
+    clusters: Vec<Cluster>,
+    faults: Vec<Fault>,
+    requests: Vec<RequestRecord>,
+}
+
+struct Credentials {
+    id: Uuid,
+    name: String,
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+struct Cluster {
+    id: Uuid,
+    name: String,
+    credentials_id: Uuid,
+    status: &'static str,
+    last_execution_id: Option<String>,
+    last_deployment_date: Option<String>,
+    outcome: Outcome,
+    stale_polls: u32,
+    busy_polls: u32,
+    /// What Qovery still reports right after our deploy, and for how many more polls.
+    stale: Option<(ClusterStatus, u32)>,
+    deploy_count: u32,
+    status_polls: u32,
+}
+
+/// The spec's `ClusterStatus`.
+#[derive(Clone, Serialize)]
+pub(crate) struct ClusterStatus {
+    cluster_id: Uuid,
+    status: &'static str,
+    is_deployed: bool,
+    last_execution_id: Option<String>,
+    last_deployment_date: Option<String>,
+    reason: &'static str,
+}
+
+impl State {
+    pub(crate) fn from_seed(seed: Seed) -> Result<Self, String> {
+        let organization_id = match seed.organization_id.as_str() {
+            "" if seed.credentials.is_empty() && seed.clusters.is_empty() => None,
+            "" => {
+                return Err(
+                    "organization_id is required when there are credentials or clusters".into(),
+                )
+            }
+            id => Some(parse_seed_uuid("organization_id", id)?),
+        };
+        let mut credentials: Vec<Credentials> = Vec::new();
+        for c in seed.credentials {
+            let id = parse_seed_uuid("credentials id", &c.id)?;
+            if credentials.iter().any(|other| other.id == id) {
+                return Err(format!("credentials id {id} appears twice"));
+            }
+            credentials.push(Credentials {
+                id,
+                name: c.name,
+                access_key_id: c.access_key_id,
+                secret_access_key: c.secret_access_key,
+            });
+        }
+        let mut clusters: Vec<Cluster> = Vec::new();
+        for c in seed.clusters {
+            let id = parse_seed_uuid("cluster id", &c.id)?;
+            if clusters.iter().any(|other| other.id == id) {
+                return Err(format!("cluster id {id} appears twice"));
+            }
+            let credentials_id = parse_seed_uuid("cluster credentials_id", &c.credentials_id)?;
+            if !credentials.iter().any(|cr| cr.id == credentials_id) {
+                return Err(format!(
+                    "cluster {id} uses credentials {credentials_id}, which are not seeded"
+                ));
+            }
+            let status = CLUSTER_STATES
+                .into_iter()
+                .find(|s| *s == c.status)
+                .ok_or_else(|| {
+                    format!(
+                        "cluster {id}: status {:?} is not a ClusterStateEnum value",
+                        c.status
+                    )
+                })?;
+            if let Some(date) = &c.last_deployment_date {
+                OffsetDateTime::parse(date, &Rfc3339).map_err(|e| {
+                    format!("cluster {id}: last_deployment_date {date:?} is not RFC 3339: {e}")
+                })?;
+            }
+            clusters.push(Cluster {
+                id,
+                name: c.name,
+                credentials_id,
+                status,
+                last_execution_id: c.last_execution_id,
+                last_deployment_date: c.last_deployment_date,
+                outcome: c.outcome,
+                stale_polls: c.stale_polls,
+                busy_polls: c.busy_polls,
+                stale: None,
+                deploy_count: 0,
+                status_polls: 0,
+            });
+        }
+        Ok(Self {
+            token: seed.token,
+            organization_id,
+            credentials,
+            clusters,
+            faults: Vec::new(),
+            requests: Vec::new(),
+        })
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            credentials: self
+                .credentials
+                .iter()
+                .map(|c| CredentialsSnapshot {
+                    id: c.id.to_string(),
+                    name: c.name.clone(),
+                    access_key_id: c.access_key_id.clone(),
+                    secret_access_key: c.secret_access_key.clone(),
+                })
+                .collect(),
+            clusters: self
+                .clusters
+                .iter()
+                .map(|c| ClusterSnapshot {
+                    id: c.id.to_string(),
+                    name: c.name.clone(),
+                    status: c.status.to_owned(),
+                    last_execution_id: c.last_execution_id.clone(),
+                    last_deployment_date: c.last_deployment_date.clone(),
+                    deploy_count: c.deploy_count,
+                    status_polls: c.status_polls,
+                })
+                .collect(),
+            requests: self.requests.clone(),
+        }
+    }
+
+    pub(crate) fn add_fault(&mut self, fault: Fault) -> Result<(), String> {
+        let known: Vec<&str> = OPERATIONS.iter().map(|(_, _, op)| *op).collect();
+        if fault.operation != "*" && !known.contains(&fault.operation.as_str()) {
+            return Err(format!(
+                "operation {:?} is not one of {} or \"*\"",
+                fault.operation,
+                known.join(", ")
+            ));
+        }
+        if !(400..=599).contains(&fault.status) {
+            return Err(format!(
+                "status {} is not an HTTP error status (400-599)",
+                fault.status
+            ));
+        }
+        if fault.times == 0 {
+            return Err("times must be at least 1".into());
+        }
+        self.faults.push(fault);
+        Ok(())
+    }
+
+    /// Uses up one call of the oldest fault that targets `operation`.
+    pub(crate) fn take_fault(&mut self, operation: &str) -> Option<Fault> {
+        let i = self
+            .faults
+            .iter()
+            .position(|f| f.operation == "*" || f.operation == operation)?;
+        self.faults[i].times -= 1;
+        if self.faults[i].times == 0 {
+            Some(self.faults.remove(i))
+        } else {
+            Some(self.faults[i].clone())
+        }
+    }
+
+    pub(crate) fn record(&mut self, request: RequestRecord) {
+        self.requests.push(request);
+    }
+
+    pub(crate) fn is_authorized(&self, authorization: Option<&str>) -> bool {
+        // An empty token (the unseeded binary) must not let "Token " in.
+        !self.token.is_empty()
+            && authorization.and_then(|h| h.strip_prefix("Token ")) == Some(self.token.as_str())
+    }
+
+    pub(crate) fn check_organization(&self, organization_id: Uuid) -> Result<(), ApiError> {
+        if self.organization_id == Some(organization_id) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!(
+                "organization {organization_id} not found"
+            )))
+        }
+    }
+
+    fn credentials_mut(&mut self, id: Uuid) -> Result<&mut Credentials, ApiError> {
+        self.credentials
+            .iter_mut()
+            .find(|c| c.id == id)
+            .ok_or_else(|| credentials_not_found(id))
+    }
+
+    fn cluster_mut(&mut self, id: Uuid) -> Result<&mut Cluster, ApiError> {
+        self.clusters
+            .iter_mut()
+            .find(|c| c.id == id)
+            .ok_or_else(|| ApiError::not_found(format!("cluster {id} not found")))
+    }
+
+    /// The spec's `AwsStaticClusterCredentials`; the secret never leaves the fake.
+    pub(crate) fn get_credentials(&self, id: Uuid) -> Result<Value, ApiError> {
+        self.credentials
+            .iter()
+            .find(|c| c.id == id)
+            .map(Credentials::to_json)
+            .ok_or_else(|| credentials_not_found(id))
+    }
+
+    pub(crate) fn edit_credentials(
+        &mut self,
+        id: Uuid,
+        name: String,
+        access_key_id: String,
+        secret_access_key: String,
+    ) -> Result<Value, ApiError> {
+        let credentials = self.credentials_mut(id)?;
+        credentials.name = name;
+        credentials.access_key_id = access_key_id;
+        credentials.secret_access_key = secret_access_key;
+        Ok(credentials.to_json())
+    }
+
+    /// The spec's `OrganizationCrendentialsResponseList`: each credential with the
+    /// clusters that use it.
+    pub(crate) fn list_credentials(&self) -> Value {
+        let results: Vec<Value> = self
+            .credentials
+            .iter()
+            .map(|cr| {
+                let clusters: Vec<Value> = self
+                    .clusters
+                    .iter()
+                    .filter(|cl| cl.credentials_id == cr.id)
+                    .map(|cl| json!({"id": cl.id, "name": cl.name, "cloud_provider": "AWS"}))
+                    .collect();
+                json!({"credential": cr.to_json(), "clusters": clusters})
+            })
+            .collect();
+        json!({ "results": results })
+    }
+
+    pub(crate) fn deploy(&mut self, id: Uuid, dry_run: bool) -> Result<ClusterStatus, ApiError> {
+        let cluster = self.cluster_mut(id)?;
+        if cluster.is_busy() {
+            return Err(ApiError::bad_request(format!(
+                "cluster {id} is busy ({}); wait until it is no longer queued or in progress",
+                cluster.status
+            )));
+        }
+        let before = cluster.status();
+        // A dry run changes nothing in Qovery, so it changes nothing here either.
+        if dry_run {
+            return Ok(before);
+        }
+        cluster.status = "DEPLOYMENT_QUEUED";
+        cluster.last_execution_id = Some(execution_id_at(OffsetDateTime::now_utc()));
+        cluster.deploy_count += 1;
+        if cluster.stale_polls > 0 {
+            cluster.stale = Some((before.clone(), cluster.stale_polls));
+            return Ok(before);
+        }
+        cluster.stale = None;
+        Ok(cluster.status())
+    }
+
+    /// A status poll is the fake's clock: it moves the cluster one step, then reports.
+    pub(crate) fn poll_status(&mut self, id: Uuid) -> Result<ClusterStatus, ApiError> {
+        let cluster = self.cluster_mut(id)?;
+        cluster.status_polls += 1;
+        if let Some((old, left)) = &mut cluster.stale {
+            let old = old.clone();
+            *left -= 1;
+            if *left == 0 {
+                cluster.stale = None;
+            }
+            return Ok(old);
+        }
+        cluster.advance();
+        Ok(cluster.status())
+    }
+
+    /// The bulk read reports without moving anything, so it cannot disturb a walk.
+    pub(crate) fn all_statuses(&self) -> Value {
+        let results: Vec<ClusterStatus> = self
+            .clusters
+            .iter()
+            .map(|c| match &c.stale {
+                Some((old, _)) => old.clone(),
+                None => c.status(),
+            })
+            .collect();
+        json!({ "results": results })
+    }
+}
+
+impl Credentials {
+    fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "access_key_id": self.access_key_id,
+            "object_type": "AWS",
+        })
+    }
+}
+
+impl Cluster {
+    /// Qovery refuses to deploy a cluster that is queued or mid-operation.
+    fn is_busy(&self) -> bool {
+        self.status.ends_with("QUEUED") || self.status.ends_with("ING")
+    }
+
+    fn status(&self) -> ClusterStatus {
+        ClusterStatus {
+            cluster_id: self.id,
+            status: self.status,
+            // Qovery's flag means "has been deployed at some point", not "is DEPLOYED now".
+            is_deployed: self.status == "DEPLOYED" || self.last_deployment_date.is_some(),
+            last_execution_id: self.last_execution_id.clone(),
+            last_deployment_date: self.last_deployment_date.clone(),
+            reason: "UNSPECIFIED",
+        }
+    }
+
+    fn advance(&mut self) {
+        // Seeded busy: someone else's operation, which ends after `busy_polls` polls.
+        if self.busy_polls > 0 {
+            self.busy_polls -= 1;
+            if self.busy_polls == 0 {
+                self.finish_deployment();
+            }
+            return;
+        }
+        match (self.status, self.outcome) {
+            ("DEPLOYMENT_QUEUED", _) => self.status = "DEPLOYING",
+            ("DEPLOYING", Outcome::Deployed) => self.finish_deployment(),
+            ("DEPLOYING", Outcome::DeploymentError) => self.status = "DEPLOYMENT_ERROR",
+            ("DEPLOYING", Outcome::InvalidCredentials) => self.status = "INVALID_CREDENTIALS",
+            _ => {} // settled, or stuck in DEPLOYING
+        }
+    }
+
+    fn finish_deployment(&mut self) {
+        self.status = "DEPLOYED";
+        self.last_deployment_date = Some(rfc3339(OffsetDateTime::now_utc()));
+    }
+}
+
+fn credentials_not_found(id: Uuid) -> ApiError {
+    ApiError::not_found(format!("credentials {id} not found"))
+}
+
+fn parse_seed_uuid(what: &str, value: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(value).map_err(|_| format!("{what} {value:?} is not a UUID"))
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339)
+        .expect("a UTC time always formats as RFC 3339")
+}
+
+/// Qovery's execution ids look like `<uuid>-<unix seconds>`.
+fn execution_id_at(at: OffsetDateTime) -> String {
+    format!("{}-{}", Uuid::new_v4(), at.unix_timestamp())
+}
+
+/// Default for a seeded cluster: it was deployed before, a week ago.
+pub(crate) fn past_execution_id() -> Option<String> {
+    Some(execution_id_at(
+        OffsetDateTime::now_utc() - Duration::days(7),
+    ))
+}
+
+pub(crate) fn past_deployment_date() -> Option<String> {
+    Some(rfc3339(OffsetDateTime::now_utc() - Duration::days(7)))
+}

@@ -1,0 +1,576 @@
+//! The fake over real HTTP, the way the rotator's steps and the demo talk to it.
+
+use qovery_fake::{FakeQovery, Fault, Outcome, RunningFake, Seed, SeedCluster, SeedCredentials};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "qov_test_token";
+const ORG: &str = "6f1c1f9e-2a4b-4c7d-9e3f-0a1b2c3d4e5f";
+const CREDS: &str = "0b7e2d54-8c1a-4f6e-a3b9-5d2c7e8f9a01";
+const CLUSTER: &str = "3c9a7b12-4d5e-4f60-8a71-b2c3d4e5f607";
+const OTHER: &str = "9d8c7b6a-5f4e-4d3c-8b2a-190817161514";
+
+fn seed(cluster: SeedCluster) -> Seed {
+    Seed {
+        token: TOKEN.into(),
+        organization_id: ORG.into(),
+        credentials: vec![SeedCredentials::new(
+            CREDS,
+            "prod-aws",
+            "AKIAOLD",
+            "old-secret",
+        )],
+        clusters: vec![cluster],
+    }
+}
+
+fn cluster() -> SeedCluster {
+    SeedCluster::new(CLUSTER, "prod", CREDS)
+}
+
+struct Api {
+    fake: RunningFake,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn start(seed: Seed) -> Self {
+        let fake = FakeQovery::new(seed).spawn(0).await.expect("fake starts");
+        Self {
+            fake,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.fake.base_url)
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Response {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("Authorization", format!("Token {TOKEN}"));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> Response {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    async fn deploy(&self) -> Response {
+        self.call(reqwest::Method::POST, &deploy_path(), None).await
+    }
+
+    /// Polls once and returns the ClusterStatus body.
+    async fn poll(&self) -> Value {
+        let response = self.get(&status_path()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+}
+
+fn credentials_path() -> String {
+    format!("/organization/{ORG}/aws/credentials/{CREDS}")
+}
+
+fn deploy_path() -> String {
+    format!("/organization/{ORG}/cluster/{CLUSTER}/deploy")
+}
+
+fn status_path() -> String {
+    format!("/organization/{ORG}/cluster/{CLUSTER}/status")
+}
+
+/// Asserts the status and that the body is `{status, error, message}` JSON; returns the message.
+async fn error_message(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["error"].is_string(), "{body}");
+    body["message"].as_str().expect("a message").to_owned()
+}
+
+#[tokio::test]
+async fn every_api_call_needs_the_seeded_token() {
+    let api = Api::start(seed(cluster())).await;
+    let url = api.url(&credentials_path());
+
+    let no_header = api.http.get(&url).send().await.unwrap();
+    error_message(no_header, StatusCode::UNAUTHORIZED).await;
+    for header in [
+        format!("Bearer {TOKEN}"),
+        "Token wrong".into(),
+        TOKEN.into(),
+    ] {
+        let response = api
+            .http
+            .get(&url)
+            .header("Authorization", header)
+            .send()
+            .await
+            .unwrap();
+        error_message(response, StatusCode::UNAUTHORIZED).await;
+    }
+    assert_eq!(api.get(&credentials_path()).await.status(), StatusCode::OK);
+
+    let requests = api.fake.snapshot().requests;
+    assert_eq!(requests.len(), 5);
+    assert!(requests[..4]
+        .iter()
+        .all(|r| r.status == 401 && r.operation == "getAWSCredentials"));
+    assert_eq!(
+        (requests[4].method.as_str(), requests[4].path.as_str()),
+        ("GET", credentials_path().as_str())
+    );
+}
+
+#[tokio::test]
+async fn an_unseeded_fake_authorizes_nothing() {
+    let api = Api::start(Seed::default()).await;
+    let response = api
+        .http
+        .get(api.url(&status_path()))
+        .header("Authorization", "Token ")
+        .send()
+        .await
+        .unwrap();
+    error_message(response, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn credentials_come_back_without_the_secret() {
+    let api = Api::start(seed(cluster())).await;
+
+    let response = api.get(&credentials_path()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"id": CREDS, "name": "prod-aws", "access_key_id": "AKIAOLD", "object_type": "AWS"})
+    );
+
+    let list: Value = api
+        .get(&format!("/organization/{ORG}/credentials"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list,
+        json!({"results": [{
+            "credential": body,
+            "clusters": [{"id": CLUSTER, "name": "prod", "cloud_provider": "AWS"}],
+        }]})
+    );
+}
+
+#[tokio::test]
+async fn edit_rejects_anything_but_a_complete_static_request() {
+    let api = Api::start(seed(cluster())).await;
+    let valid = json!({"type": "AWS_STATIC", "name": "prod-aws", "access_key_id": "AKIANEW", "secret_access_key": "new-secret"});
+    let without = |field: &str| {
+        let mut body = valid.clone();
+        body.as_object_mut().unwrap().remove(field);
+        body
+    };
+    let with = |field: &str, value: Value| {
+        let mut body = valid.clone();
+        body[field] = value;
+        body
+    };
+    let cases = [
+        (without("type"), "`type`"),
+        (with("type", json!("AWS_ROLE")), "`type`"),
+        (with("type", json!("aws_static")), "`type`"),
+        (without("name"), "`name`"),
+        (with("access_key_id", json!("")), "`access_key_id`"),
+        (without("secret_access_key"), "`secret_access_key`"),
+        (with("secret_access_key", json!(42)), "`secret_access_key`"),
+        // The old shell snippet's field names.
+        (with("secret_key", json!("new-secret")), "`secret_key`"),
+        (json!(["AWS_STATIC"]), "JSON object"),
+    ];
+    for (body, named) in cases {
+        let message = error_message(
+            api.put(&credentials_path(), body.clone()).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(message.contains(named), "{body} gave {message:?}");
+        assert!(
+            !message.contains("new-secret"),
+            "the secret leaked into {message:?}"
+        );
+    }
+    assert_eq!(
+        api.fake.snapshot().credentials[0].secret_access_key,
+        "old-secret"
+    );
+
+    let response = api.put(&credentials_path(), valid).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"id": CREDS, "name": "prod-aws", "access_key_id": "AKIANEW", "object_type": "AWS"})
+    );
+    let stored = &api.fake.snapshot().credentials[0];
+    assert_eq!(
+        (
+            stored.access_key_id.as_str(),
+            stored.secret_access_key.as_str()
+        ),
+        ("AKIANEW", "new-secret")
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404_and_malformed_ids_are_400() {
+    let api = Api::start(seed(cluster())).await;
+    for path in [
+        format!("/organization/{OTHER}/aws/credentials/{CREDS}"),
+        format!("/organization/{ORG}/aws/credentials/{OTHER}"),
+        format!("/organization/{OTHER}/credentials"),
+        format!("/organization/{ORG}/cluster/{OTHER}/status"),
+    ] {
+        error_message(api.get(&path).await, StatusCode::NOT_FOUND).await;
+    }
+    let message = error_message(
+        api.get(&format!("/organization/{ORG}/cluster/prod/status"))
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(message.contains("clusterId"), "{message}");
+}
+
+#[tokio::test]
+async fn a_deploy_walks_queued_deploying_then_the_outcome() {
+    for (outcome, last) in [
+        (Outcome::Deployed, "DEPLOYED"),
+        (Outcome::DeploymentError, "DEPLOYMENT_ERROR"),
+        (Outcome::InvalidCredentials, "INVALID_CREDENTIALS"),
+    ] {
+        let api = Api::start(seed(SeedCluster {
+            outcome,
+            ..cluster()
+        }))
+        .await;
+        let before = api.fake.snapshot().clusters[0].clone();
+
+        let response = api.deploy().await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let queued: Value = response.json().await.unwrap();
+        assert_eq!(queued["status"], "DEPLOYMENT_QUEUED");
+        assert_eq!(queued["cluster_id"], CLUSTER);
+        assert_eq!(queued["reason"], "UNSPECIFIED");
+        assert_ne!(queued["last_execution_id"], json!(before.last_execution_id));
+
+        assert_eq!(api.poll().await["status"], "DEPLOYING");
+        let done = api.poll().await;
+        assert_eq!(done["status"], last, "{outcome:?}");
+        assert_eq!(done["last_execution_id"], queued["last_execution_id"]);
+        assert_eq!(done["is_deployed"], true);
+        let redeployed = done["last_deployment_date"] != json!(before.last_deployment_date);
+        assert_eq!(redeployed, outcome == Outcome::Deployed);
+        assert_eq!(api.poll().await["status"], last, "a final state stays");
+
+        let after = &api.fake.snapshot().clusters[0];
+        assert_eq!(
+            (
+                after.status.as_str(),
+                after.deploy_count,
+                after.status_polls
+            ),
+            (last, 1, 3)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stuck_deploy_never_ends() {
+    let api = Api::start(seed(SeedCluster {
+        outcome: Outcome::Stuck,
+        ..cluster()
+    }))
+    .await;
+    assert_eq!(api.deploy().await.status(), StatusCode::CREATED);
+    for _ in 0..10 {
+        assert_eq!(api.poll().await["status"], "DEPLOYING");
+    }
+}
+
+#[tokio::test]
+async fn a_busy_cluster_refuses_a_deploy() {
+    let api = Api::start(seed(cluster())).await;
+    assert_eq!(api.deploy().await.status(), StatusCode::CREATED);
+    let message = error_message(api.deploy().await, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("busy"), "{message}");
+    assert_eq!(api.fake.snapshot().clusters[0].deploy_count, 1);
+}
+
+#[tokio::test]
+async fn stale_polls_keep_showing_the_previous_deployment() {
+    let api = Api::start(seed(SeedCluster {
+        stale_polls: 2,
+        ..cluster()
+    }))
+    .await;
+    let before = api.fake.snapshot().clusters[0].clone();
+    let old = json!({
+        "cluster_id": CLUSTER,
+        "status": "DEPLOYED",
+        "is_deployed": true,
+        "last_execution_id": before.last_execution_id,
+        "last_deployment_date": before.last_deployment_date,
+        "reason": "UNSPECIFIED",
+    });
+
+    let response = api.deploy().await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.json::<Value>().await.unwrap(), old);
+    assert_eq!(api.fake.snapshot().clusters[0].status, "DEPLOYMENT_QUEUED");
+    assert_eq!(api.poll().await, old);
+    assert_eq!(api.poll().await, old);
+
+    let deploying = api.poll().await;
+    assert_eq!(deploying["status"], "DEPLOYING");
+    assert_ne!(deploying["last_execution_id"], old["last_execution_id"]);
+    let deployed = api.poll().await;
+    assert_eq!(deployed["status"], "DEPLOYED");
+    assert_ne!(
+        deployed["last_deployment_date"],
+        old["last_deployment_date"]
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_seeded_busy_settles_after_busy_polls() {
+    let api = Api::start(seed(SeedCluster {
+        status: "DEPLOYING".into(),
+        busy_polls: 2,
+        ..cluster()
+    }))
+    .await;
+    error_message(api.deploy().await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(api.poll().await["status"], "DEPLOYING");
+    assert_eq!(api.poll().await["status"], "DEPLOYED");
+    assert_eq!(api.deploy().await.status(), StatusCode::CREATED);
+    assert_eq!(api.fake.snapshot().clusters[0].deploy_count, 1);
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing() {
+    let api = Api::start(seed(cluster())).await;
+    let response = api
+        .call(
+            reqwest::Method::POST,
+            &format!("{}?dry_run=true", deploy_path()),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["status"],
+        "DEPLOYED"
+    );
+    assert_eq!(api.fake.snapshot().clusters[0].deploy_count, 0);
+
+    let response = api
+        .call(
+            reqwest::Method::POST,
+            &format!("{}?dry_run=yes", deploy_path()),
+            None,
+        )
+        .await;
+    assert!(error_message(response, StatusCode::BAD_REQUEST)
+        .await
+        .contains("dry_run"));
+}
+
+#[tokio::test]
+async fn the_bulk_status_does_not_advance_a_deploy() {
+    let api = Api::start(seed(cluster())).await;
+    api.deploy().await;
+    for _ in 0..3 {
+        let list: Value = api
+            .get(&format!("/organization/{ORG}/cluster/status"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["results"][0]["status"], "DEPLOYMENT_QUEUED");
+    }
+    assert_eq!(api.poll().await["status"], "DEPLOYING");
+}
+
+#[tokio::test]
+async fn an_injected_fault_fails_the_next_calls_then_clears() {
+    let api = Api::start(seed(cluster())).await;
+    api.fake
+        .inject_fault(Fault::new("deployCluster", 503, 2).with_retry_after(7));
+
+    // Other operations are untouched.
+    assert_eq!(api.poll().await["status"], "DEPLOYED");
+    for _ in 0..2 {
+        let response = api.deploy().await;
+        assert_eq!(response.headers()["retry-after"], "7");
+        assert_eq!(
+            error_message(response, StatusCode::SERVICE_UNAVAILABLE).await,
+            "injected fault"
+        );
+    }
+    assert_eq!(
+        api.fake.snapshot().clusters[0].deploy_count,
+        0,
+        "a failed call changed nothing"
+    );
+    assert_eq!(api.deploy().await.status(), StatusCode::CREATED);
+
+    // The control API does the same; "*" hits whichever call comes next.
+    let response = api
+        .http
+        .post(api.url("/_fake/faults"))
+        .json(&json!({"operation": "*", "status": 429, "times": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = api.get(&credentials_path()).await;
+    assert!(response.headers().get("retry-after").is_none());
+    error_message(response, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(api.get(&credentials_path()).await.status(), StatusCode::OK);
+
+    let statuses: Vec<u16> = api
+        .fake
+        .snapshot()
+        .requests
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [200, 503, 503, 201, 429, 200]);
+}
+
+#[tokio::test]
+async fn the_control_api_replaces_state_and_rejects_malformed_bodies() {
+    let api = Api::start(Seed::default()).await;
+    let put = |body: Value| api.http.put(api.url("/_fake/state")).json(&body).send();
+
+    let seed = json!({
+        "token": TOKEN,
+        "organization_id": ORG,
+        "credentials": [{"id": CREDS, "name": "prod-aws", "access_key_id": "AKIAOLD"}],
+        "clusters": [{"id": CLUSTER, "name": "prod", "credentials_id": CREDS, "status": "DEPLOYING", "busy_polls": 1}],
+    });
+    assert_eq!(put(seed).await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(api.poll().await["status"], "DEPLOYED");
+
+    let state: Value = api
+        .http
+        .get(api.url("/_fake/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["credentials"][0]["secret_access_key"], "");
+    assert_eq!(state["clusters"][0]["status_polls"], 1);
+    assert_eq!(state["requests"][0]["operation"], "getClusterStatus");
+
+    let bad_seeds = [
+        (json!({"token": TOKEN, "tokne": TOKEN}), "tokne"),
+        (
+            json!({"organization_id": "acme", "credentials": []}),
+            "organization_id",
+        ),
+        (
+            json!({"organization_id": ORG, "credentials": [], "clusters": [{"id": CLUSTER, "name": "prod", "credentials_id": CREDS}]}),
+            CREDS,
+        ),
+        (
+            json!({"organization_id": ORG, "credentials": [{"id": CREDS, "name": "a", "access_key_id": "b"}],
+                   "clusters": [{"id": CLUSTER, "name": "prod", "credentials_id": CREDS, "status": "RUNNING"}]}),
+            "RUNNING",
+        ),
+    ];
+    for (body, named) in bad_seeds {
+        let message =
+            error_message(put(body.clone()).await.unwrap(), StatusCode::BAD_REQUEST).await;
+        assert!(message.contains(named), "{body} gave {message:?}");
+    }
+
+    let fault = |body: Value| api.http.post(api.url("/_fake/faults")).json(&body).send();
+    for body in [
+        json!({"operation": "deployClusters", "status": 500, "times": 1}),
+        json!({"operation": "deployCluster", "status": 200, "times": 1}),
+        json!({"operation": "deployCluster", "status": 500, "retry": 1}),
+    ] {
+        error_message(fault(body).await.unwrap(), StatusCode::BAD_REQUEST).await;
+    }
+}
+
+#[tokio::test]
+async fn the_binary_prints_its_url_serves_and_stops_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::process::Command;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qovery-fake"))
+        .args(["--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    let base_url = line
+        .trim_end()
+        .strip_prefix("qovery-fake listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    assert!(base_url.starts_with("http://127.0.0.1:"), "{base_url}");
+
+    let state: Value = reqwest::get(format!("{base_url}/_fake/state"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        state,
+        json!({"credentials": [], "clusters": [], "requests": []})
+    );
+
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn the_binary_rejects_bad_arguments_with_exit_2() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_qovery-fake"))
+        .args(["--port", "http"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("usage: qovery-fake"));
+}
