@@ -15,11 +15,17 @@ const QUIET_LIBRARIES: &str =
     "aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,aws_smithy_http_client=warn,\
 aws_sigv4=warn,aws_config=warn,hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,rustls=warn";
 
+/// The log filter for `level` (a `RUST_LOG` value), with the libraries that could
+/// print secrets capped.
+pub fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_new(format!("{level},{QUIET_LIBRARIES}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{QUIET_LIBRARIES}")))
+}
+
 /// JSON log lines, level from `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},{QUIET_LIBRARIES}"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{QUIET_LIBRARIES}")));
+    let filter = log_filter(&level);
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -31,11 +31,15 @@ pub async fn read_string(secrets: &Client, secret_id: &str) -> Result<Secret, Aw
     ))
 }
 
-/// The ARN of secret `name`, created empty if it does not exist yet.
+/// The ARN of secret `name`. A new secret starts with a version that records
+/// `current_access_key_id` (without its secret, which only IAM's creator ever saw),
+/// staged `AWSCURRENT`: Secrets Manager would otherwise stage the first stored key
+/// `AWSCURRENT` too, and `AWSCURRENT` must always name the key Qovery holds.
 pub async fn ensure_secret(
     secrets: &Client,
     name: &str,
     description: &str,
+    current_access_key_id: &str,
 ) -> Result<String, AwsError> {
     match secrets.describe_secret().secret_id(name).send().await {
         Ok(output) => return Ok(output.arn().unwrap_or(name).to_string()),
@@ -50,6 +54,14 @@ pub async fn ensure_secret(
         .create_secret()
         .name(name)
         .description(description)
+        .secret_string(
+            json!({
+                "access_key_id": current_access_key_id,
+                "secret_access_key": null,
+                "note": "The key Qovery held before qovery-key-rotator first rotated it; its secret is not stored here.",
+            })
+            .to_string(),
+        )
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("secretsmanager:CreateSecret", e))?;

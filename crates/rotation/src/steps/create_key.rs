@@ -27,6 +27,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         &deps.secrets,
         &secret_name,
         &format!("Access key of IAM user {user}, written by qovery-key-rotator. AWSCURRENT is the key Qovery holds."),
+        &old,
     )
     .await
     .map_err(|e| e.into_rotation_error(&format!("No key was created. {old_only}")))?;

@@ -1,0 +1,139 @@
+//! A secret never appears in a step's output, a log line or an error: run a whole
+//! rotation and several failures in-process, with logs at `trace`, and grep everything.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use qovery_fake::Fault;
+use rotation::state::{ClusterDeployment, Phase, RotationState};
+use rotation::steps::{
+    check_status, create_key, delete_key, deploy_cluster, preflight, update_qovery,
+};
+use serde_json::{json, Value};
+use support::*;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn no_secret_in_outputs_logs_or_errors() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(rotation::lambda::log_filter("trace"))
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let world = World::new().await;
+    let mut recorded: Vec<String> = Vec::new();
+    let mut record = |value: &Value| recorded.push(value.to_string());
+
+    // The whole rotation, as the state machine would run it.
+    let state = preflight::handle(&world.deps, world.preflight_event(world.input()))
+        .await
+        .unwrap();
+    let state = create_key::handle(&world.deps, serde_json::to_value(state).unwrap())
+        .await
+        .unwrap();
+    record(&serde_json::to_value(&state).unwrap());
+    // A failed hand-over first (its error is recorded), then the retry that succeeds.
+    world
+        .fake
+        .inject_fault(Fault::new("editAWSCredentials", 400, 1));
+    let rejected = update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap())
+        .await
+        .unwrap_err();
+    record(&json!(rejected.message()));
+    let state: RotationState =
+        update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap())
+            .await
+            .unwrap();
+    record(&serde_json::to_value(&state).unwrap());
+    for cluster in &state.cluster_ids {
+        let item = json!({"organization_id": state.organization_id, "cluster_id": cluster,
+            "poll_interval_seconds": 10, "deploy_timeout_seconds": 600});
+        let mut deployment: ClusterDeployment =
+            deploy_cluster::handle(&world.deps, item).await.unwrap();
+        while deployment.phase != Some(Phase::Deployed) {
+            record(&serde_json::to_value(&deployment).unwrap());
+            deployment =
+                check_status::handle(&world.deps, serde_json::to_value(&deployment).unwrap())
+                    .await
+                    .unwrap();
+        }
+    }
+    let request = json!({"mode": "retire_old_key", "iam_user_name": state.iam_user_name,
+        "organization_id": state.organization_id, "credentials_id": state.credentials_id,
+        "old_access_key_id": state.old_access_key_id, "new_access_key_id": state.new_access_key_id,
+        "key_secret_id": state.key_secret_id});
+    record(
+        &serde_json::to_value(
+            delete_key::handle(&world.deps, request.clone())
+                .await
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    // Failures after the fact: their messages too.
+    record(&json!(delete_key::handle(&world.deps, request)
+        .await
+        .unwrap_err()
+        .message()));
+    world
+        .fake
+        .inject_fault(Fault::new("getAWSCredentials", 401, 1));
+    let unauthorized = preflight::handle(&world.deps, world.preflight_event(world.input()))
+        .await
+        .unwrap_err();
+    assert_eq!(unauthorized.name(), "QoveryUnauthorized");
+    record(&json!(unauthorized.message()));
+
+    let new_secret = world
+        .stored_secret(state.new_key_version_id.as_deref().unwrap())
+        .await;
+    let (held, held_secret) = world.qovery_holds();
+    assert_eq!(
+        held_secret, new_secret,
+        "sanity: Qovery holds the new secret"
+    );
+    assert_eq!(Some(held), state.new_access_key_id);
+    let logs = logs.text();
+    assert!(
+        logs.contains("created access key"),
+        "the logs were captured"
+    );
+    assert!(recorded.len() > 5);
+    for (what, secret) in [
+        ("new secret key", new_secret.as_str()),
+        ("old secret key", world.old_secret.as_str()),
+        ("token", TOKEN),
+    ] {
+        for (i, text) in recorded.iter().enumerate() {
+            assert!(
+                !text.contains(secret),
+                "{what} in recorded output #{i}: {text}"
+            );
+        }
+        assert!(!logs.contains(secret), "{what} in the logs");
+    }
+}
