@@ -27,6 +27,7 @@ build-debug:
 
 # Release bootstraps for Lambda (arm64, cross-compiled with zig).
 build: tools
+	rustup target add aarch64-unknown-linux-gnu
 	cargo lambda build --release --arm64
 
 fmt-check:
@@ -53,7 +54,8 @@ demo: tools build-debug
 	$(NODE_DIR)/demo.sh $(ARGS)
 
 # Deploy to AWS with the SAM CLI (not installed by this Makefile; see the README).
-deploy:
+# SAM's rust-cargolambda build method finds cargo-lambda and zig in .venv through PATH.
+deploy: tools
 	sam build --beta-features
 	sam deploy --guided
 
