@@ -1,0 +1,258 @@
+"""One key rotation, end to end, on the local stack: the real state machine, the real
+step binaries, moto for AWS and the fake Qovery behind the OpenAPI spec check.
+
+It seeds an IAM user holding one key, the Qovery token secret, and a Qovery
+organization whose AWS credentials hold that key and are used by the clusters; runs
+one rotation, printing a line per state (key ids and cluster statuses, never a
+secret); then prints what changed. Exits 0 only if the rotation succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+import uuid
+from typing import Any
+
+import botocore.exceptions
+
+from stack import Execution, Stack, StackError, prism_problems
+
+USER = "qovery-deployer"
+CLUSTER_NAMES = ["production", "staging", "preview", "tools", "data"]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="make demo ARGS='...'",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  make demo\n"
+        "  make demo ARGS='--dry-run'\n"
+        "  make demo ARGS='--fail-cluster deployment_error'\n"
+        "  make demo ARGS='--fail-cluster stuck --deploy-timeout 3'",
+    )
+    p.add_argument("--dry-run", action="store_true", help="run the preflight only: print its report, change nothing")
+    p.add_argument(
+        "--fail-cluster",
+        choices=["deployment_error", "invalid_credentials", "stuck"],
+        help="make the last cluster's redeploy end in DEPLOYMENT_ERROR or INVALID_CREDENTIALS, or never leave "
+        "DEPLOYING (then the rotation times out after --deploy-timeout); the rotation then fails, both keys stay",
+    )
+    p.add_argument("--clusters", type=int, default=2, choices=range(1, 6), metavar="N", help="clusters using the credentials (1-5, default 2)")
+    p.add_argument("--stale-polls", type=int, default=1, metavar="N",
+                   help="status polls right after each deploy that still show the previous DEPLOYED (default 1)")
+    p.add_argument("--deploy-timeout", type=int, metavar="SECONDS",
+                   help="deploy_timeout_seconds of the execution (default 7200, or 3 with --fail-cluster stuck)")
+    p.add_argument("--lambda-mode", choices=["prebuilt", "watch"],
+                   help="prebuilt (default): cargo lambda serves the APIs and the prebuilt binaries poll it; "
+                   "watch: cargo lambda starts each function itself with `cargo run`")
+    return p.parse_args(argv)
+
+
+def hhmmss(ts: str) -> str:
+    t = dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone()
+    return t.strftime("%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+class Progress:
+    """Prints one line per state as the execution goes, from run-asl.mjs's events."""
+
+    def __init__(self, stack: Stack, names: dict[str, str]):
+        self.stack = stack
+        self.names = names  # cluster id -> name
+        self.map_items: list[str] = []
+        self.polls: dict[str, int] = {}
+
+    def cluster(self, ev: dict) -> str:
+        idx = ev.get("index")
+        if idx is None or idx >= len(self.map_items):
+            return ""
+        return self.names.get(self.map_items[idx], self.map_items[idx][:8])
+
+    def statuses(self) -> str:
+        clusters = self.stack.fake.clusters()
+        return ", ".join(f"{self.names.get(cid, cid[:8])} {c['status']}" for cid, c in clusters.items())
+
+    def line(self, ev: dict, mark: str, state: str, text: str) -> None:
+        print(f"{hhmmss(ev['ts'])}  {mark} {state:<28} {text}", flush=True)
+
+    def __call__(self, ev: dict) -> None:
+        kind = ev.get("event")
+        state = ev.get("state", "")
+        where = self.cluster(ev)
+        label = f"{state}[{where}]" if where else state
+        if kind == "StateEntered" and state == "DeployClusters":
+            self.map_items = list(ev["input"].get("cluster_ids") or [])
+        if kind == "StateExited":
+            self.line(ev, "ok", label, self.describe(state, ev.get("output")))
+        elif kind == "StateFailed":
+            msg = ev.get("cause") or ""
+            try:
+                msg = json.loads(msg).get("errorMessage", msg)
+            except (ValueError, AttributeError):
+                pass
+            self.line(ev, "XX", label, f"{ev.get('error')}: {msg}")
+        elif kind == "StateRetried":
+            self.line(ev, "..", label, f"retry #{ev.get('attempt')} (Retry on {', '.join(ev.get('retrier', []))}, pause overridden to 0 s)")
+        elif kind == "StateCaught":
+            self.line(ev, "->", label, f"caught, going to {ev.get('next')}")
+
+    def describe(self, state: str, out: Any) -> str:
+        if not isinstance(out, dict):
+            return ""
+        if state == "Preflight":
+            r = out.get("report", {})
+            keys = ", ".join(f"{k['access_key_id']} ({k['status']})" for k in r.get("keys", []))
+            return f"user keys: {keys}; Qovery holds {out.get('old_access_key_id')}; clusters: {self.statuses()}"
+        if state == "IsDryRun":
+            return "dry run: stop here" if out.get("dry_run") else "real rotation"
+        if state == "DryRunReport":
+            return (out.get("report") or {}).get("summary", "")
+        if state == "CreateKey":
+            return f"new key {out.get('new_access_key_id')} created, stored in secret {out.get('key_secret_id')} (AWSPENDING)"
+        if state == "UpdateQovery":
+            return f"Qovery now holds {out.get('new_access_key_id')}; old key {out.get('old_access_key_id')} may go after {out.get('drain_until')}"
+        if state in ("DeployCluster", "CheckStatus"):
+            cid = out.get("cluster_id", "")
+            if state == "CheckStatus":
+                self.polls[cid] = self.polls.get(cid, 0) + 1
+            extra = f", poll #{self.polls[cid]}" if state == "CheckStatus" else ""
+            return f"Qovery reports {out.get('status')} (phase {out.get('phase')}{extra})"
+        if state in ("WaitForDeploy", "WaitForIdle"):
+            return f"wait {out.get('poll_interval_seconds')} s (overridden locally)"
+        if state in ("IsDeployed", "IsDeployRequested", "ClusterDeployed"):
+            return f"phase {out.get('phase')}"
+        if state == "DeployClusters":
+            return "all clusters redeployed: " + self.statuses()
+        if state == "Drain":
+            return f"drain until {out.get('drain_until')} (overridden to 0 s locally)"
+        if state in ("DeleteOldKey", "Rotated"):
+            d = out.get("deleted") or {}
+            keys = ", ".join(f"{k['access_key_id']} ({k['status']})" for k in d.get("remaining_keys", []))
+            return f"deleted old key {d.get('deleted_access_key_id')}; user keys now: {keys}"
+        if state == "RollbackNewKey":
+            d = out.get("rollback") or {}
+            return f"rolled back: deleted new key {d.get('deleted_access_key_id')}"
+        return ""
+
+
+def snapshot(stack: Stack, creds: str) -> dict:
+    fake = stack.fake.state()
+    held = next(c for c in fake["credentials"] if c["id"] == creds)
+    try:
+        works = stack.caller_arn(held["access_key_id"], held["secret_access_key"]).endswith(f"user/{USER}")
+    except botocore.exceptions.ClientError:
+        works = False
+    return {
+        "keys": stack.keys(USER),
+        "held": held["access_key_id"],
+        "held_works": works,
+        "held_secret": held["secret_access_key"],
+        "clusters": {c["id"]: c for c in fake["clusters"]},
+    }
+
+
+def leaks(ex: Execution, secrets: list[str]) -> list[str]:
+    places = {"history": json.dumps(ex.events), "function logs": ex.function_logs}
+    return [where for s in secrets if s for where, text in places.items() if s in text]
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    t0 = time.monotonic()
+    deploy_timeout = args.deploy_timeout or (3 if args.fail_cluster == "stuck" else 7200)
+    with Stack(lambda_mode=args.lambda_mode) as stack:
+        (old_id, old_secret), = stack.create_user(USER, 1)
+        org, creds = str(uuid.uuid4()), str(uuid.uuid4())
+        names = {}
+        clusters = []
+        for i in range(args.clusters):
+            cid = str(uuid.uuid4())
+            names[cid] = CLUSTER_NAMES[i]
+            seed: dict[str, Any] = {"id": cid, "name": CLUSTER_NAMES[i], "credentials_id": creds, "stale_polls": args.stale_polls}
+            if args.fail_cluster and i == args.clusters - 1:
+                seed["outcome"] = args.fail_cluster
+            clusters.append(seed)
+        stack.fake.seed(
+            {
+                "token": stack.token,
+                "organization_id": org,
+                "credentials": [{"id": creds, "name": "aws-production", "access_key_id": old_id, "secret_access_key": old_secret}],
+                "clusters": clusters,
+            }
+        )
+        before = snapshot(stack, creds)
+        input = {
+            "iam_user_name": USER,
+            "organization_id": org,
+            "credentials_id": creds,
+            "drain_seconds": 60,
+            "allow_short_drain": True,
+            "poll_interval_seconds": 10,
+            "deploy_timeout_seconds": deploy_timeout,
+        }
+        if args.dry_run:
+            input["dry_run"] = True
+        print(f"\nRotating the key of IAM user {USER} held by Qovery credentials aws-production ({creds})")
+        print(f"execution input: {json.dumps(input)}\n")
+        # The deploy deadline is wall-clock, so a stuck cluster needs real (short) polls.
+        wait_ms = {"WaitForDeploy": 250, "WaitForIdle": 250} if args.fail_cluster == "stuck" else None
+        ex = stack.run(input, on_event=Progress(stack, names), wait_ms=wait_ms)
+        after = snapshot(stack, creds)
+
+        secrets = [stack.token, old_secret, after["held_secret"]]
+        stored = stack.key_secret(USER)
+        for v in (stored or {}).get("versions", {}).values():
+            try:
+                secrets.append(json.loads(v["value"]).get("secret_access_key"))
+            except (ValueError, AttributeError):
+                secrets.append(v["value"])
+        leaked = leaks(ex, secrets)
+        spec = prism_problems(ex.prism_log, faults_injected=False)
+
+        def keys(s: dict) -> str:
+            return ", ".join(f"{k} ({st})" for k, st in s["keys"]) or "none"
+
+        print()
+        print(f"{'':24}{'BEFORE':<44}AFTER")
+        print(f"{'IAM user keys':<24}{keys(before):<44}{keys(after)}")
+        print(
+            f"{'Qovery holds':<24}{before['held'] + (' (works)' if before['held_works'] else ' (REJECTED by STS)'):<44}"
+            f"{after['held'] + (' (works)' if after['held_works'] else ' (REJECTED by STS)')}"
+        )
+        for cid, c in after["clusters"].items():
+            b = before["clusters"][cid]
+            print(f"{'cluster ' + c['name']:<24}{b['status']:<44}{c['status']} (deployed {c['deploy_count']}x, {c['status_polls']} status polls)")
+        print()
+        ok = ex.succeeded
+        verdict = "SUCCEEDED" if ok else f"FAILED with {ex.error}: {ex.cause_message()}"
+        print(f"rotation {verdict}")
+        if leaked:
+            print(f"SECRET LEAKED in: {', '.join(sorted(set(leaked)))}")
+            ok = False
+        if spec:
+            print("Qovery calls broke the OpenAPI spec:\n  " + "\n  ".join(spec))
+            ok = False
+        if not stack.spec:
+            print("WARNING: the OpenAPI spec check was skipped (spec not found)")
+        history = stack.log_dir / "history.jsonl"
+        history.write_text("".join(json.dumps(e) + "\n" for e in ex.events))
+        print(f"execution {ex.duration_s:.1f} s; history and logs in {stack.log_dir}")
+    print(f"demo took {time.monotonic() - t0:.1f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except StackError as e:
+        print(f"demo: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("demo: interrupted; the stack was stopped", file=sys.stderr)
+        sys.exit(130)

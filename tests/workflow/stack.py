@@ -1,0 +1,741 @@
+"""The local stack the workflow tests and the demo run on, and the execution runner.
+
+One `Stack` starts, on free ports:
+  - moto's server (IAM, STS, Secrets Manager, Step Functions) with signature and
+    policy checks on: only the first three requests go unsigned, to seed an admin;
+  - the fake Qovery (`target/debug/qovery-fake`);
+  - Prism in proxy mode with `--errors` between the functions and the fake, so that a
+    request or response that breaks Qovery's OpenAPI spec fails the run;
+  - `cargo lambda watch`, which serves the Lambda Invoke API by function name, and the
+    six prebuilt step binaries running the real Lambda runtime loop against it.
+
+`Stack.run()` executes `statemachine/rotation.asl.json` with aws-local-stepfunctions
+(`run-asl.mjs`) and returns the recorded history.
+
+Every child runs in its own process group and carries a marker in its environment;
+`stop()` kills the groups, then any process that still carries the marker, and checks
+that none is left. It runs on normal exit, on an exception, on Ctrl-C and on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+# QKR_ASL runs another definition (say, a candidate edit) through the same scenarios.
+ASL = Path(os.environ.get("QKR_ASL", REPO / "statemachine" / "rotation.asl.json")).resolve()
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug"
+NODE = HERE / "node_modules" / ".bin" / "node"
+PRISM = HERE / "node_modules" / ".bin" / "prism"
+DRIVER = HERE / "run-asl.mjs"
+MOTO_SERVER = REPO / ".venv" / "bin" / "moto_server"
+CARGO_LAMBDA = REPO / ".venv" / "bin" / "cargo-lambda"
+
+FUNCTIONS = ["preflight", "create-key", "update-qovery", "deploy-cluster", "check-status", "delete-key"]
+# The Map runs these once per cluster at the same time; two instances each let them
+# run in parallel, as Lambda would.
+INSTANCES = {"deploy-cluster": 2, "check-status": 2}
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+STATE_MACHINE_NAME = "qovery-key-rotator-rotation"
+STATE_MACHINE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/qovery-key-rotator-state-machine"
+TOKEN_SECRET_ID = "qovery-api-token"
+KEY_SECRET_PREFIX = "qovery-key-rotator"
+MARKER = "QKR_STACK_ID"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"[stack] {msg}", file=sys.stderr, flush=True)
+
+
+def loud(msg: str) -> None:
+    bar = "!" * 78
+    print(f"\n{bar}\n!! {msg}\n{bar}\n", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: "Proc", timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.check_alive()
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise StackError(f"{proc.name} did not listen on port {port} within {timeout:.0f} s; see {proc.log_path}")
+
+
+def resolve_spec() -> Path | None:
+    """The Qovery OpenAPI spec, or None (with a loud warning) when it may be skipped."""
+    raw = os.environ.get("QOVERY_OPENAPI_SPEC") or str(REPO.parent / "shared" / "qovery-openapi.yaml")
+    path = Path(raw)
+    if not path.is_absolute():
+        path = REPO / path
+    if path.is_file():
+        return path
+    if os.environ.get("CI") == "true":
+        raise StackError(f"the Qovery OpenAPI spec {path} is missing; with CI=true it is required (set QOVERY_OPENAPI_SPEC)")
+    loud(
+        f"QOVERY OPENAPI SPEC NOT FOUND AT {path}: THE SPEC CHECK OF QOVERY CALLS IS SKIPPED.\n"
+        "!! The functions talk to the fake directly; a call that breaks the spec will NOT be caught.\n"
+        "!! Set QOVERY_OPENAPI_SPEC to the spec's path to turn the check on."
+    )
+    return None
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+
+    def check_alive(self) -> None:
+        code = self.popen.poll()
+        if code is not None:
+            raise StackError(f"{self.name} exited with code {code}; last lines of {self.log_path}:\n{tail(self.log_path)}")
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def marked_pids(marker_value: str, var: str = MARKER) -> list[int]:
+    """Processes whose environment carries var=marker_value: every descendant of the
+    stack, even one that left its process group or was re-parented."""
+    needle = f"{var}={marker_value}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
+
+
+@dataclass
+class Execution:
+    """One run of the state machine, as recorded by run-asl.mjs."""
+
+    name: str
+    arn: str
+    input: dict
+    status: str
+    error: str | None
+    cause: str | None
+    output: Any
+    events: list[dict]
+    duration_s: float
+    function_logs: str
+    prism_log: str
+    driver_stderr: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+    def of(self, event: str, state: str | None = None) -> list[dict]:
+        return [e for e in self.events if e.get("event") == event and (state is None or e.get("state") == state)]
+
+    def entered(self, state: str) -> list[dict]:
+        return self.of("StateEntered", state)
+
+    def exited(self, state: str) -> list[dict]:
+        return self.of("StateExited", state)
+
+    def invocations(self, function: str) -> list[dict]:
+        return [e for e in self.events if e.get("event") == "LambdaFunctionScheduled" and e.get("function") == function]
+
+    def state_names(self) -> list[str]:
+        return [e["state"] for e in self.of("StateEntered")]
+
+    def cause_message(self) -> str | None:
+        """errorMessage from a Lambda error's Cause (a JSON document, as on AWS)."""
+        if self.cause is None:
+            return None
+        try:
+            doc = json.loads(self.cause)
+            return doc.get("errorMessage", self.cause) if isinstance(doc, dict) else self.cause
+        except ValueError:
+            return self.cause
+
+    def describe(self) -> str:
+        lines = [f"execution {self.name}: {self.status} {self.error or ''} in {self.duration_s:.1f} s"]
+        for e in self.events:
+            kind = e.get("event")
+            if kind in ("StateEntered", "StateFailed", "StateRetried", "StateCaught", "LambdaFunctionFailed", "ExecutionFailed"):
+                extra = ""
+                if "error" in e:
+                    extra = f" {e['error']}: {str(e.get('cause'))[:300]}"
+                idx = f"[{e['index']}]" if "index" in e else ""
+                lines.append(f"  {e['ts']} {kind} {e.get('state', '')}{idx}{extra}")
+        return "\n".join(lines)
+
+
+@dataclass
+class FakeQovery:
+    url: str
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("content-type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raise StackError(f"fake Qovery {method} {path} -> {e.code}: {e.read()[:500]!r}") from None
+        return json.loads(raw) if raw else None
+
+    def state(self) -> dict:
+        return self._call("GET", "/_fake/state")
+
+    def seed(self, seed: dict) -> None:
+        self._call("PUT", "/_fake/state", seed)
+
+    def fault(self, operation: str, status: int, times: int = 1, retry_after: int | None = None) -> None:
+        body: dict[str, Any] = {"operation": operation, "status": status, "times": times}
+        if retry_after is not None:
+            body["retry_after"] = retry_after
+        self._call("POST", "/_fake/faults", body)
+
+    def credentials(self, credentials_id: str) -> dict:
+        for c in self.state()["credentials"]:
+            if c["id"] == credentials_id:
+                return c
+        raise StackError(f"the fake holds no credentials {credentials_id}")
+
+    def clusters(self) -> dict[str, dict]:
+        return {c["id"]: c for c in self.state()["clusters"]}
+
+
+class Stack:
+    def __init__(self, *, log_dir: Path | None = None, lambda_mode: str | None = None):
+        self.stack_id = uuid.uuid4().hex
+        self.log_dir = log_dir or self._new_log_dir()
+        self.lambda_mode = lambda_mode or os.environ.get("QKR_LAMBDA_MODE", "prebuilt")
+        if self.lambda_mode not in ("prebuilt", "watch"):
+            raise StackError(f"QKR_LAMBDA_MODE must be prebuilt or watch, not {self.lambda_mode}")
+        self.procs: list[Proc] = []
+        self.function_procs: list[Proc] = []
+        self.token = "qovtok_" + secrets.token_urlsafe(24)
+        self.spec: Path | None = None
+        self.started = False
+        self._old_handlers: dict[int, Any] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @staticmethod
+    def _new_log_dir() -> Path:
+        root = REPO / ".stack"
+        root.mkdir(exist_ok=True)
+        runs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("run-"))
+        for old in runs[:-4]:  # keep the last few runs' logs for debugging
+            shutil.rmtree(old, ignore_errors=True)
+        path = root / f"run-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        path.mkdir()
+        return path
+
+    def __enter__(self) -> "Stack":
+        self._install_signal_handlers()
+        for attempt in (1, 2):
+            try:
+                self.start()
+                return self
+            except StackError as e:
+                self.stop()
+                # A free port can be taken between picking and binding it: retry once.
+                if attempt == 2 or "exited with code" not in str(e):
+                    self._restore_signal_handlers()
+                    raise
+                log(f"start failed ({e}); retrying once")
+            except BaseException:
+                self.stop()
+                self._restore_signal_handlers()
+                raise
+        raise AssertionError("unreachable")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+        self._restore_signal_handlers()
+
+    def _install_signal_handlers(self) -> None:
+        def on_signal(signum: int, _frame: Any) -> None:
+            # Unwind through __exit__ so that the stack is stopped.
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        # SIGINT too: a shell may have started us with it ignored.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self._old_handlers[sig] = signal.signal(sig, on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], cwd: Path = REPO) -> Proc:
+        log_path = self.log_dir / f"{name}.log"
+        out = open(log_path, "ab")
+        popen = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**env, MARKER: self.stack_id},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: Ctrl-C reaches us, and we stop it
+        )
+        out.close()
+        proc = Proc(name, popen, log_path)
+        self.procs.append(proc)
+        return proc
+
+    def _base_env(self) -> dict[str, str]:
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "CARGO_HOME", "RUSTUP_HOME", "CARGO_TARGET_DIR", "QKR_RUN_ID")
+        env = {k: v for k, v in os.environ.items() if k in keep}
+        env["PATH"] = os.pathsep.join([str(NODE.parent), str(MOTO_SERVER.parent), env.get("PATH", "")])
+        return env
+
+    def _check_prerequisites(self) -> None:
+        missing = [str(TARGET / f) for f in FUNCTIONS + ["qovery-fake"] if not (TARGET / f).is_file()]
+        if missing:
+            raise StackError("missing binaries (run `cargo build --workspace --bins` first): " + ", ".join(missing))
+        for tool in (NODE, MOTO_SERVER, CARGO_LAMBDA, DRIVER):
+            if not tool.exists():
+                raise StackError(f"missing {tool} (run `make tools`)")
+        version = subprocess.run([str(NODE), "--version"], capture_output=True, text=True).stdout.strip()
+        if not re.match(r"v(2[2-9]|[3-9]\d)\.", version):
+            raise StackError(f"{NODE} is {version}; aws-local-stepfunctions needs Node >= 22")
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self._check_prerequisites()
+        self.spec = resolve_spec()
+        base = self._base_env()
+
+        self.moto_port = free_port()
+        moto = self._spawn(
+            "moto",
+            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.moto_port)],
+            # Only the seeding of the admin (3 calls) goes unsigned; every later request
+            # must be signed by a live key whose user's policy allows the action.
+            {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
+        )
+        fake = self._spawn("qovery-fake", [str(TARGET / "qovery-fake"), "--port", "0"], {**base, "RUST_LOG": "info"})
+
+        self.lambda_port = free_port()
+        self.invoke_url = f"http://127.0.0.1:{self.lambda_port}"
+        watch_argv = [
+            str(CARGO_LAMBDA), "lambda", "watch",
+            "--invoke-address", "127.0.0.1", "--invoke-port", str(self.lambda_port),
+            "--manifest-path", str(REPO / "Cargo.toml"),
+        ]
+        if self.lambda_mode == "prebuilt":
+            # Serve the Invoke and Runtime APIs only; the functions are the prebuilt
+            # binaries, started below with the runtime API URL cargo lambda would give them.
+            watch_argv.append("--only-lambda-apis")
+        # In watch mode cargo lambda starts each function with `cargo run` on first invoke;
+        # the env file is written once the moto key and the Qovery URL are known.
+        self.env_file = self.log_dir / "functions.env"
+
+        # The fake prints its URL once it listens.
+        self.fake_url = self._wait_for_line(fake, r"listening on (http://127\.0\.0\.1:\d+)", timeout=20)
+        self.fake = FakeQovery(self.fake_url)
+
+        if self.spec is not None:
+            self.prism_port = free_port()
+            prism = self._spawn(
+                "prism",
+                [str(NODE), str(PRISM), "proxy", str(self.spec), self.fake_url, "--errors",
+                 "--host", "127.0.0.1", "--port", str(self.prism_port)],
+                base,
+            )
+            self.qovery_url = f"http://127.0.0.1:{self.prism_port}"
+        else:
+            prism = None
+            self.qovery_url = self.fake_url
+
+        wait_for_port(self.moto_port, moto, timeout=30)
+        self._seed_aws()
+
+        self.function_env = {
+            "QOVERY_API_URL": self.qovery_url,
+            "QOVERY_TOKEN_SECRET_ID": TOKEN_SECRET_ID,
+            "KEY_SECRET_PREFIX": KEY_SECRET_PREFIX,
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ACCESS_KEY_ID": self.admin_key[0],
+            "AWS_SECRET_ACCESS_KEY": self.admin_key[1],
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(self.log_dir / "aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.log_dir / "aws-credentials"),
+            "RUST_LOG": "info",
+            "RUST_BACKTRACE": "1",
+        }
+        # Empty AWS config files: nothing from the host's ~/.aws may leak in.
+        for name in ("aws-config", "aws-credentials"):
+            (self.log_dir / name).write_text("")
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.function_env.items()))
+        if self.lambda_mode == "watch":
+            watch_argv += ["--ignore-changes", "--env-file", str(self.env_file)]
+        watch = self._spawn("cargo-lambda", watch_argv, {**base, "RUST_LOG": "info"})
+        wait_for_port(self.lambda_port, watch, timeout=60)
+        if self.lambda_mode == "prebuilt":
+            self._start_functions(base)
+        if prism is not None:
+            wait_for_port(self.prism_port, prism, timeout=60)
+        self.started = True
+        log(
+            f"up in {time.monotonic() - t0:.1f} s: moto {self.moto_url}, fake {self.fake_url}, "
+            f"{'prism ' + self.qovery_url if self.spec else 'NO SPEC CHECK'}, lambda {self.invoke_url} "
+            f"({self.lambda_mode}); logs in {self.log_dir}"
+        )
+
+    def _start_functions(self, base: dict[str, str]) -> None:
+        for name in FUNCTIONS:
+            for i in range(INSTANCES.get(name, 1)):
+                env = {
+                    **base,
+                    **self.function_env,
+                    "AWS_LAMBDA_FUNCTION_NAME": name,
+                    "AWS_LAMBDA_FUNCTION_VERSION": "1",
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+                    "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{self.lambda_port}/.rt/{name}",
+                }
+                suffix = f"-{i + 1}" if INSTANCES.get(name, 1) > 1 else ""
+                proc = self._spawn(f"fn-{name}{suffix}", [str(TARGET / name)], env)
+                self.function_procs.append(proc)
+        time.sleep(0.2)
+        for proc in self.function_procs:
+            proc.check_alive()
+
+    def _wait_for_line(self, proc: Proc, pattern: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        while time.monotonic() < deadline:
+            proc.check_alive()
+            m = rx.search(proc.log_path.read_text(errors="replace"))
+            if m:
+                return m.group(1)
+            time.sleep(0.05)
+        raise StackError(f"{proc.name} printed no line matching {pattern!r} within {timeout:.0f} s; see {proc.log_path}")
+
+    def _seed_aws(self) -> None:
+        self.moto_url = f"http://127.0.0.1:{self.moto_port}"
+        unsigned = self._client("iam", ("unsigned", "unsigned"))
+        unsigned.create_user(UserName="qkr-admin")
+        unsigned.put_user_policy(
+            UserName="qkr-admin",
+            PolicyName="admin",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+        )
+        key = unsigned.create_access_key(UserName="qkr-admin")["AccessKey"]
+        self.admin_key = (key["AccessKeyId"], key["SecretAccessKey"])
+        self.iam = self._client("iam")
+        self.sm = self._client("secretsmanager")
+        self.sfn = self._client("stepfunctions")
+        self.sm.create_secret(Name=TOKEN_SECRET_ID, SecretString=self.token)
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name=STATE_MACHINE_NAME, definition=ASL.read_text(), roleArn=STATE_MACHINE_ROLE
+        )["stateMachineArn"]
+
+    def _client(self, service: str, key: tuple[str, str] | None = None) -> Any:
+        key = key or self.admin_key
+        return boto3.client(
+            service,
+            endpoint_url=self.moto_url,
+            region_name=REGION,
+            aws_access_key_id=key[0],
+            aws_secret_access_key=key[1],
+            config=botocore.config.Config(retries={"max_attempts": 1}),
+        )
+
+    def stop(self) -> None:
+        # A second Ctrl-C must not cut the clean-up short.
+        masked = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            self._stop()
+        finally:
+            for sig, handler in masked.items():
+                signal.signal(sig, handler)
+
+    def _stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.popen.poll() is None:
+                try:
+                    os.killpg(proc.popen.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            try:
+                proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in self.procs:
+            try:
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.popen.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        # Anything that escaped its group (a grandchild in a new session, say).
+        for _ in range(20):
+            left = marked_pids(self.stack_id)
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        left = marked_pids(self.stack_id)
+        if left:
+            loud(f"processes of the stack still running after stop: {left}")
+        elif self.procs:
+            log(f"stopped: {len(self.procs)} processes, none left running")
+        self.procs = []
+        self.function_procs = []
+
+    # ---------------------------------------------------------------- AWS helpers
+
+    def create_user(self, name: str, keys: int = 1) -> list[tuple[str, str]]:
+        """An IAM user holding `keys` access keys, allowed to call sts:GetCallerIdentity
+        (moto checks the policy of whoever signs, and the rotator proves a key works that way)."""
+        self.iam.create_user(UserName=name)
+        self.iam.put_user_policy(
+            UserName=name,
+            PolicyName="whoami",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]}
+            ),
+        )
+        out = []
+        for _ in range(keys):
+            k = self.iam.create_access_key(UserName=name)["AccessKey"]
+            out.append((k["AccessKeyId"], k["SecretAccessKey"]))
+        return out
+
+    def keys(self, user: str) -> list[tuple[str, str]]:
+        """(access key id, status) of every key of the user, sorted by id."""
+        meta = self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        return sorted((m["AccessKeyId"], m["Status"]) for m in meta)
+
+    def caller_arn(self, key_id: str, secret: str) -> str:
+        """GetCallerIdentity signed with this key: the user's ARN, or raises ClientError."""
+        return self._client("sts", (key_id, secret)).get_caller_identity()["Arn"]
+
+    def key_secret_id(self, user: str) -> str:
+        return f"{KEY_SECRET_PREFIX}/{user}"
+
+    def key_secret(self, user: str) -> dict | None:
+        """The key secret's versions and stages, and the value of each version
+        (read by VersionId: moto may serve a stale AWSCURRENT without one)."""
+        try:
+            desc = self.sm.describe_secret(SecretId=self.key_secret_id(user))
+        except botocore.exceptions.ClientError as e:
+            if e.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None
+            raise
+        versions = {}
+        for vid, stages in (desc.get("VersionIdsToStages") or {}).items():
+            value = self.sm.get_secret_value(SecretId=self.key_secret_id(user), VersionId=vid)["SecretString"]
+            versions[vid] = {"stages": stages, "value": value}
+        return {"arn": desc["ARN"], "versions": versions}
+
+    def running_execution(self, input: dict) -> str:
+        """Starts an execution in moto's state machine; moto keeps it RUNNING."""
+        return self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn, name=f"other-{uuid.uuid4()}", input=json.dumps(input)
+        )["executionArn"]
+
+    # ---------------------------------------------------------------- executions
+
+    def log_marks(self) -> dict[Path, int]:
+        paths = [p.log_path for p in self.function_procs]
+        if self.lambda_mode == "watch":
+            paths += [p.log_path for p in self.procs if p.name == "cargo-lambda"]
+        paths += [p.log_path for p in self.procs if p.name == "prism"]
+        return {p: p.stat().st_size if p.exists() else 0 for p in paths}
+
+    def logs_since(self, marks: dict[Path, int], prism: bool) -> str:
+        chunks = []
+        for path, offset in marks.items():
+            if (path.name == "prism.log") != prism:
+                continue
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunks.append(f.read().decode(errors="replace"))
+        return "".join(chunks)
+
+    def run(
+        self,
+        input: dict,
+        *,
+        wait_ms: dict[str, int] | None = None,
+        on_event: Callable[[dict], None] | None = None,
+        timeout: float = 120,
+    ) -> Execution:
+        """Runs the real ASL once. The execution is also started in moto's state machine
+        (where it stays RUNNING until we stop it), so that it is RUNNING from the
+        preflight's point of view, as on AWS; $$.Execution.Id is its moto ARN."""
+        name = str(uuid.uuid4())
+        arn = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(input))["executionArn"]
+        context = {
+            "Execution": {"Id": arn, "Name": name, "RoleArn": STATE_MACHINE_ROLE},
+            "StateMachine": {"Id": self.state_machine_arn, "Name": STATE_MACHINE_NAME},
+        }
+        argv = [
+            str(NODE), str(DRIVER),
+            "--definition", str(ASL),
+            "--invoke-url", self.invoke_url,
+            "--input", json.dumps(input),
+            "--context", json.dumps(context),
+        ]
+        for state, ms in (wait_ms or {}).items():
+            argv += ["--wait-ms", f"{state}={ms}"]
+        marks = self.log_marks()
+        events: list[dict] = []
+        t0 = time.monotonic()
+        with tempfile.TemporaryFile() as err:
+            driver = subprocess.Popen(argv, cwd=HERE, stdout=subprocess.PIPE, stderr=err, text=True, env=self._base_env())
+            watchdog = threading.Timer(timeout, driver.kill)
+            watchdog.start()
+            try:
+                assert driver.stdout is not None
+                for line in driver.stdout:
+                    try:
+                        ev = json.loads(line)
+                    except ValueError:
+                        ev = {"event": "DriverOutput", "text": line.rstrip()}
+                    events.append(ev)
+                    if on_event:
+                        on_event(ev)
+                driver.wait(timeout=10)
+            finally:
+                watchdog.cancel()
+                if driver.poll() is None:
+                    driver.kill()
+                    driver.wait()
+                try:
+                    self.sfn.stop_execution(executionArn=arn)
+                except botocore.exceptions.ClientError:
+                    pass
+            err.seek(0)
+            stderr = err.read().decode(errors="replace")
+        duration = time.monotonic() - t0
+        time.sleep(0.05)  # let the functions' last log lines land
+        history = self.log_dir / "executions" / f"{name}.jsonl"
+        history.parent.mkdir(exist_ok=True)
+        history.write_text("".join(json.dumps(e) + "\n" for e in events))
+        result = next((e for e in reversed(events) if e.get("event") == "Result"), None)
+        if result is None and duration >= timeout:
+            raise StackError(f"execution {name} ran longer than {timeout:.0f} s and was killed")
+        if result is None:
+            raise StackError(f"run-asl.mjs ended without a result (exit {driver.returncode}):\n{stderr[-2000:]}")
+        if result["status"] == "DRIVER_ERROR":
+            raise StackError(f"run-asl.mjs failed: {result.get('cause')}\n{stderr[-2000:]}")
+        for proc in self.function_procs:
+            if proc.popen.poll() is not None:
+                raise StackError(f"function {proc.name} died (exit {proc.popen.returncode}); see {proc.log_path}:\n{tail(proc.log_path)}")
+        return Execution(
+            name=name,
+            arn=arn,
+            input=input,
+            status=result["status"],
+            error=result.get("error"),
+            cause=result.get("cause"),
+            output=result.get("output"),
+            events=events,
+            duration_s=duration,
+            function_logs=self.logs_since(marks, prism=False),
+            prism_log=self.logs_since(marks, prism=True),
+            driver_stderr=stderr,
+        )
+
+
+def prism_problems(prism_log: str, faults_injected: bool) -> list[str]:
+    """Spec violations Prism reported. With --errors a violating request or response is
+    answered with an error (logged as 'Request terminated with error'); a status code
+    the spec does not list is only a warning, expected when a fault was injected."""
+    problems = []
+    for line in prism_log.splitlines():
+        if "Request terminated with error" in line:
+            problems.append(line.strip())
+        elif "Violation:" in line:
+            if faults_injected and "Unable to match the returned status code" in line:
+                continue
+            problems.append(line.strip())
+    return problems
+
+
+def main() -> int:
+    """`stack.sh`: start the stack and keep it up until Ctrl-C, to poke at it by hand."""
+    with Stack() as stack:
+        print(f"moto (AWS)      {stack.moto_url}   admin key {stack.admin_key[0]} (secret in {stack.env_file})")
+        print(f"fake Qovery     {stack.fake_url}   control API: GET/PUT /_fake/state, POST /_fake/faults")
+        print(f"Qovery API      {stack.qovery_url}" + ("   (Prism, spec-checked)" if stack.spec else "   (NO spec check)"))
+        print(f"Lambda invoke   {stack.invoke_url}/2015-03-31/functions/<name>/invocations")
+        print(f"state machine   {stack.state_machine_arn}")
+        print(f"logs            {stack.log_dir}")
+        print("Ctrl-C stops everything.", flush=True)
+        try:
+            while True:
+                time.sleep(1)
+                for proc in stack.procs:
+                    proc.check_alive()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except StackError as e:
+        print(f"stack: {e}", file=sys.stderr)
+        sys.exit(1)
