@@ -19,6 +19,13 @@ pub const MAX_POLL_INTERVAL_SECONDS: u64 = 3600;
 pub const MAX_DRAIN_SECONDS: u64 = 30 * 24 * 3600;
 pub const MAX_DEPLOY_TIMEOUT_SECONDS: u64 = 24 * 3600;
 
+/// A Standard execution fails once its history passes 25,000 events. Each status poll
+/// of a cluster adds about 9 (Wait, Task, Choice); keep the worst case well below the
+/// limit so that retries and the rest of the workflow fit too.
+pub const HISTORY_EVENT_BUDGET: u64 = 20_000;
+const EVENTS_PER_POLL: u64 = 9;
+const EVENTS_PER_CLUSTER: u64 = 30;
+
 const FIELDS: [&str; 9] = [
     "iam_user_name",
     "organization_id",
@@ -114,6 +121,25 @@ impl ExecutionInput {
             allow_short_drain,
             dry_run,
         })
+    }
+}
+
+impl ExecutionInput {
+    /// The most history events redeploying `clusters` clusters can take: each may poll
+    /// until its deadline. Refused when over the budget, before anything changes.
+    pub fn check_history_budget(&self, clusters: usize) -> Result<(), RotationError> {
+        let polls = self.deploy_timeout_seconds / self.poll_interval_seconds + 2;
+        let worst = clusters as u64 * (polls * EVENTS_PER_POLL + EVENTS_PER_CLUSTER);
+        if worst <= HISTORY_EVENT_BUDGET {
+            return Ok(());
+        }
+        Err(invalid(format!(
+            "with {clusters} cluster(s), deploy_timeout_seconds {} and poll_interval_seconds {} allow up to {polls} \
+             status polls per cluster, about {worst} execution history events, and Step Functions fails an execution \
+             past 25,000. Raise `poll_interval_seconds`, lower `deploy_timeout_seconds`, or rotate fewer clusters per \
+             execution with `cluster_ids`",
+            self.deploy_timeout_seconds, self.poll_interval_seconds
+        )))
     }
 }
 
@@ -311,6 +337,28 @@ mod tests {
         }
         assert!(error_of(json!({"organization_id": ORG})).contains("`iam_user_name` is required"));
         assert!(error_of(json!([1])).contains("JSON object"));
+    }
+
+    #[test]
+    fn the_worst_case_history_must_fit() {
+        let input = ExecutionInput::parse(&minimal()).unwrap();
+        // The defaults (2 h, every 60 s) leave room for a dozen clusters.
+        assert!(input.check_history_budget(12).is_ok());
+        let message = match input.check_history_budget(40) {
+            Err(RotationError::InvalidInput(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            message.contains("poll_interval_seconds") && message.contains("25,000"),
+            "{message}"
+        );
+        let mut value = minimal();
+        value["deploy_timeout_seconds"] = json!(86400);
+        value["poll_interval_seconds"] = json!(10);
+        assert!(ExecutionInput::parse(&value)
+            .unwrap()
+            .check_history_budget(1)
+            .is_err());
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     };
 
     let (clusters, clusters_not_redeployed) = resolve_clusters(deps, &token, &input).await?;
+    input.check_history_budget(clusters.len())?;
 
     let keys = iam::list_access_keys(&deps.iam, user).await.map_err(|e| {
         let context = if e.is_code("NoSuchEntity") {
