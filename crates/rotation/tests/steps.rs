@@ -4,7 +4,7 @@
 
 mod support;
 
-use qovery_fake::{Fault, Outcome, SeedCluster};
+use qovery_fake::{Fault, Outcome};
 use rotation::state::{ClusterDeployment, Phase, RotationState};
 use rotation::steps::{
     check_status, create_key, delete_key, deploy_cluster, preflight, update_qovery,
@@ -539,11 +539,8 @@ async fn a_cluster_redeploys_and_reaches_deployed() {
 
 #[tokio::test]
 async fn a_stale_deployed_right_after_the_post_does_not_count() {
-    let mut production = SeedCluster::new(CLUSTER_A, "production", CREDS);
-    production.stale_polls = 2;
-    let world = World::with(WorldOptions {
-        clusters: vec![production],
-        ..Default::default()
+    let world = World::with_production(|c| {
+        c.stale_polls = 2;
     })
     .await;
     let state = handed_over(&world).await;
@@ -577,11 +574,8 @@ async fn failure_states_stop_the_rotation_and_name_the_live_keys() {
         (Outcome::DeploymentError, "DEPLOYMENT_ERROR"),
         (Outcome::InvalidCredentials, "INVALID_CREDENTIALS"),
     ] {
-        let mut production = SeedCluster::new(CLUSTER_A, "production", CREDS);
-        production.outcome = outcome;
-        let world = World::with(WorldOptions {
-            clusters: vec![production],
-            ..Default::default()
+        let world = World::with_production(|c| {
+            c.outcome = outcome;
         })
         .await;
         let state = handed_over(&world).await;
@@ -606,11 +600,8 @@ async fn failure_states_stop_the_rotation_and_name_the_live_keys() {
 
 #[tokio::test]
 async fn a_cluster_stuck_deploying_times_out() {
-    let mut production = SeedCluster::new(CLUSTER_A, "production", CREDS);
-    production.outcome = Outcome::Stuck;
-    let world = World::with(WorldOptions {
-        clusters: vec![production],
-        ..Default::default()
+    let world = World::with_production(|c| {
+        c.outcome = Outcome::Stuck;
     })
     .await;
     let state = handed_over(&world).await;
@@ -635,12 +626,9 @@ async fn a_cluster_stuck_deploying_times_out() {
 
 #[tokio::test]
 async fn a_busy_cluster_is_deployed_once_it_settles() {
-    let mut production = SeedCluster::new(CLUSTER_A, "production", CREDS);
-    production.status = "DEPLOYING".into();
-    production.busy_polls = 2;
-    let world = World::with(WorldOptions {
-        clusters: vec![production],
-        ..Default::default()
+    let world = World::with_production(|c| {
+        c.status = "DEPLOYING".into();
+        c.busy_polls = 2;
     })
     .await;
     let state = handed_over(&world).await;

@@ -98,27 +98,9 @@ impl Moto {
         }
         // The first SEED_REQUESTS calls go unchecked; any signature will do.
         let anonymous = sdk_config(&endpoint, "AKIASEEDSEEDSEEDSEED", "seed");
-        let iam = aws_sdk_iam::Client::new(&anonymous);
-        iam.create_user()
-            .user_name("rotator-admin")
-            .send()
-            .await
-            .unwrap();
-        iam.put_user_policy()
-            .user_name("rotator-admin")
-            .policy_name("admin")
-            .policy_document(allow_all())
-            .send()
-            .await
-            .unwrap();
-        let key = iam
-            .create_access_key()
-            .user_name("rotator-admin")
-            .send()
-            .await
-            .unwrap();
-        let key = key.access_key().unwrap();
-        let admin = sdk_config(&endpoint, key.access_key_id(), key.secret_access_key());
+        let (key, secret) =
+            user_with_key(&aws_sdk_iam::Client::new(&anonymous), "rotator-admin").await;
+        let admin = sdk_config(&endpoint, &key, &secret);
         // From here on, moto checks every signature.
         Self {
             child,
@@ -154,6 +136,29 @@ impl Moto {
                 )
             })
     }
+}
+
+/// Creates an IAM user allowed everything, with one access key: (id, secret).
+pub async fn user_with_key(iam: &aws_sdk_iam::Client, name: &str) -> (String, String) {
+    iam.create_user().user_name(name).send().await.unwrap();
+    iam.put_user_policy()
+        .user_name(name)
+        .policy_name("allow-all")
+        .policy_document(allow_all())
+        .send()
+        .await
+        .unwrap();
+    let output = iam
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap();
+    let key = output.access_key().unwrap();
+    (
+        key.access_key_id().to_string(),
+        key.secret_access_key().to_string(),
+    )
 }
 
 pub fn allow_all() -> String {
@@ -197,29 +202,22 @@ impl World {
         Self::with(WorldOptions::default()).await
     }
 
+    /// A world with one cluster, `production`, shaped by `configure`.
+    pub async fn with_production(configure: impl FnOnce(&mut SeedCluster)) -> Self {
+        let mut production = SeedCluster::new(CLUSTER_A, "production", CREDS);
+        configure(&mut production);
+        Self::with(WorldOptions {
+            clusters: vec![production],
+            ..Default::default()
+        })
+        .await
+    }
+
     pub async fn with(options: WorldOptions) -> Self {
         let moto = Moto::start().await;
         let iam = moto.iam();
-        iam.create_user().user_name(USER).send().await.unwrap();
         // Qovery's user needs broad rights in real life; here STS is what matters.
-        iam.put_user_policy()
-            .user_name(USER)
-            .policy_name("qovery")
-            .policy_document(allow_all())
-            .send()
-            .await
-            .unwrap();
-        let key = iam
-            .create_access_key()
-            .user_name(USER)
-            .send()
-            .await
-            .unwrap();
-        let key = key.access_key().unwrap();
-        let (old_key, old_secret) = (
-            key.access_key_id().to_string(),
-            key.secret_access_key().to_string(),
-        );
+        let (old_key, old_secret) = user_with_key(&iam, USER).await;
         for _ in 0..options.extra_keys {
             iam.create_access_key()
                 .user_name(USER)
