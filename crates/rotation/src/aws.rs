@@ -47,9 +47,20 @@ impl AwsError {
                         .is_some_and(|c| THROTTLING_CODES.contains(&c))
             }
         };
-        let message = match error.message() {
-            Some(m) => m.to_owned(),
-            None => DisplayErrorContext(&error).to_string(),
+        let message = match (error.message(), &error) {
+            (Some(m), _) => m.to_owned(),
+            // These fail before any response: their description holds no body.
+            (
+                None,
+                SdkError::DispatchFailure(_)
+                | SdkError::TimeoutError(_)
+                | SdkError::ConstructionFailure(_),
+            ) => DisplayErrorContext(&error).to_string(),
+            // Never quote a response the SDK could not read: it may be a secret's value.
+            (None, _) => format!(
+                "a response the SDK could not read (HTTP {})",
+                status.map_or("status unknown".to_string(), |s| s.to_string())
+            ),
         };
         Self {
             operation,

@@ -41,16 +41,9 @@ pub async fn ensure_secret(
     description: &str,
     current_access_key_id: &str,
 ) -> Result<String, AwsError> {
-    match secrets.describe_secret().secret_id(name).send().await {
-        Ok(output) => return Ok(output.arn().unwrap_or(name).to_string()),
-        Err(e) => {
-            let error = AwsError::from_sdk("secretsmanager:DescribeSecret", e);
-            if !error.is_code("ResourceNotFoundException") {
-                return Err(error);
-            }
-        }
-    }
-    let output = secrets
+    // Create first, describe only if it exists: describing a secret that does not
+    // exist can be refused as AccessDenied under a policy scoped to `<name>-??????`.
+    let created = secrets
         .create_secret()
         .name(name)
         .description(description)
@@ -63,8 +56,22 @@ pub async fn ensure_secret(
             .to_string(),
         )
         .send()
+        .await;
+    match created {
+        Ok(output) => return Ok(output.arn().unwrap_or(name).to_string()),
+        Err(e) => {
+            let error = AwsError::from_sdk("secretsmanager:CreateSecret", e);
+            if !error.is_code("ResourceExistsException") {
+                return Err(error);
+            }
+        }
+    }
+    let output = secrets
+        .describe_secret()
+        .secret_id(name)
+        .send()
         .await
-        .map_err(|e| AwsError::from_sdk("secretsmanager:CreateSecret", e))?;
+        .map_err(|e| AwsError::from_sdk("secretsmanager:DescribeSecret", e))?;
     Ok(output.arn().unwrap_or(name).to_string())
 }
 
