@@ -168,6 +168,7 @@ def main(argv: list[str]) -> int:
     deploy_timeout = args.deploy_timeout or (3 if args.fail_cluster == "stuck" else 7200)
     with Stack(lambda_mode=args.lambda_mode) as stack:
         (old_id, old_secret), = stack.create_user(USER, 1)
+        stack.deploy(USER)  # the functions' policies: the template's, for IamUserName=USER
         org, creds = str(uuid.uuid4()), str(uuid.uuid4())
         names = {}
         clusters = []
@@ -237,6 +238,9 @@ def main(argv: list[str]) -> int:
             ok = False
         if spec:
             print("Qovery calls broke the OpenAPI spec:\n  " + "\n  ".join(spec))
+            ok = False
+        if ex.aws_denials:
+            print("template.yaml's policies denied AWS calls:\n  " + "\n  ".join(ex.aws_denials))
             ok = False
         if not stack.spec:
             print("WARNING: the OpenAPI spec check was skipped (spec not found)")

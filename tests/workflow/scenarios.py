@@ -3,8 +3,10 @@ step binaries through cargo lambda, against moto and the fake Qovery behind Pris
 
 Each scenario asserts (a) the execution's outcome and error name, (b) the IAM keys
 afterwards, (c) the key Qovery holds and each cluster's last status. Every scenario
-also checks that no secret leaked (scenario 14) and that every Qovery call met the
-spec. One stack serves all scenarios: each uses its own IAM user and reseeds the fake.
+also checks that no secret leaked (scenario 14), that every Qovery call met the spec,
+and that moto denied none of the functions' AWS calls: each function signs as its own
+IAM user holding its policies from template.yaml. One stack serves all scenarios: each
+uses its own IAM user (the functions' policies are re-scoped to it) and reseeds the fake.
 
     run-scenarios.sh [-k SUBSTRING] [NUMBER ...]
 """
@@ -26,6 +28,7 @@ from typing import Any, Callable
 import botocore.exceptions
 
 from stack import ASL, Execution, Stack, StackError, prism_problems
+from template_policies import without_action
 
 BASE_INPUT = {"drain_seconds": 60, "allow_short_drain": True, "poll_interval_seconds": 10}
 # States that change something; none of them may run when a scenario must change nothing.
@@ -49,6 +52,7 @@ class World:
     held: tuple[str, str]  # the key the fake's credentials hold at the start
     input: dict
     faults: bool = False
+    denials_expected: bool = False  # the scenario makes moto deny a function's call on purpose
     before_fake: dict = field(default_factory=dict)
     executions: list[Execution] = field(default_factory=list)
 
@@ -87,6 +91,8 @@ def make_world(
 ) -> World:
     user = f"qkr-{tag}-{pysecrets.token_hex(3)}"
     created = stack.create_user(user, keys)
+    # The functions' policies are the template's, for this IAM user.
+    stack.deploy(user)
     org, creds = str(uuid.uuid4()), str(uuid.uuid4())
     specs = clusters if clusters is not None else [{}, {}]
     cluster_seeds = []
@@ -223,10 +229,18 @@ def assert_spec_clean(w: World, ex: Execution) -> None:
     assert not problems, "Qovery calls broke the OpenAPI spec (Prism):\n  " + "\n  ".join(problems)
 
 
+def assert_no_denials(w: World, ex: Execution) -> None:
+    """The template's policies allowed every AWS call the functions made, including
+    calls whose failure the code only logs (unstaging a rolled-back key, say)."""
+    assert not ex.aws_denials, "template.yaml's policies denied AWS calls:\n  " + "\n  ".join(ex.aws_denials)
+
+
 def after_every_run(w: World) -> None:
     for ex in w.executions:
         assert_no_leaks(w, ex)
         assert_spec_clean(w, ex)
+        if not w.denials_expected:
+            assert_no_denials(w, ex)
 
 
 def status_of(w: World) -> dict[str, str]:
@@ -254,6 +268,38 @@ def s00_negative_controls(stack: Stack) -> str:
     except botocore.exceptions.ClientError as e:
         assert e.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException"), e
     done.append("moto rejects unknown keys, bad signatures and denied actions")
+    # moto (through moto_resources.py) also checks the Resource of the functions'
+    # policies, here scoped by make_world to w.user: each pair is one call the template
+    # allows and a neighbour it must not.
+    key_secret = stack.key_secret_id(w.user)
+    stack.sm.create_secret(Name=key_secret, SecretString="{}")
+    # The key secret of a user whose name merely starts with w.user's: "-??????" must not match it.
+    stack.sm.create_secret(Name=f"{key_secret}-old", SecretString="{}")
+    other_machine = stack.sfn.create_state_machine(
+        name=f"qkr-other-{w.user}", definition=ASL.read_text(), roleArn=f"arn:aws:iam::123456789012:role/{w.user}"
+    )["stateMachineArn"]
+    checks = [
+        ("create-key", "secretsmanager", "get_secret_value", {"SecretId": key_secret}, True),
+        ("create-key", "secretsmanager", "get_secret_value", {"SecretId": f"{key_secret}-old"}, False),
+        ("create-key", "iam", "list_access_keys", {"UserName": w.user}, True),
+        ("create-key", "iam", "list_access_keys", {"UserName": f"{w.user}-old"}, False),
+        ("preflight", "stepfunctions", "list_executions", {"stateMachineArn": stack.state_machine_arn}, True),
+        ("preflight", "stepfunctions", "list_executions", {"stateMachineArn": other_machine}, False),
+        ("deploy-cluster", "secretsmanager", "get_secret_value", {"SecretId": stack.token_secret_arn}, True),
+        ("deploy-cluster", "secretsmanager", "get_secret_value", {"SecretId": key_secret}, False),
+        ("deploy-cluster", "iam", "list_access_keys", {"UserName": w.user}, False),
+    ]
+    for function, service, operation, params, allowed in checks:
+        client = stack._client(service, stack.function_keys[function])
+        try:
+            getattr(client, operation)(**params)
+            got = True
+        except botocore.exceptions.ClientError as e:
+            if e.response["Error"]["Code"] not in ("AccessDenied", "AccessDeniedException"):
+                raise
+            got = False
+        assert got == allowed, f"{function} {service}:{operation} {params}: moto {'allowed' if got else 'denied'} it"
+    done.append("moto checks the functions' policies on Resource too (user, -?????? secret, state machine)")
     # Prism answers a call that breaks the spec with an error, and prism_problems sees it.
     if stack.spec is not None:
         marks = stack.log_marks()
@@ -515,6 +561,42 @@ def s15_rotate_twice(stack: Stack) -> str:
     return f"{w.keys[0][0]} -> {key1} -> {key2}; AWSCURRENT follows"
 
 
+def s16_policy_lacks_action(stack: Stack) -> str:
+    """The policies are enforced: a delete-key role without iam:DeleteAccessKey (a
+    reduced copy of the template's, in memory) fails the last step, deleting nothing."""
+    w = make_world(stack, "noaction")
+    w.denials_expected = True
+    reduced = without_action(stack.function_policies("delete-key", w.user), "iam:DeleteAccessKey")
+    stack.deploy(w.user, {"delete-key": reduced})
+    old_id, _ = w.keys[0]
+    ex = w.run()
+    expect(ex, "FAILED", "AwsRejected")
+    assert ex.of("StateFailed", "DeleteOldKey"), f"DeleteOldKey did not fail\n{ex.describe()}"
+    message = ex.cause_message()
+    assert "iam:DeleteAccessKey" in message and "AccessDenied" in message, message
+    new_id = new_key_of(w)
+    assert w.key_ids() == sorted([(old_id, "Active"), (new_id, "Active")]), w.key_ids()
+    assert w.qovery_key()[0] == new_id, f"Qovery holds {w.qovery_key()[0]}"
+    fn_user = stack.function_users["delete-key"]
+    assert ex.aws_denials and all(f"user/{fn_user} " in d and "iam:DeleteAccessKey" in d for d in ex.aws_denials), ex.aws_denials
+    return f"{message[:150]}; both keys live, Qovery holds {new_id}"
+
+
+def s17_policy_for_another_user(stack: Stack) -> str:
+    """The policies' resources are enforced: functions deployed for another IAM user
+    cannot touch this one's keys, and the preflight stops before anything changes."""
+    w = make_world(stack, "otheruser")
+    w.denials_expected = True
+    stack.deploy(f"{w.user}-other")
+    ex = w.run()
+    expect(ex, "FAILED", "AwsRejected")
+    message = ex.cause_message()
+    assert "iam:ListAccessKeys" in message and f"user/{w.user} " in message, message
+    assert_nothing_changed(w, ex)
+    assert len(ex.aws_denials) == 1 and f"user/{stack.function_users['preflight']} " in ex.aws_denials[0], ex.aws_denials
+    return message[:200]
+
+
 SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     ("0", "negative controls: moto, Prism and the leak check can fail", s00_negative_controls),
     ("1", "happy path, two clusters", s01_happy_path),
@@ -531,6 +613,8 @@ SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     ("12", "dry run -> report, nothing changes", s12_dry_run),
     ("13", "another RUNNING execution for the user -> RotationInProgress", s13_rotation_in_progress),
     ("15", "a second rotation of the same user succeeds", s15_rotate_twice),
+    ("16", "delete-key's policy lacks iam:DeleteAccessKey -> AwsRejected, both keys kept", s16_policy_lacks_action),
+    ("17", "the functions' policies name another IAM user -> AwsRejected, nothing changes", s17_policy_for_another_user),
 ]
 
 

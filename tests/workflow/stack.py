@@ -2,12 +2,20 @@
 
 One `Stack` starts, on free ports:
   - moto's server (IAM, STS, Secrets Manager, Step Functions) with signature and
-    policy checks on: only the first three requests go unsigned, to seed an admin;
+    policy checks on: only the first three requests go unsigned, to seed an admin.
+    It runs through `moto_resources.py`, so that policies are checked on their
+    Resource as well as their Action;
   - the fake Qovery (`target/debug/qovery-fake`);
   - Prism in proxy mode with `--errors` between the functions and the fake, so that a
     request or response that breaks Qovery's OpenAPI spec fails the run;
   - `cargo lambda watch`, which serves the Lambda Invoke API by function name, and the
     six prebuilt step binaries running the real Lambda runtime loop against it.
+
+Each function signs its AWS calls as its own moto IAM user, whose inline policies are
+that function's `Policies` in template.yaml, resolved for the local world
+(`template_policies.py`). The template scopes them to one IAM user (IamUserName), so
+`Stack.deploy(user)` re-scopes them, as a stack update would, before each scenario.
+Seeding, the scenarios' assertions and the Qovery user use the admin's key.
 
 `Stack.run()` executes `statemachine/rotation.asl.json` with aws-local-stepfunctions
 (`run-asl.mjs`) and returns the recorded history.
@@ -19,11 +27,13 @@ that none is left. It runs on normal exit, on an exception, on Ctrl-C and on SIG
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -43,6 +53,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from template_policies import LocalWorld, Template, TemplateError
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 # QKR_ASL runs another definition (say, a candidate edit) through the same scenarios.
@@ -51,7 +63,8 @@ TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug"
 NODE = HERE / "node_modules" / ".bin" / "node"
 PRISM = HERE / "node_modules" / ".bin" / "prism"
 DRIVER = HERE / "run-asl.mjs"
-MOTO_SERVER = REPO / ".venv" / "bin" / "moto_server"
+PYTHON = REPO / ".venv" / "bin" / "python"
+MOTO_SERVER = HERE / "moto_resources.py"
 CARGO_LAMBDA = REPO / ".venv" / "bin" / "cargo-lambda"
 
 FUNCTIONS = ["preflight", "create-key", "update-qovery", "deploy-cluster", "check-status", "delete-key"]
@@ -60,11 +73,11 @@ FUNCTIONS = ["preflight", "create-key", "update-qovery", "deploy-cluster", "chec
 INSTANCES = {"deploy-cluster": 2, "check-status": 2}
 
 REGION = "us-east-1"
-ACCOUNT = "123456789012"
-STATE_MACHINE_NAME = "qovery-key-rotator-rotation"
-STATE_MACHINE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/qovery-key-rotator-state-machine"
-TOKEN_SECRET_ID = "qovery-api-token"
-KEY_SECRET_PREFIX = "qovery-key-rotator"
+ACCOUNT = "123456789012"  # moto's default account
+# AWS::StackName of the local "deployment". The state machine's name, the token
+# secret's name and the policies' ARNs all derive from it, as in template.yaml.
+STACK_NAME = "qovery-key-rotator"
+STATE_MACHINE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK_NAME}-state-machine"
 MARKER = "QKR_STACK_ID"
 
 
@@ -169,6 +182,8 @@ class Execution:
     function_logs: str
     prism_log: str
     driver_stderr: str
+    # AWS calls moto denied during the execution ("User: ... is not authorized to ...").
+    aws_denials: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -261,6 +276,9 @@ class Stack:
         self.function_procs: list[Proc] = []
         self.token = "qovtok_" + secrets.token_urlsafe(24)
         self.spec: Path | None = None
+        # Parsed before anything starts: a template the stack cannot resolve fails here.
+        self.template = Template()
+        self.keys_file = self.log_dir / "aws-keys.json"
         self.started = False
         self._old_handlers: dict[int, Any] = {}
 
@@ -333,14 +351,14 @@ class Stack:
     def _base_env(self) -> dict[str, str]:
         keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "CARGO_HOME", "RUSTUP_HOME", "CARGO_TARGET_DIR", "QKR_RUN_ID")
         env = {k: v for k, v in os.environ.items() if k in keep}
-        env["PATH"] = os.pathsep.join([str(NODE.parent), str(MOTO_SERVER.parent), env.get("PATH", "")])
+        env["PATH"] = os.pathsep.join([str(NODE.parent), str(PYTHON.parent), env.get("PATH", "")])
         return env
 
     def _check_prerequisites(self) -> None:
         missing = [str(TARGET / f) for f in FUNCTIONS + ["qovery-fake"] if not (TARGET / f).is_file()]
         if missing:
             raise StackError("missing binaries (run `cargo build --workspace --bins` first): " + ", ".join(missing))
-        for tool in (NODE, MOTO_SERVER, CARGO_LAMBDA, DRIVER):
+        for tool in (NODE, PYTHON, CARGO_LAMBDA, DRIVER):
             if not tool.exists():
                 raise StackError(f"missing {tool} (run `make tools`)")
         version = subprocess.run([str(NODE), "--version"], capture_output=True, text=True).stdout.strip()
@@ -356,9 +374,10 @@ class Stack:
         self.moto_port = free_port()
         moto = self._spawn(
             "moto",
-            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.moto_port)],
+            [str(PYTHON), str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.moto_port)],
             # Only the seeding of the admin (3 calls) goes unsigned; every later request
-            # must be signed by a live key whose user's policy allows the action.
+            # must be signed by a live key whose user's policy allows the action on the
+            # resource.
             {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
         )
         fake = self._spawn("qovery-fake", [str(TARGET / "qovery-fake"), "--port", "0"], {**base, "RUST_LOG": "info"})
@@ -369,6 +388,8 @@ class Stack:
             str(CARGO_LAMBDA), "lambda", "watch",
             "--invoke-address", "127.0.0.1", "--invoke-port", str(self.lambda_port),
             "--manifest-path", str(REPO / "Cargo.toml"),
+            # cargo never touches the network here: the build ran before the stack.
+            "--offline",
         ]
         if self.lambda_mode == "prebuilt":
             # Serve the Invoke and Runtime APIs only; the functions are the prebuilt
@@ -396,28 +417,38 @@ class Stack:
             self.qovery_url = self.fake_url
 
         wait_for_port(self.moto_port, moto, timeout=30)
-        self._seed_aws()
-
+        try:
+            self._seed_aws()
+            # Each function's environment as template.yaml sets it (QOVERY_TOKEN_SECRET_ID
+            # is the token secret's ARN, KEY_SECRET_PREFIX the prefix its policies spell
+            # out), with QoveryApiUrl pointing at Prism; then what the local AWS endpoint needs.
+            self.template_env = {f: self.template.function_env(f, self.world) for f in FUNCTIONS}
+        except TemplateError as e:
+            raise StackError(f"template.yaml: {e}") from None
+        self.key_secret_prefix = self.template_env["create-key"]["KEY_SECRET_PREFIX"]
         self.function_env = {
-            "QOVERY_API_URL": self.qovery_url,
-            "QOVERY_TOKEN_SECRET_ID": TOKEN_SECRET_ID,
-            "KEY_SECRET_PREFIX": KEY_SECRET_PREFIX,
             "AWS_ENDPOINT_URL": self.moto_url,
-            "AWS_ACCESS_KEY_ID": self.admin_key[0],
-            "AWS_SECRET_ACCESS_KEY": self.admin_key[1],
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_CONFIG_FILE": str(self.log_dir / "aws-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(self.log_dir / "aws-credentials"),
-            "RUST_LOG": "info",
             "RUST_BACKTRACE": "1",
         }
         # Empty AWS config files: nothing from the host's ~/.aws may leak in.
         for name in ("aws-config", "aws-credentials"):
             (self.log_dir / name).write_text("")
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.function_env.items()))
         if self.lambda_mode == "watch":
+            # cargo lambda gives every function the same env file, so the key cannot be
+            # in it: a credential_process picks the function's key by the
+            # AWS_LAMBDA_FUNCTION_NAME that cargo lambda sets.
+            envs = {json.dumps(e, sort_keys=True) for e in self.template_env.values()}
+            if len(envs) != 1:
+                raise StackError("watch mode needs every function to have the same template environment")
+            cmd = " ".join(shlex.quote(str(a)) for a in (PYTHON, Path(__file__).resolve(), "credential-process", self.keys_file))
+            (self.log_dir / "aws-config").write_text(f"[default]\ncredential_process = {cmd}\n")
+            env = {**self.function_env, **self.template_env[FUNCTIONS[0]]}
+            self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
             watch_argv += ["--ignore-changes", "--env-file", str(self.env_file)]
         watch = self._spawn("cargo-lambda", watch_argv, {**base, "RUST_LOG": "info"})
         wait_for_port(self.lambda_port, watch, timeout=60)
@@ -429,15 +460,21 @@ class Stack:
         log(
             f"up in {time.monotonic() - t0:.1f} s: moto {self.moto_url}, fake {self.fake_url}, "
             f"{'prism ' + self.qovery_url if self.spec else 'NO SPEC CHECK'}, lambda {self.invoke_url} "
-            f"({self.lambda_mode}); logs in {self.log_dir}"
+            f"({self.lambda_mode}); each function signs as IAM user {STACK_NAME}-<function> with its "
+            f"policies from template.yaml; logs in {self.log_dir}"
         )
 
     def _start_functions(self, base: dict[str, str]) -> None:
         for name in FUNCTIONS:
             for i in range(INSTANCES.get(name, 1)):
+                key_id, secret = self.function_keys[name]
                 env = {
                     **base,
                     **self.function_env,
+                    **self.template_env[name],
+                    # As Lambda hands a function its role's credentials.
+                    "AWS_ACCESS_KEY_ID": key_id,
+                    "AWS_SECRET_ACCESS_KEY": secret,
                     "AWS_LAMBDA_FUNCTION_NAME": name,
                     "AWS_LAMBDA_FUNCTION_VERSION": "1",
                     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
@@ -475,10 +512,55 @@ class Stack:
         self.iam = self._client("iam")
         self.sm = self._client("secretsmanager")
         self.sfn = self._client("stepfunctions")
-        self.sm.create_secret(Name=TOKEN_SECRET_ID, SecretString=self.token)
+
+        # What the template's stack would create, named as the template names it. The
+        # token secret is the stack's own (ExistingQoveryTokenSecretArn left empty): its
+        # ARN is what `!Ref QoveryTokenSecret` means from now on.
+        self.world = LocalWorld(stack_name=STACK_NAME, account_id=ACCOUNT, region=REGION,
+                                parameters={"QoveryApiUrl": self.qovery_url})
+        token_name = self.template.resource_property("QoveryTokenSecret", "Name", self.world)
+        self.token_secret_arn = self.sm.create_secret(Name=token_name, SecretString=self.token)["ARN"]
+        self.world.resources["QoveryTokenSecret"] = self.token_secret_arn
+        self.state_machine_name = self.template.resource_property("RotationStateMachine", "Name", self.world)
         self.state_machine_arn = self.sfn.create_state_machine(
-            name=STATE_MACHINE_NAME, definition=ASL.read_text(), roleArn=STATE_MACHINE_ROLE
+            name=self.state_machine_name, definition=ASL.read_text(), roleArn=STATE_MACHINE_ROLE
         )["stateMachineArn"]
+
+        # One IAM user per function, standing for its execution role; deploy() gives
+        # each its policies.
+        self.function_users = {f: f"{STACK_NAME}-{f}" for f in FUNCTIONS}
+        self.function_keys = {}
+        for function, user in self.function_users.items():
+            self.iam.create_user(UserName=user)
+            k = self.iam.create_access_key(UserName=user)["AccessKey"]
+            self.function_keys[function] = (k["AccessKeyId"], k["SecretAccessKey"])
+        self.keys_file.write_text(json.dumps({"admin": self.admin_key, **self.function_keys}, indent=1))
+        self.keys_file.chmod(0o600)
+        self.deploy(self.template.parameter_default("IamUserName"))
+
+    def deploy(self, iam_user_name: str, policies: dict[str, dict[str, dict]] | None = None) -> None:
+        """Gives each function's user its policies from template.yaml, resolved with
+        IamUserName=iam_user_name: what deploying (or updating) the stack for that user
+        does to the functions' roles. `policies` replaces the documents of some functions
+        (function -> policy name -> document), e.g. to prove that a missing action bites.
+        Signed with the admin's key."""
+        self.world.parameters["IamUserName"] = iam_user_name
+        for function, user in self.function_users.items():
+            if policies is not None and function in policies:
+                docs = policies[function]
+            else:
+                docs = self.template.function_policies(function, self.world)
+            docs = {name: doc for name, doc in docs.items() if doc["Statement"]}
+            for stale in set(self.iam.list_user_policies(UserName=user)["PolicyNames"]) - set(docs):
+                self.iam.delete_user_policy(UserName=user, PolicyName=stale)
+            for name, doc in docs.items():
+                self.iam.put_user_policy(UserName=user, PolicyName=name, PolicyDocument=json.dumps(doc))
+        self.deployed_for = iam_user_name
+
+    def function_policies(self, function: str, iam_user_name: str) -> dict[str, dict]:
+        """The function's policies from template.yaml, resolved for iam_user_name."""
+        world = dataclasses.replace(self.world, parameters={**self.world.parameters, "IamUserName": iam_user_name})
+        return self.template.function_policies(function, world)
 
     def _client(self, service: str, key: tuple[str, str] | None = None) -> Any:
         key = key or self.admin_key
@@ -570,7 +652,7 @@ class Stack:
         return self._client("sts", (key_id, secret)).get_caller_identity()["Arn"]
 
     def key_secret_id(self, user: str) -> str:
-        return f"{KEY_SECRET_PREFIX}/{user}"
+        return f"{self.key_secret_prefix}/{user}"
 
     def key_secret(self, user: str) -> dict | None:
         """The key secret's versions and stages, and the value of each version
@@ -599,18 +681,30 @@ class Stack:
         paths = [p.log_path for p in self.function_procs]
         if self.lambda_mode == "watch":
             paths += [p.log_path for p in self.procs if p.name == "cargo-lambda"]
-        paths += [p.log_path for p in self.procs if p.name == "prism"]
+        paths += [p.log_path for p in self.procs if p.name in ("prism", "moto")]
         return {p: p.stat().st_size if p.exists() else 0 for p in paths}
 
     def logs_since(self, marks: dict[Path, int], prism: bool) -> str:
+        """What the functions (or, with prism=True, Prism) logged since `marks`."""
         chunks = []
         for path, offset in marks.items():
-            if (path.name == "prism.log") != prism:
+            if path.name == "moto.log" or (path.name == "prism.log") != prism:
                 continue
             with open(path, "rb") as f:
                 f.seek(offset)
                 chunks.append(f.read().decode(errors="replace"))
         return "".join(chunks)
+
+    def denials_since(self, marks: dict[Path, int]) -> list[str]:
+        """The AWS calls moto denied since `marks` (moto_resources.py logs each one)."""
+        out = []
+        for path, offset in marks.items():
+            if path.name == "moto.log":
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    text = f.read().decode(errors="replace")
+                out += [line.split("DENIED ", 1)[1] for line in text.splitlines() if "[moto_resources] DENIED " in line]
+        return out
 
     def run(
         self,
@@ -627,7 +721,7 @@ class Stack:
         arn = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(input))["executionArn"]
         context = {
             "Execution": {"Id": arn, "Name": name, "RoleArn": STATE_MACHINE_ROLE},
-            "StateMachine": {"Id": self.state_machine_arn, "Name": STATE_MACHINE_NAME},
+            "StateMachine": {"Id": self.state_machine_arn, "Name": self.state_machine_name},
         }
         argv = [
             str(NODE), str(DRIVER),
@@ -695,6 +789,7 @@ class Stack:
             function_logs=self.logs_since(marks, prism=False),
             prism_log=self.logs_since(marks, prism=True),
             driver_stderr=stderr,
+            aws_denials=self.denials_since(marks),
         )
 
 
@@ -716,7 +811,8 @@ def prism_problems(prism_log: str, faults_injected: bool) -> list[str]:
 def main() -> int:
     """`stack.sh`: start the stack and keep it up until Ctrl-C, to poke at it by hand."""
     with Stack() as stack:
-        print(f"moto (AWS)      {stack.moto_url}   admin key {stack.admin_key[0]} (secret in {stack.env_file})")
+        print(f"moto (AWS)      {stack.moto_url}   admin key {stack.admin_key[0]}; every key's secret in {stack.keys_file}")
+        print(f"function users  {', '.join(stack.function_users.values())}: template policies for IAM user {stack.deployed_for}")
         print(f"fake Qovery     {stack.fake_url}   control API: GET/PUT /_fake/state, POST /_fake/faults")
         print(f"Qovery API      {stack.qovery_url}" + ("   (Prism, spec-checked)" if stack.spec else "   (NO spec check)"))
         print(f"Lambda invoke   {stack.invoke_url}/2015-03-31/functions/<name>/invocations")
@@ -733,7 +829,22 @@ def main() -> int:
     return 0
 
 
+def credential_process(keys_file: str) -> int:
+    """The AWS config's credential_process in watch mode: the key of the function named
+    by AWS_LAMBDA_FUNCTION_NAME (cargo lambda sets it), in the format the SDK reads."""
+    function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+    keys = json.loads(Path(keys_file).read_text())
+    if function not in FUNCTIONS or function not in keys:
+        print(f"credential-process: no key for function {function!r}", file=sys.stderr)
+        return 1
+    key_id, secret = keys[function]
+    print(json.dumps({"Version": 1, "AccessKeyId": key_id, "SecretAccessKey": secret}))
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["credential-process"]:
+        sys.exit(credential_process(sys.argv[2]))
     try:
         sys.exit(main())
     except StackError as e:
