@@ -41,9 +41,10 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
                 status.status.as_str(),
                 context,
                 if status.status.as_str() == "INVALID_CREDENTIALS" {
-                    ": INVALID_CREDENTIALS means Qovery could not use the new key. If it is at fault, put the old key \
-                     back into the Qovery credentials (its secret is wherever you kept it before the rotation) and \
-                     redeploy"
+                    ": INVALID_CREDENTIALS means Qovery could not use the new key. It belongs to the same IAM user, \
+                     so it has the same permissions; IAM can take a while to accept a new key everywhere, so redeploy \
+                     the cluster once more, and if it fails again look for an SCP or permission boundary that treats \
+                     the new key differently"
                 } else {
                     ", fix the cause and redeploy the cluster"
                 }
