@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the six Lambda bootstraps as `make build` does (release, arm64, cross-compiled
 # with zig) and reports the build time and each bootstrap's size.
-# Usage: tools/measure-release.sh        (run from the repository root, after `make tools`)
+# Usage: tools/measure-release.sh   (after `make tools`). The time is a cold build only
+# with an empty target directory, e.g. CARGO_TARGET_DIR=$(mktemp -d) tools/measure-release.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -17,6 +18,14 @@ echo "release build (arm64): ${elapsed} s"
 for bin in preflight create-key update-qovery deploy-cluster check-status delete-key; do
   file="$target_dir/lambda/$bin/bootstrap"
   bytes=$(stat -c %s "$file")
-  printf '%-16s %9d bytes (%s MiB)  %s\n' "$bin" "$bytes" "$(awk -v b="$bytes" 'BEGIN{printf "%.2f", b/1048576}')" \
+  # Lambda deploys a zip; this is its size at deflate level 9.
+  zipped=$(python3 -c 'import io, sys, zipfile
+buffer = io.BytesIO()
+with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+    z.write(sys.argv[1], "bootstrap")
+print(len(buffer.getvalue()))' "$file")
+  printf '%-16s %9d bytes (%s MiB), zipped %s MiB  %s\n' "$bin" "$bytes" \
+    "$(awk -v b="$bytes" 'BEGIN{printf "%.2f", b/1048576}')" \
+    "$(awk -v b="$zipped" 'BEGIN{printf "%.2f", b/1048576}')" \
     "$(file -b "$file" | cut -d, -f1-2)"
 done
