@@ -122,9 +122,7 @@ impl ExecutionInput {
             dry_run,
         })
     }
-}
 
-impl ExecutionInput {
     /// The most history events redeploying `clusters` clusters can take: each may poll
     /// until its deadline. Refused when over the budget, before anything changes.
     pub fn check_history_budget(&self, clusters: usize) -> Result<(), RotationError> {

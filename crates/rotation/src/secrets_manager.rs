@@ -150,6 +150,14 @@ pub async fn version_stages(
         .unwrap_or_default())
 }
 
+/// The version holding `stage`, if any.
+fn version_with<'a>(stages: &'a [(String, Vec<String>)], stage: &str) -> Option<&'a str> {
+    stages
+        .iter()
+        .find(|(_, s)| s.iter().any(|s| s == stage))
+        .map(|(v, _)| v.as_str())
+}
+
 /// Makes `version_id` the `AWSCURRENT` version and drops its `AWSPENDING` stage:
 /// the secret then says which key Qovery holds.
 pub async fn make_current(
@@ -158,11 +166,8 @@ pub async fn make_current(
     version_id: &str,
 ) -> Result<(), AwsError> {
     let stages = version_stages(secrets, secret_id).await?;
-    let current = stages
-        .iter()
-        .find(|(_, s)| s.iter().any(|s| s == AWSCURRENT))
-        .map(|(v, _)| v.clone());
-    if current.as_deref() != Some(version_id) {
+    let current = version_with(&stages, AWSCURRENT);
+    if current != Some(version_id) {
         let mut request = secrets
             .update_secret_version_stage()
             .secret_id(secret_id)
@@ -176,28 +181,38 @@ pub async fn make_current(
             .await
             .map_err(|e| AwsError::from_sdk("secretsmanager:UpdateSecretVersionStage", e))?;
     }
-    drop_pending(secrets, secret_id, version_id).await
+    if version_with(&stages, AWSPENDING) == Some(version_id) {
+        remove_pending(secrets, secret_id, version_id).await?;
+    }
+    Ok(())
 }
 
-/// Removes the `AWSPENDING` stage from `version_id`, if it has it.
-pub async fn drop_pending(
+/// Removes the `AWSPENDING` stage from whichever version has it, and returns that
+/// version: after a rollback, no key should look like a hand-over in progress.
+pub async fn unstage_pending(
+    secrets: &Client,
+    secret_id: &str,
+) -> Result<Option<String>, AwsError> {
+    let stages = version_stages(secrets, secret_id).await?;
+    let Some(pending) = version_with(&stages, AWSPENDING) else {
+        return Ok(None);
+    };
+    remove_pending(secrets, secret_id, pending).await?;
+    Ok(Some(pending.to_string()))
+}
+
+async fn remove_pending(
     secrets: &Client,
     secret_id: &str,
     version_id: &str,
 ) -> Result<(), AwsError> {
-    let stages = version_stages(secrets, secret_id).await?;
-    let pending = stages
-        .iter()
-        .any(|(v, s)| v == version_id && s.iter().any(|s| s == AWSPENDING));
-    if pending {
-        secrets
-            .update_secret_version_stage()
-            .secret_id(secret_id)
-            .version_stage(AWSPENDING)
-            .remove_from_version_id(version_id)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("secretsmanager:UpdateSecretVersionStage", e))?;
-    }
+    secrets
+        .update_secret_version_stage()
+        .secret_id(secret_id)
+        .version_stage(AWSPENDING)
+        .remove_from_version_id(version_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("secretsmanager:UpdateSecretVersionStage", e))?;
     Ok(())
 }

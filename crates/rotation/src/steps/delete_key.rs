@@ -85,13 +85,8 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
 
     if request.mode == DeleteMode::RollbackNewKey {
         // The deleted key's version should not look like a rotation in progress.
-        if let (Some(secret_id), Some(version_id)) = (
-            &request.key_secret_id,
-            pending_version(deps, &request).await,
-        ) {
-            if let Err(e) =
-                secrets_manager::drop_pending(&deps.secrets, secret_id, &version_id).await
-            {
+        if let Some(secret_id) = &request.key_secret_id {
+            if let Err(e) = secrets_manager::unstage_pending(&deps.secrets, secret_id).await {
                 tracing::warn!(secret_id = %secret_id, error = %e.message, "could not unstage the rolled-back key");
             }
         }
@@ -109,16 +104,4 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
         qovery_access_key_id: held,
         remaining_keys,
     })
-}
-
-/// The secret version holding the rolled-back key: the one staged `AWSPENDING`.
-async fn pending_version(deps: &Deps, request: &DeleteKeyRequest) -> Option<String> {
-    let secret_id = request.key_secret_id.as_deref()?;
-    let stages = secrets_manager::version_stages(&deps.secrets, secret_id)
-        .await
-        .ok()?;
-    stages
-        .into_iter()
-        .find(|(_, s)| s.iter().any(|s| s == secrets_manager::AWSPENDING))
-        .map(|(v, _)| v)
 }
