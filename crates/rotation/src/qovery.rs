@@ -35,11 +35,25 @@ pub struct CredentialsUsage {
     pub clusters: Vec<CredentialCluster>,
 }
 
+/// The `credential` of a `listOrganizationCredentials` entry: a `ClusterCredentials`.
+/// Static AWS keys (`object_type: "AWS"`) carry the `access_key_id` Qovery holds.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CredentialsHeader {
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(default)]
+    pub object_type: Option<String>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+}
+
+impl CredentialsHeader {
+    /// Whether these are static AWS keys holding `access_key_id`.
+    pub fn holds_aws_key(&self, access_key_id: &str) -> bool {
+        self.object_type.as_deref() == Some("AWS")
+            && self.access_key_id.as_deref() == Some(access_key_id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -47,6 +61,12 @@ pub struct CredentialCluster {
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClusterStatusList {
+    #[serde(default)]
+    results: Vec<ClusterStatus>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +80,9 @@ struct CredentialsUsageList {
 pub struct ClusterStatus {
     pub cluster_id: String,
     pub status: ClusterState,
+    /// "Has been deployed at some point": its infrastructure was installed.
+    #[serde(default)]
+    pub is_deployed: bool,
     #[serde(default)]
     pub last_execution_id: Option<String>,
     #[serde(default)]
@@ -249,6 +272,17 @@ impl QoveryApi {
     ) -> Result<ClusterStatus, QoveryError> {
         let path = format!("/organization/{organization_id}/cluster/{cluster_id}/status");
         self.call(Method::GET, &path, token, None, None).await
+    }
+
+    /// `getOrganizationClusterStatus`: every cluster's status in one call.
+    pub async fn organization_cluster_statuses(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+    ) -> Result<Vec<ClusterStatus>, QoveryError> {
+        let path = format!("/organization/{organization_id}/cluster/status");
+        let list: ClusterStatusList = self.call(Method::GET, &path, token, None, None).await?;
+        Ok(list.results)
     }
 
     async fn call<T: DeserializeOwned>(
