@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::credentials::{AwsCredentials, CredentialsUsage, CredentialsUsageList};
 use super::error::{classify, error_chain, error_detail, QoveryError, QoveryErrorKind};
 use super::status::{ClusterStatus, ClusterStatusList};
-use crate::secret::Secret;
+use crate::secret::{scrub_all, Secret};
 
 /// A `Retry-After` up to this long is waited out in-process, once; a longer one goes
 /// back to the state machine's Retry.
@@ -122,19 +122,20 @@ impl QoveryApi {
         Ok(list.results)
     }
 
+    /// One call. `sent_secret` is a secret the body carries: an error then quotes only
+    /// Qovery's `detail` or `message`, never the body. Whatever an error quotes is
+    /// scrubbed of the token and of `sent_secret`.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         token: &Secret,
         body: Option<Value>,
-        also_secret: Option<&Secret>,
+        sent_secret: Option<&Secret>,
     ) -> Result<T, QoveryError> {
         let operation = format!("{method} {path}");
-        let scrub = |text: &str| {
-            let text = token.scrub(text);
-            also_secret.map_or(text.clone(), |s| s.scrub(&text))
-        };
+        let secrets: Vec<&Secret> = std::iter::once(token).chain(sent_secret).collect();
+        let scrub = |text: &str| scrub_all(text, &secrets);
         let mut waited_once = false;
         loop {
             let mut request = self
@@ -171,7 +172,10 @@ impl QoveryApi {
                     kind: QoveryErrorKind::Rejected,
                     operation: operation.clone(),
                     status: Some(status.as_u16()),
-                    detail: format!("the response does not match Qovery's API spec ({e})"),
+                    // serde's message may quote a value of the body.
+                    detail: scrub(&format!(
+                        "the response does not match Qovery's API spec ({e})"
+                    )),
                     retry_after_seconds: None,
                 });
             }
@@ -190,7 +194,7 @@ impl QoveryApi {
                 kind,
                 operation,
                 status: Some(status.as_u16()),
-                detail: scrub(&error_detail(&text)),
+                detail: error_detail(&text, sent_secret.is_none(), &secrets),
                 retry_after_seconds,
             });
         }
