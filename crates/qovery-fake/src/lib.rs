@@ -123,6 +123,14 @@ pub enum Outcome {
 
 /// Makes the next `times` calls of `operation` (a spec operationId, or `*` for any
 /// API call) fail with `status`, before authentication is checked.
+///
+/// By default the answer is Qovery's own `{status, error, message}` JSON and the call
+/// changes nothing. Two modes model what sits between a client and Qovery:
+/// - `echo_request`: a misbehaving gateway's `text/html` page that quotes the request
+///   as it came: the request line, the `Authorization` header and the raw body;
+/// - `apply`: the call is served for real (authentication included, so it changes
+///   what it would change), then its answer is replaced by a gateway page with
+///   `status`: a call that reached Qovery but whose answer was lost, such as a 504.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
@@ -133,6 +141,12 @@ pub struct Fault {
     /// Seconds, sent as a `Retry-After` header.
     #[serde(default)]
     pub retry_after: Option<u32>,
+    /// Answer a gateway page quoting the request, secrets and all.
+    #[serde(default)]
+    pub echo_request: bool,
+    /// Serve the call for real, then answer `status` instead.
+    #[serde(default)]
+    pub apply: bool,
 }
 
 fn one() -> u32 {
@@ -146,11 +160,25 @@ impl Fault {
             status,
             times,
             retry_after: None,
+            echo_request: false,
+            apply: false,
         }
     }
 
     pub fn with_retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
+        self
+    }
+
+    /// See `echo_request`.
+    pub fn echoing_request(mut self) -> Self {
+        self.echo_request = true;
+        self
+    }
+
+    /// See `apply`.
+    pub fn after_applying(mut self) -> Self {
+        self.apply = true;
         self
     }
 }

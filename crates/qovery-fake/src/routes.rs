@@ -1,7 +1,7 @@
 //! HTTP: the Qovery endpoints (spec paths, no prefix) and the `/_fake/` control API.
 
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{MatchedPath, Path, RawQuery, Request, State},
     http::{header, HeaderValue, Method, StatusCode, Uri},
     middleware::{self, Next},
@@ -127,27 +127,22 @@ async fn gate(State(shared): State<Shared>, request: Request, next: Next) -> Res
     }
 
     let operation = route.as_deref().and_then(|r| operation_of(&method, r));
-    let refusal = operation.and_then(|op| {
-        let mut state = lock(&shared);
-        if let Some(fault) = state.take_fault(op) {
-            return Some(ApiError::injected(&fault));
+    let fault = operation.and_then(|op| lock(&shared).take_fault(op));
+    let response = match fault {
+        None => serve(&shared, operation, request, next).await,
+        Some(fault) => {
+            let (request, quoted) = if fault.echo_request {
+                let (request, quoted) = quote_request(request).await;
+                (request, Some(quoted))
+            } else {
+                (request, None)
+            };
+            if fault.apply {
+                // The call takes effect; only its answer is lost on the way back.
+                serve(&shared, operation, request, next).await;
+            }
+            injected(&fault, quoted.as_deref())
         }
-        let authorization = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if state.is_authorized(authorization) {
-            None
-        } else {
-            Some(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong API token; send `Authorization: Token <token>`",
-            ))
-        }
-    });
-    let response = match refusal {
-        Some(error) => error.into_response(),
-        None => next.run(request).await,
     };
 
     let operation = operation.unwrap_or("unknown");
@@ -159,6 +154,86 @@ async fn gate(State(shared): State<Shared>, request: Request, next: Next) -> Res
         path,
         status,
     });
+    response
+}
+
+/// Authentication for an API call, then the call itself.
+async fn serve(shared: &Shared, operation: Option<&str>, request: Request, next: Next) -> Response {
+    if operation.is_some() {
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !lock(shared).is_authorized(authorization) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong API token; send `Authorization: Token <token>`",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The request as a gateway page would quote it, and the request, whole again.
+async fn quote_request(request: Request) -> (Request, String) {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let header = |name: header::HeaderName| {
+        parts
+            .headers
+            .get(&name)
+            .map(|v| format!("{name}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+            .unwrap_or_default()
+    };
+    let quoted = format!(
+        "{} {} {:?}\n{}{}\n{}",
+        parts.method,
+        parts.uri,
+        parts.version,
+        header(header::AUTHORIZATION),
+        header(header::CONTENT_TYPE),
+        String::from_utf8_lossy(&bytes),
+    );
+    (Request::from_parts(parts, Body::from(bytes)), quoted)
+}
+
+/// The answer to a call hit by `fault`: Qovery's JSON error, or a gateway's page.
+fn injected(fault: &Fault, quoted: Option<&str>) -> Response {
+    if !fault.echo_request && !fault.apply {
+        return ApiError::injected(fault).into_response();
+    }
+    let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let what = match status.as_u16() {
+        504 => "The upstream server did not answer in time.",
+        s if s >= 500 => "The upstream server could not be reached.",
+        _ => "The gateway refused this request.",
+    };
+    // Quoted raw, as the misbehaving gateway this stands for does.
+    let quoted = quoted
+        .map(|q| format!("<p>The request was:</p>\n<pre>{q}</pre>\n"))
+        .unwrap_or_default();
+    let page = format!(
+        "<html>\n<head><title>{title}</title></head>\n<body>\n<h1>{title}</h1>\n<p>{what}</p>\n{quoted}</body>\n</html>\n"
+    );
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response();
+    if let Some(seconds) = fault.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
 }
 

@@ -461,6 +461,150 @@ async fn an_injected_fault_fails_the_next_calls_then_clears() {
     assert_eq!(statuses, [200, 503, 503, 201, 429, 200]);
 }
 
+fn static_request(key: &str, secret: &str) -> Value {
+    json!({"type": "AWS_STATIC", "name": "prod-aws", "access_key_id": key, "secret_access_key": secret})
+}
+
+/// Asserts a gateway's `text/html` page with this status; returns the page.
+async fn gateway_page(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    let page = response.text().await.unwrap();
+    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap());
+    assert!(page.contains(&format!("<h1>{title}</h1>")), "{page}");
+    page
+}
+
+#[tokio::test]
+async fn an_echo_fault_answers_a_page_quoting_the_request() {
+    let api = Api::start(seed(cluster())).await;
+    api.fake
+        .inject_fault(Fault::new("editAWSCredentials", 400, 1).echoing_request());
+    let body = static_request("AKIANEW", "new/secret+key-of-forty-characters-0123");
+
+    let page = gateway_page(
+        api.put(&credentials_path(), body.clone()).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    // Quoted as it came, the way a misbehaving gateway would: secrets and all.
+    for quoted in [
+        format!("PUT {} HTTP/1.1", credentials_path()),
+        format!("authorization: Token {TOKEN}"),
+        "content-type: application/json".to_string(),
+        body.to_string(),
+    ] {
+        assert!(page.contains(&quoted), "{quoted:?} not in {page}");
+    }
+    let held = &api.fake.snapshot().credentials[0];
+    assert_eq!(
+        (held.access_key_id.as_str(), held.secret_access_key.as_str()),
+        ("AKIAOLD", "old-secret"),
+        "the refused PUT changed nothing"
+    );
+
+    // A GET is quoted too, with no body; the fault is then used up.
+    api.fake
+        .inject_fault(Fault::new("getAWSCredentials", 502, 1).echoing_request());
+    let page = gateway_page(api.get(&credentials_path()).await, StatusCode::BAD_GATEWAY).await;
+    assert!(
+        page.contains(&format!("GET {} HTTP/1.1", credentials_path())),
+        "{page}"
+    );
+    assert!(page.contains(TOKEN), "{page}");
+    assert_eq!(api.get(&credentials_path()).await.status(), StatusCode::OK);
+    let statuses: Vec<u16> = api
+        .fake
+        .snapshot()
+        .requests
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [400, 502, 200]);
+}
+
+#[tokio::test]
+async fn an_applied_fault_serves_the_call_then_answers_the_fault() {
+    let api = Api::start(seed(cluster())).await;
+    api.fake.inject_fault(
+        Fault::new("editAWSCredentials", 504, 1)
+            .after_applying()
+            .with_retry_after(3),
+    );
+    let response = api
+        .put(&credentials_path(), static_request("AKIANEW", "new-secret"))
+        .await;
+    assert_eq!(response.headers()["retry-after"], "3");
+    let page = gateway_page(response, StatusCode::GATEWAY_TIMEOUT).await;
+    assert!(page.contains("did not answer in time"), "{page}");
+    assert!(
+        !page.contains("new-secret"),
+        "only an echo fault quotes the request: {page}"
+    );
+    let held = &api.fake.snapshot().credentials[0];
+    assert_eq!(
+        (held.access_key_id.as_str(), held.secret_access_key.as_str()),
+        ("AKIANEW", "new-secret"),
+        "the PUT took effect although its answer was a 504"
+    );
+
+    // A deploy that applied: the cluster is deploying, the caller saw a 502.
+    api.fake
+        .inject_fault(Fault::new("deployCluster", 502, 1).after_applying());
+    gateway_page(api.deploy().await, StatusCode::BAD_GATEWAY).await;
+    let cluster = &api.fake.snapshot().clusters[0];
+    assert_eq!(
+        (cluster.status.as_str(), cluster.deploy_count),
+        ("DEPLOYMENT_QUEUED", 1)
+    );
+
+    // Authentication still applies: a wrong token changes nothing, whatever the answer.
+    api.fake
+        .inject_fault(Fault::new("editAWSCredentials", 504, 1).after_applying());
+    let response = api
+        .http
+        .put(api.url(&credentials_path()))
+        .header("Authorization", "Token wrong")
+        .json(&static_request("AKIAEVIL", "evil"))
+        .send()
+        .await
+        .unwrap();
+    gateway_page(response, StatusCode::GATEWAY_TIMEOUT).await;
+    assert_eq!(api.fake.snapshot().credentials[0].access_key_id, "AKIANEW");
+
+    // Both modes at once, through the control API as the workflow tests set them.
+    let response = api
+        .http
+        .post(api.url("/_fake/faults"))
+        .json(&json!({"operation": "editAWSCredentials", "status": 504, "apply": true, "echo_request": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let page = gateway_page(
+        api.put(
+            &credentials_path(),
+            static_request("AKIALAST", "last-secret"),
+        )
+        .await,
+        StatusCode::GATEWAY_TIMEOUT,
+    )
+    .await;
+    assert!(page.contains("last-secret"), "{page}");
+    assert_eq!(api.fake.snapshot().credentials[0].access_key_id, "AKIALAST");
+    let statuses: Vec<u16> = api
+        .fake
+        .snapshot()
+        .requests
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [504, 502, 504, 504]);
+}
+
 #[tokio::test]
 async fn the_control_api_replaces_state_and_rejects_malformed_bodies() {
     let api = Api::start(Seed::default()).await;
