@@ -190,6 +190,10 @@ pub struct Snapshot {
     pub credentials: Vec<CredentialsSnapshot>,
     pub clusters: Vec<ClusterSnapshot>,
     pub requests: Vec<RequestRecord>,
+    /// Every `secret_access_key` a credentials PUT carried, refused ones included, in
+    /// order: what a leak check must look for, even once nothing else holds it.
+    #[serde(default)]
+    pub received_secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

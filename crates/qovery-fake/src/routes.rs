@@ -127,6 +127,11 @@ async fn gate(State(shared): State<Shared>, request: Request, next: Next) -> Res
     }
 
     let operation = route.as_deref().and_then(|r| operation_of(&method, r));
+    let request = if operation == Some("editAWSCredentials") {
+        receive_secret(&shared, request).await
+    } else {
+        request
+    };
     let fault = operation.and_then(|op| lock(&shared).take_fault(op));
     let response = match fault {
         None => serve(&shared, operation, request, next).await,
@@ -173,6 +178,23 @@ async fn serve(shared: &Shared, operation: Option<&str>, request: Request, next:
         }
     }
     next.run(request).await
+}
+
+/// Notes the `secret_access_key` of a credentials PUT, whatever happens to the call.
+async fn receive_secret(shared: &Shared, request: Request) -> Request {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let sent: Option<Value> = serde_json::from_slice(&bytes).ok();
+    if let Some(secret) = sent
+        .as_ref()
+        .and_then(|v| v.get("secret_access_key"))
+        .and_then(Value::as_str)
+    {
+        lock(shared).receive_secret(secret);
+    }
+    Request::from_parts(parts, Body::from(bytes))
 }
 
 /// The request as a gateway page would quote it, and the request, whole again.

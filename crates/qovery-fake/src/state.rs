@@ -43,6 +43,7 @@ pub(crate) struct State {
     clusters: Vec<Cluster>,
     faults: Vec<Fault>,
     requests: Vec<RequestRecord>,
+    received_secrets: Vec<String>,
 }
 
 struct Credentials {
@@ -151,6 +152,7 @@ impl State {
             clusters,
             faults: Vec::new(),
             requests: Vec::new(),
+            received_secrets: Vec::new(),
         })
     }
 
@@ -180,6 +182,7 @@ impl State {
                 })
                 .collect(),
             requests: self.requests.clone(),
+            received_secrets: self.received_secrets.clone(),
         }
     }
 
@@ -221,6 +224,12 @@ impl State {
 
     pub(crate) fn record(&mut self, request: RequestRecord) {
         self.requests.push(request);
+    }
+
+    pub(crate) fn receive_secret(&mut self, secret: &str) {
+        if !secret.is_empty() && !self.received_secrets.iter().any(|s| s == secret) {
+            self.received_secrets.push(secret.to_owned());
+        }
     }
 
     pub(crate) fn is_authorized(&self, authorization: Option<&str>) -> bool {

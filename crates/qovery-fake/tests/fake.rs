@@ -505,6 +505,11 @@ async fn an_echo_fault_answers_a_page_quoting_the_request() {
         ("AKIAOLD", "old-secret"),
         "the refused PUT changed nothing"
     );
+    assert_eq!(
+        api.fake.snapshot().received_secrets,
+        ["new/secret+key-of-forty-characters-0123"],
+        "a refused PUT's secret is still on record, for leak checks"
+    );
 
     // A GET is quoted too, with no body; the fault is then used up.
     api.fake
@@ -594,15 +599,14 @@ async fn an_applied_fault_serves_the_call_then_answers_the_fault() {
     )
     .await;
     assert!(page.contains("last-secret"), "{page}");
-    assert_eq!(api.fake.snapshot().credentials[0].access_key_id, "AKIALAST");
-    let statuses: Vec<u16> = api
-        .fake
-        .snapshot()
-        .requests
-        .iter()
-        .map(|r| r.status)
-        .collect();
+    let snapshot = api.fake.snapshot();
+    assert_eq!(snapshot.credentials[0].access_key_id, "AKIALAST");
+    let statuses: Vec<u16> = snapshot.requests.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [504, 502, 504, 504]);
+    assert_eq!(
+        snapshot.received_secrets,
+        ["new-secret", "evil", "last-secret"]
+    );
 }
 
 #[tokio::test]
@@ -695,7 +699,7 @@ async fn the_binary_prints_its_url_serves_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(
         state,
-        json!({"credentials": [], "clusters": [], "requests": []})
+        json!({"credentials": [], "clusters": [], "requests": [], "received_secrets": []})
     );
 
     let pid = child.id().unwrap().to_string();
