@@ -481,6 +481,34 @@ async fn update_qovery_maps_qovery_failures_and_leaves_the_old_key_held() {
 }
 
 #[tokio::test]
+async fn update_qovery_never_quotes_an_error_page_that_quotes_the_request() {
+    let world = World::new().await;
+    let state = created(&world).await;
+    world
+        .fake
+        .inject_fault(Fault::new("editAWSCredentials", 400, 1).echoing_request());
+    let (name, message) =
+        failure(update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap()).await);
+    assert_eq!(name, "QoveryRejected", "{message}");
+    let new_secret = world
+        .stored_secret(state.new_key_version_id.as_deref().unwrap())
+        .await;
+    assert_eq!(
+        world.fake.snapshot().received_secrets,
+        std::slice::from_ref(&new_secret),
+        "the page quoted a PUT that carried the new secret"
+    );
+    assert_no_piece(&new_secret, &message, "new secret key, in the error");
+    assert_no_piece(TOKEN, &message, "token, in the error");
+    assert!(
+        message.contains("Qovery answered 400")
+            && message.contains("(a non-JSON body, not quoted)"),
+        "{message}"
+    );
+    assert_eq!(world.qovery_holds().0, world.old_key);
+}
+
+#[tokio::test]
 async fn update_qovery_honours_a_short_retry_after() {
     let world = World::new().await;
     let state = created(&world).await;

@@ -349,3 +349,31 @@ pub fn failure<T: std::fmt::Debug>(
         Err(e) => (e.name(), e.message().to_string()),
     }
 }
+
+/// Any run of this many characters of a secret counts as a leak: an error page cut in
+/// the middle of a secret still gives its first part away.
+pub const PIECE: usize = 12;
+
+/// A piece of `secret` of `PIECE` characters (the whole of a shorter one) in `text`.
+pub fn leaked_piece<'a>(secret: &'a str, text: &str) -> Option<&'a str> {
+    let starts: Vec<usize> = secret
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([secret.len()])
+        .collect();
+    let n = PIECE.min(starts.len() - 1);
+    starts
+        .windows(n + 1)
+        .map(|w| &secret[w[0]..w[n]])
+        .find(|piece| !piece.is_empty() && text.contains(piece))
+}
+
+/// Fails, naming `what` but never the piece, if `text` holds a piece of `secret`.
+pub fn assert_no_piece(secret: &str, text: &str, what: &str) {
+    if let Some(piece) = leaked_piece(secret, text) {
+        panic!(
+            "SECRET LEAKED: {} characters of the {what}",
+            piece.chars().count()
+        );
+    }
+}
