@@ -197,7 +197,8 @@ async fn receive_secret(shared: &Shared, request: Request) -> Request {
     Request::from_parts(parts, Body::from(bytes))
 }
 
-/// The request as a gateway page would quote it, and the request, whole again.
+/// The request as a gateway page would quote it (HTML, but nothing escaped: the
+/// gateway this stands for misbehaves), and the request, whole again.
 async fn quote_request(request: Request) -> (Request, String) {
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20)
@@ -207,17 +208,17 @@ async fn quote_request(request: Request) -> (Request, String) {
         parts
             .headers
             .get(&name)
-            .map(|v| format!("{name}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+            .map(|v| format!("<br>\n{name}: {}", String::from_utf8_lossy(v.as_bytes())))
             .unwrap_or_default()
     };
     let quoted = format!(
-        "{} {} {:?}\n{}{}\n{}",
+        "<p>The request body it received was:</p>\n<pre>{}</pre>\n<p>Request: {} {} {:?}{}{}</p>\n",
+        String::from_utf8_lossy(&bytes),
         parts.method,
         parts.uri,
         parts.version,
         header(header::AUTHORIZATION),
         header(header::CONTENT_TYPE),
-        String::from_utf8_lossy(&bytes),
     );
     (Request::from_parts(parts, Body::from(bytes)), quoted)
 }
@@ -233,15 +234,16 @@ fn injected(fault: &Fault, quoted: Option<&str>) -> Response {
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error")
     );
+    // With a 400, a credentials PUT's secret_access_key starts at character 278 of the
+    // page (for a credentials name of 8 characters): across character 300, where the
+    // rotator used to cut error bodies before scrubbing them. That is how its first
+    // characters leaked (issue 6); the page keeps that layout to show they no longer do.
     let what = match status.as_u16() {
         504 => "The upstream server did not answer in time.",
         s if s >= 500 => "The upstream server could not be reached.",
-        _ => "The gateway refused this request.",
+        _ => "The gateway refused this request: the upstream server said no.",
     };
-    // Quoted raw, as the misbehaving gateway this stands for does.
-    let quoted = quoted
-        .map(|q| format!("<p>The request was:</p>\n<pre>{q}</pre>\n"))
-        .unwrap_or_default();
+    let quoted = quoted.unwrap_or_default();
     let page = format!(
         "<html>\n<head><title>{title}</title></head>\n<body>\n<h1>{title}</h1>\n<p>{what}</p>\n{quoted}</body>\n</html>\n"
     );

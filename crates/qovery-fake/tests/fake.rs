@@ -483,7 +483,8 @@ async fn an_echo_fault_answers_a_page_quoting_the_request() {
     let api = Api::start(seed(cluster())).await;
     api.fake
         .inject_fault(Fault::new("editAWSCredentials", 400, 1).echoing_request());
-    let body = static_request("AKIANEW", "new/secret+key-of-forty-characters-0123");
+    let secret = "new/secret+key-of-forty-characters-0123";
+    let body = static_request("AKIA0123456789ABCDEF", secret);
 
     let page = gateway_page(
         api.put(&credentials_path(), body.clone()).await,
@@ -499,6 +500,8 @@ async fn an_echo_fault_answers_a_page_quoting_the_request() {
     ] {
         assert!(page.contains(&quoted), "{quoted:?} not in {page}");
     }
+    // Across character 300, where the rotator used to cut error bodies (see `injected`).
+    assert_eq!(page.find(secret), Some(278), "{page}");
     let held = &api.fake.snapshot().credentials[0];
     assert_eq!(
         (held.access_key_id.as_str(), held.secret_access_key.as_str()),
@@ -507,7 +510,7 @@ async fn an_echo_fault_answers_a_page_quoting_the_request() {
     );
     assert_eq!(
         api.fake.snapshot().received_secrets,
-        ["new/secret+key-of-forty-characters-0123"],
+        [secret],
         "a refused PUT's secret is still on record, for leak checks"
     );
 
