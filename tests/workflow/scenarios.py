@@ -55,14 +55,18 @@ class World:
     denials_expected: bool = False  # the scenario makes moto deny a function's call on purpose
     before_fake: dict = field(default_factory=dict)
     executions: list[Execution] = field(default_factory=list)
+    # Every secret_access_key the fake was sent, read after each run (a later world reseeds it).
+    received_secrets: set[str] = field(default_factory=set)
 
     def run(self, input: dict | None = None, **kw: Any) -> Execution:
         ex = self.stack.run(self.input if input is None else input, **kw)
         self.executions.append(ex)
+        self.received_secrets |= set(self.stack.fake.state().get("received_secrets", []))
         return ex
 
-    def fault(self, operation: str, status: int, times: int) -> None:
-        self.stack.fake.fault(operation, status, times)
+    def fault(self, operation: str, status: int, times: int = 1, **kw: Any) -> None:
+        """See FakeQovery.fault: retry_after, echo_request, apply."""
+        self.stack.fake.fault(operation, status, times, **kw)
         self.faults = True
 
     # ---- what the world looks like now
@@ -192,7 +196,8 @@ def assert_key_rejected(w: World, key_id: str, secret: str) -> None:
 
 def secrets_of(w: World) -> dict[str, str]:
     """Every secret the scenario knows, read after the run: the seeded keys' secrets,
-    the token, the new key's secret from the key secret and from the fake."""
+    the token, the new key's secret from the key secret, from what the fake holds, and
+    from every credentials PUT the fake was sent (refused or rolled back ones too)."""
     found = {"Qovery API token": w.stack.token}
     for i, (kid, secret) in enumerate(w.keys):
         found[f"secret of seeded key {kid}"] = secret
@@ -200,14 +205,28 @@ def secrets_of(w: World) -> dict[str, str]:
     for vid, v in (stored or {}).get("versions", {}).items():
         try:
             doc = json.loads(v["value"])
-            value = doc.get("secret_access_key") if isinstance(doc, dict) else None
         except ValueError:
-            value = None
-        found[f"key secret version {vid}"] = value or v["value"]
+            doc = None
+        # A JSON document's other fields (the key id) are not secret.
+        value = doc.get("secret_access_key") if isinstance(doc, dict) else v["value"]
+        found[f"key secret version {vid}"] = value
     kid, secret = w.qovery_key()
     if secret:
         found[f"secret Qovery holds for {kid}"] = secret
+    for i, secret in enumerate(sorted(w.received_secrets)):
+        found[f"secret sent to Qovery #{i + 1}"] = secret
     return {k: v for k, v in found.items() if v}
+
+
+# Any run of this many characters of a secret counts as a leak: an error page cut in the
+# middle of a secret still gives its first part away.
+PIECE = 12
+
+
+def leaked_piece(secret: str, text: str) -> str | None:
+    """A PIECE-character piece of `secret` (the whole of a shorter one) found in `text`."""
+    n = min(PIECE, len(secret))
+    return next((p for p in (secret[i : i + n] for i in range(len(secret) - n + 1)) if p in text), None)
 
 
 def assert_no_leaks(w: World, ex: Execution) -> None:
@@ -220,7 +239,13 @@ def assert_no_leaks(w: World, ex: Execution) -> None:
         "the functions' logs": ex.function_logs,
         "the driver's stderr": ex.driver_stderr,
     }
-    leaks = [f"{what} in {where}" for what, s in secrets_of(w).items() for where, text in places.items() if s in text]
+    leaks = []
+    for what, secret in secrets_of(w).items():
+        for where, text in places.items():
+            piece = leaked_piece(secret, text)
+            if piece is not None:
+                # Name the place and how much: never print the piece itself.
+                leaks.append(f"{what} in {where} ({len(piece)}+ characters of it)")
     assert not leaks, "SECRET LEAKED: " + "; ".join(leaks)
 
 
@@ -326,6 +351,26 @@ def s00_negative_controls(stack: Stack) -> str:
     except AssertionError as e:
         assert "SECRET LEAKED" in str(e), e
     done.append("the leak check finds a planted token")
+    # ... and any 12-character piece of one, such as what a cut error page leaves; 11 are chance.
+    for piece, found in [(stack.token[5:17], True), (stack.token[5:16], False)]:
+        planted.events, planted.function_logs = [], f"error: ...{piece}..."
+        try:
+            assert_no_leaks(w, planted)
+            assert not found, f"the leak check missed a {len(piece)}-character piece of the token in the logs"
+        except AssertionError as e:
+            assert found and "SECRET LEAKED" in str(e), e
+    done.append("and a planted 12-character piece of it, not an 11-character one")
+    # Stack.run(twice=...) makes each invocation twice and keeps only the second answer:
+    # a 401 on the first Qovery call fails only the first preflight, whose answer is lost.
+    w.fault("*", 401, 1)
+    ex = w.run({**w.input, "dry_run": True}, twice=["Preflight"])
+    expect(ex, "SUCCEEDED")
+    calls = ex.invocations("preflight")
+    assert [c.get("answerLost") for c in calls] == [True, None], f"preflight invocations: {calls}"
+    lost = [e for e in ex.of("LambdaFunctionFailed") if e.get("answerLost")]
+    assert [e["error"] for e in lost] == ["QoveryUnauthorized"], lost
+    assert ex.lost_answers("preflight") == calls[:1]
+    done.append("twice=[...] invokes twice and loses the first answer (a QoveryUnauthorized)")
     return "; ".join(done)
 
 
@@ -597,6 +642,28 @@ def s17_policy_for_another_user(stack: Stack) -> str:
     return message[:200]
 
 
+def s18_error_page_quotes_request(stack: Stack) -> str:
+    """Issue 6 §7: a gateway page that quotes the credentials PUT back (the new key's
+    secret, the token) gives no piece of either to the history, the logs or the error."""
+    w = make_world(stack, "echo")
+    w.fault("editAWSCredentials", 400, 1, echo_request=True)
+    old_id, old_secret = w.keys[0]
+    ex = w.run()
+    expect(ex, "FAILED", "QoveryRejected")
+    puts = [r["status"] for r in stack.fake.state()["requests"] if r["operation"] == "editAWSCredentials"]
+    assert puts == [400], f"the credentials PUT was answered {puts}"
+    # The page held the new key's secret; the leak check must know it to look for it.
+    assert len(w.received_secrets) == 1 and set(secrets_of(w).values()) >= w.received_secrets, "the new secret is unknown"
+    assert_no_leaks(w, ex)
+    message = ex.cause_message()
+    assert "(a non-JSON body, not quoted)" in message, message
+    assert ex.entered("RollbackNewKey") and not ex.entered("DeployClusters"), ex.describe()
+    assert w.key_ids() == [(old_id, "Active")], f"expected only the old key, got {w.key_ids()}"
+    assert w.qovery_key() == (old_id, old_secret), f"Qovery holds {w.qovery_key()[0]}"
+    assert_key_works(w, old_id, old_secret)
+    return f"{message[:150]}; new key rolled back, Qovery still holds {old_id}"
+
+
 SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     ("0", "negative controls: moto, Prism and the leak check can fail", s00_negative_controls),
     ("1", "happy path, two clusters", s01_happy_path),
@@ -615,6 +682,7 @@ SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     ("15", "a second rotation of the same user succeeds", s15_rotate_twice),
     ("16", "delete-key's policy lacks iam:DeleteAccessKey -> AwsRejected, both keys kept", s16_policy_lacks_action),
     ("17", "the functions' policies name another IAM user -> AwsRejected, nothing changes", s17_policy_for_another_user),
+    ("18", "an error page quotes the credentials PUT -> no piece of a secret leaks, rolled back", s18_error_page_quotes_request),
 ]
 
 

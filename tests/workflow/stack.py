@@ -199,7 +199,12 @@ class Execution:
         return self.of("StateExited", state)
 
     def invocations(self, function: str) -> list[dict]:
+        """Every invocation of the function, those whose answer was lost included."""
         return [e for e in self.events if e.get("event") == "LambdaFunctionScheduled" and e.get("function") == function]
+
+    def lost_answers(self, function: str) -> list[dict]:
+        """The invocations whose answer Stack.run(twice=...) threw away."""
+        return [e for e in self.invocations(function) if e.get("answerLost")]
 
     def state_names(self) -> list[str]:
         return [e["state"] for e in self.of("StateEntered")]
@@ -249,10 +254,26 @@ class FakeQovery:
     def seed(self, seed: dict) -> None:
         self._call("PUT", "/_fake/state", seed)
 
-    def fault(self, operation: str, status: int, times: int = 1, retry_after: int | None = None) -> None:
+    def fault(
+        self,
+        operation: str,
+        status: int,
+        times: int = 1,
+        retry_after: int | None = None,
+        *,
+        echo_request: bool = False,
+        apply: bool = False,
+    ) -> None:
+        """The next `times` calls of `operation` (an operationId, or "*") answer `status`.
+        echo_request: a gateway page quoting the request (line, Authorization, raw body).
+        apply: the call is served for real, then answered `status` (a lost answer)."""
         body: dict[str, Any] = {"operation": operation, "status": status, "times": times}
         if retry_after is not None:
             body["retry_after"] = retry_after
+        if echo_request:
+            body["echo_request"] = True
+        if apply:
+            body["apply"] = True
         self._call("POST", "/_fake/faults", body)
 
     def credentials(self, credentials_id: str) -> dict:
@@ -713,10 +734,16 @@ class Stack:
         wait_ms: dict[str, int] | None = None,
         on_event: Callable[[dict], None] | None = None,
         timeout: float = 120,
+        twice: bool | list[str] = False,
     ) -> Execution:
         """Runs the real ASL once. The execution is also started in moto's state machine
         (where it stays RUNNING until we stop it), so that it is RUNNING from the
-        preflight's point of view, as on AWS; $$.Execution.Id is its moto ARN."""
+        preflight's point of view, as on AWS; $$.Execution.Id is its moto ARN.
+
+        twice (True for every Task state, or a list of Task state names): each Lambda
+        invocation of those states is made twice with the same input, and only the
+        second answer reaches the engine: at-least-once delivery with the first answer
+        lost. Execution.invocations() counts both; lost_answers() the first ones."""
         name = str(uuid.uuid4())
         arn = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(input))["executionArn"]
         context = {
@@ -732,6 +759,10 @@ class Stack:
         ]
         for state, ms in (wait_ms or {}).items():
             argv += ["--wait-ms", f"{state}={ms}"]
+        if isinstance(twice, str):
+            raise StackError(f"twice takes True or a list of Task state names, not the string {twice!r}")
+        for state in ["*"] if twice is True else (twice or []):
+            argv += ["--twice", state]
         marks = self.log_marks()
         events: list[dict] = []
         t0 = time.monotonic()
