@@ -34,10 +34,11 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
         }
         (StateClass::Failed, true) | (StateClass::Idle, true) => {
             return Err(RotationError::ClusterDeployFailed(format!(
-                "Cluster {} ended in {} after the redeploy with the new credentials. {} Look at the cluster's \
-                 deployment logs in the Qovery console{}. Once every cluster is DEPLOYED again, delete the old key by \
-                 hand after the two-hour drain.",
-                cluster.cluster_id,
+                "Cluster {} ended in {} after the redeploy with the new credentials. The rotation stopped here: \
+                 clusters after it in the list were not touched. {} Look at the cluster's deployment logs in the \
+                 Qovery console{}. Once every cluster is DEPLOYED again, delete the old key by hand after the \
+                 two-hour drain.",
+                cluster.label(),
                 status.status.as_str(),
                 context,
                 if status.status.as_str() == "INVALID_CREDENTIALS" {
@@ -69,8 +70,13 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
     Ok(cluster)
 }
 
-/// Whether `status` is about a deployment that started after our POST.
-fn is_new_deployment(cluster: &ClusterDeployment, status: &ClusterStatus) -> bool {
+/// Whether `status` is about a deployment that started after the hand-over: its
+/// execution id or date differs from what Qovery reported just after it.
+pub(crate) fn is_new_deployment(cluster: &ClusterDeployment, status: &ClusterStatus) -> bool {
+    if cluster.baseline_status.is_none() {
+        // No record of the hand-over: nothing can be proven to use the new key.
+        return false;
+    }
     let changed = |now: &Option<String>, before: &Option<String>| now.is_some() && now != before;
     changed(&status.last_execution_id, &cluster.baseline_execution_id)
         || changed(
@@ -98,10 +104,11 @@ pub(crate) fn keys_context(cluster: &ClusterDeployment) -> String {
 
 pub(crate) fn timed_out(cluster: &ClusterDeployment, doing: &str) -> RotationError {
     RotationError::ClusterDeployTimedOut(format!(
-        "Cluster {} is still {} after {} s {doing} (deadline {}). {} Check the cluster in the Qovery console; once \
-         it and every other cluster are DEPLOYED, delete the old key by hand after the two-hour drain, or raise \
-         deploy_timeout_seconds next time.",
-        cluster.cluster_id,
+        "Cluster {} is still {} after {} s {doing} (deadline {}). The rotation stopped here: clusters after it in \
+         the list were not touched. {} Check the cluster in the Qovery console; once it and every other cluster \
+         are DEPLOYED, delete the old key by hand after the two-hour drain, or raise deploy_timeout_seconds next \
+         time.",
+        cluster.label(),
         cluster.status.as_deref().unwrap_or("in an unknown state"),
         cluster.deploy_timeout_seconds,
         cluster.deadline.as_deref().unwrap_or("unknown"),
