@@ -28,10 +28,16 @@ pub async fn with_deadline<F: Future>(deadline: Instant, future: F) -> F::Output
 }
 
 /// The `Instant` of a deadline Lambda gives in milliseconds since the epoch.
-/// A runtime that sends no deadline (0) sets none.
+/// A runtime that sends no deadline (0) sets none. `cargo lambda watch`, which the
+/// local stack uses, sends the timeout itself (600000) rather than a point in time:
+/// any value before 2001 is taken as such a duration from now.
 pub fn from_epoch_millis(deadline_ms: u64) -> Instant {
+    const YEAR_2001_MS: u64 = 978_307_200_000;
     if deadline_ms == 0 {
         return Instant::now() + Duration::from_secs(24 * 3600);
+    }
+    if deadline_ms < YEAR_2001_MS {
+        return Instant::now() + Duration::from_millis(deadline_ms);
     }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
