@@ -337,6 +337,24 @@ mod tests {
             .is_err());
     }
 
+    /// template.yaml's bounds (PollIntervalSeconds 60..3600, DeployTimeoutSeconds up to
+    /// 86400) always leave room for one cluster; the README's table gives the rest.
+    #[test]
+    fn the_template_bounds_always_fit_one_cluster() {
+        let with = |timeout: u64, interval: u64| {
+            let mut value = minimal();
+            value["deploy_timeout_seconds"] = json!(timeout);
+            value["poll_interval_seconds"] = json!(interval);
+            ExecutionInput::parse(&value).unwrap()
+        };
+        assert!(with(86400, 60).check_history_budget(1).is_ok());
+        assert!(with(86400, 60).check_history_budget(2).is_err());
+        assert!(with(7200, 60).check_history_budget(17).is_ok());
+        assert!(with(7200, 60).check_history_budget(18).is_err());
+        assert!(with(1800, 600).check_history_budget(266).is_ok());
+        assert!(with(1800, 600).check_history_budget(267).is_err());
+    }
+
     #[test]
     fn short_drain_needs_the_flag() {
         let mut value = minimal();
