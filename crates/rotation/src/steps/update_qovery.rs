@@ -20,7 +20,14 @@ use crate::state::{parse_step_input, CredentialsRef, QoveryHolds, ReconcileResul
 use crate::{secrets_manager, sts, timefmt};
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<Value, RotationError> {
-    if let Some(state) = event.get("reconcile") {
+    // ReconcileHandOver passes `{"reconcile": <state>}` and nothing else. FinishHandOver
+    // passes the state itself, which by then carries reconcile's result at `$.reconcile`:
+    // that is a hand-over.
+    let to_reconcile = event
+        .as_object()
+        .filter(|fields| fields.len() == 1)
+        .and_then(|fields| fields.get("reconcile"));
+    if let Some(state) = to_reconcile {
         let state: RotationState = parse_step_input("update-qovery (reconcile)", state.clone())?;
         let result = reconcile(deps, &state).await?;
         return Ok(serde_json::to_value(result).expect("a reconcile result always serializes"));
