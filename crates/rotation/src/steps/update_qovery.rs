@@ -10,6 +10,9 @@
 //! which key does each entry hold now? The state machine then either finishes the
 //! hand-over or rolls back.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use serde_json::Value;
 
 use crate::config::Deps;
@@ -20,6 +23,14 @@ use crate::state::{parse_step_input, CredentialsRef, QoveryHolds, ReconcileResul
 use crate::{secrets_manager, sts, timefmt};
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<Value, RotationError> {
+    // Type-erased: written out, this future is too deep for rustc to lay out inside the
+    // Lambda binary's runtime loop ("queries overflow the depth limit").
+    let step: Pin<Box<dyn Future<Output = Result<Value, RotationError>> + Send + '_>> =
+        Box::pin(run(deps, event));
+    step.await
+}
+
+async fn run(deps: &Deps, event: Value) -> Result<Value, RotationError> {
     // ReconcileHandOver passes `{"reconcile": <state>}` and nothing else. FinishHandOver
     // passes the state itself, which by then carries reconcile's result at `$.reconcile`:
     // that is a hand-over.
