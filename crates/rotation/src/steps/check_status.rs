@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::config::Deps;
 use crate::error::RotationError;
-use crate::qovery::{ClusterStatus, StateClass};
+use crate::qovery::{ClusterState, ClusterStatus, StateClass};
 use crate::state::{parse_step_input, ClusterDeployment, Phase};
 use crate::timefmt;
 
@@ -71,18 +71,29 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
 }
 
 /// Whether `status` is about a deployment that started after the hand-over: its
-/// execution id or date differs from what Qovery reported just after it.
+/// execution id differs from what Qovery reported just after it (or, with no execution
+/// id, its date does).
 pub(crate) fn is_new_deployment(cluster: &ClusterDeployment, status: &ClusterStatus) -> bool {
     if cluster.baseline_status.is_none() {
         // No record of the hand-over: nothing can be proven to use the new key.
         return false;
     }
-    let changed = |now: &Option<String>, before: &Option<String>| now.is_some() && now != before;
-    changed(&status.last_execution_id, &cluster.baseline_execution_id)
-        || changed(
-            &status.last_deployment_date,
-            &cluster.baseline_deployment_date,
+    // The execution id names a deployment. The same one is the deployment that ran at the
+    // hand-over, with the old key, even though it got a new date when it ended.
+    if status.last_execution_id.is_some() {
+        return status.last_execution_id != cluster.baseline_execution_id;
+    }
+    // Only the date is left, and a deployment running at the hand-over sets it when it
+    // ends: then nothing proves a new one.
+    let busy_at_handover = cluster.baseline_status.as_deref().is_some_and(|s| {
+        matches!(
+            ClusterState(s.to_string()).class(),
+            StateClass::Busy | StateClass::Unknown
         )
+    });
+    !busy_at_handover
+        && status.last_deployment_date.is_some()
+        && status.last_deployment_date != cluster.baseline_deployment_date
 }
 
 /// Which keys are live while clusters redeploy, for every message of this stage.

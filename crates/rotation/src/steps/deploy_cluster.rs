@@ -40,16 +40,18 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
         .map_err(|e| e.into_rotation_error(&context))?;
     cluster.status = Some(status.status.as_str().to_string());
 
+    // First: a stop or a delete is an execution of its own, so a cluster stopped since the
+    // hand-over also shows a new execution id, and must not be followed as a deployment.
+    if let Decision::Skip(reason) = clusters::decide(&status) {
+        tracing::info!(cluster_id = %cluster.cluster_id, status = status.status.as_str(), reason, "not redeployed");
+        cluster.phase = Some(Phase::Skipped);
+        return Ok(cluster);
+    }
     if super::check_status::is_new_deployment(&cluster, &status) {
         tracing::info!(cluster_id = %cluster.cluster_id, status = status.status.as_str(),
             last_execution_id = ?status.last_execution_id, "a deployment started after the hand-over; following it");
         cluster.last_execution_id = status.last_execution_id;
         cluster.phase = Some(Phase::InProgress);
-        return Ok(cluster);
-    }
-    if let Decision::Skip(reason) = clusters::decide(&status) {
-        tracing::info!(cluster_id = %cluster.cluster_id, status = status.status.as_str(), reason, "not redeployed");
-        cluster.phase = Some(Phase::Skipped);
         return Ok(cluster);
     }
     if matches!(

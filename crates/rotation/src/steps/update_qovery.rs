@@ -10,6 +10,9 @@
 //! which key does each entry hold now? The state machine then either finishes the
 //! hand-over or rolls back.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use serde_json::Value;
 
 use crate::config::Deps;
@@ -20,7 +23,22 @@ use crate::state::{parse_step_input, CredentialsRef, QoveryHolds, ReconcileResul
 use crate::{secrets_manager, sts, timefmt};
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<Value, RotationError> {
-    if let Some(state) = event.get("reconcile") {
+    // Type-erased: written out, this future is too deep for rustc to lay out inside the
+    // Lambda binary's runtime loop ("queries overflow the depth limit").
+    let step: Pin<Box<dyn Future<Output = Result<Value, RotationError>> + Send + '_>> =
+        Box::pin(run(deps, event));
+    step.await
+}
+
+async fn run(deps: &Deps, event: Value) -> Result<Value, RotationError> {
+    // ReconcileHandOver passes `{"reconcile": <state>}` and nothing else. FinishHandOver
+    // passes the state itself, which by then carries reconcile's result at `$.reconcile`:
+    // that is a hand-over.
+    let to_reconcile = event
+        .as_object()
+        .filter(|fields| fields.len() == 1)
+        .and_then(|fields| fields.get("reconcile"));
+    if let Some(state) = to_reconcile {
         let state: RotationState = parse_step_input("update-qovery (reconcile)", state.clone())?;
         let result = reconcile(deps, &state).await?;
         return Ok(serde_json::to_value(result).expect("a reconcile result always serializes"));
