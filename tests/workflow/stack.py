@@ -672,23 +672,31 @@ class Stack:
         """GetCallerIdentity signed with this key: the user's ARN, or raises ClientError."""
         return self._client("sts", (key_id, secret)).get_caller_identity()["Arn"]
 
-    def key_secret_id(self, user: str) -> str:
-        return f"{self.key_secret_prefix}/{user}"
+    def key_secret_prefix_of(self, user: str) -> str:
+        """Each execution keeps the new key in <prefix>/<user>/<execution name>."""
+        return f"{self.key_secret_prefix}/{user}/"
 
-    def key_secret(self, user: str) -> dict | None:
-        """The key secret's versions and stages, and the value of each version
-        (read by VersionId: moto may serve a stale AWSCURRENT without one)."""
-        try:
-            desc = self.sm.describe_secret(SecretId=self.key_secret_id(user))
-        except botocore.exceptions.ClientError as e:
-            if e.response["Error"]["Code"] == "ResourceNotFoundException":
-                return None
-            raise
-        versions = {}
-        for vid, stages in (desc.get("VersionIdsToStages") or {}).items():
-            value = self.sm.get_secret_value(SecretId=self.key_secret_id(user), VersionId=vid)["SecretString"]
-            versions[vid] = {"stages": stages, "value": value}
-        return {"arn": desc["ARN"], "versions": versions}
+    def all_secret_versions(self) -> list[dict]:
+        """Every version of every secret moto has, deprecated versions and secrets
+        scheduled for deletion included, each read by VersionId (moto may serve a stale
+        AWSCURRENT without one): [{"name", "version", "stages", "value"}]."""
+        out = []
+        for page in self.sm.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
+            for secret in page["SecretList"]:
+                arn = secret["ARN"]
+                versions = self.sm.list_secret_version_ids(SecretId=arn, IncludeDeprecated=True)["Versions"]
+                for v in versions:
+                    try:
+                        value = self.sm.get_secret_value(SecretId=arn, VersionId=v["VersionId"]).get("SecretString")
+                    except botocore.exceptions.ClientError as e:
+                        value = f"<unreadable: {e.response['Error']['Code']}>"
+                    out.append({"name": secret["Name"], "version": v["VersionId"], "stages": v.get("VersionStages", []), "value": value})
+        return out
+
+    def key_secrets(self, user: str) -> list[dict]:
+        """The versions of every key secret of `user` that still exists."""
+        prefix = self.key_secret_prefix_of(user)
+        return [v for v in self.all_secret_versions() if v["name"].startswith(prefix)]
 
     def running_execution(self, input: dict) -> str:
         """Starts an execution in moto's state machine; moto keeps it RUNNING."""

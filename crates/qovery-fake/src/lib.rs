@@ -33,16 +33,22 @@ pub struct Seed {
     pub clusters: Vec<SeedCluster>,
 }
 
-/// A set of static AWS credentials (`object_type: "AWS"` in the spec).
+/// A set of static AWS credentials (`object_type: "AWS"` in the spec), or role
+/// credentials (`AWS_ROLE`) when `role_arn` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedCredentials {
     /// A UUID.
     pub id: String,
     pub name: String,
+    #[serde(default)]
     pub access_key_id: String,
     #[serde(default)]
     pub secret_access_key: String,
+    /// Role credentials hold no key: listed as `AwsRoleClusterCredentials`. A PUT of
+    /// static keys turns them into static credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 impl SeedCredentials {
@@ -52,6 +58,15 @@ impl SeedCredentials {
             name: name.to_owned(),
             access_key_id: access_key_id.to_owned(),
             secret_access_key: secret_access_key.to_owned(),
+            role_arn: None,
+        }
+    }
+
+    /// Role credentials (`object_type: "AWS_ROLE"`).
+    pub fn role(id: &str, name: &str, role_arn: &str) -> Self {
+        Self {
+            role_arn: Some(role_arn.to_owned()),
+            ..Self::new(id, name, "", "")
         }
     }
 }

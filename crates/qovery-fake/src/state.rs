@@ -51,6 +51,7 @@ struct Credentials {
     name: String,
     access_key_id: String,
     secret_access_key: String,
+    role_arn: Option<String>,
 }
 
 struct Cluster {
@@ -102,6 +103,7 @@ impl State {
                 name: c.name,
                 access_key_id: c.access_key_id,
                 secret_access_key: c.secret_access_key,
+                role_arn: c.role_arn,
             });
         }
         let mut clusters: Vec<Cluster> = Vec::new();
@@ -282,6 +284,7 @@ impl State {
         credentials.name = name;
         credentials.access_key_id = access_key_id;
         credentials.secret_access_key = secret_access_key;
+        credentials.role_arn = None;
         Ok(credentials.to_json())
     }
 
@@ -360,6 +363,14 @@ impl State {
 
 impl Credentials {
     fn to_json(&self) -> Value {
+        if let Some(role_arn) = &self.role_arn {
+            return json!({
+                "id": self.id,
+                "name": self.name,
+                "role_arn": role_arn,
+                "object_type": "AWS_ROLE",
+            });
+        }
         json!({
             "id": self.id,
             "name": self.name,

@@ -175,6 +175,29 @@ async fn credentials_come_back_without_the_secret() {
 }
 
 #[tokio::test]
+async fn role_credentials_are_listed_without_a_key() {
+    let mut seed = seed(cluster());
+    seed.credentials.push(SeedCredentials::role(
+        OTHER,
+        "prod-role",
+        "arn:aws:iam::123456789012:role/qovery",
+    ));
+    let api = Api::start(seed).await;
+    let list: Value = api
+        .get(&format!("/organization/{ORG}/credentials"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["results"][1],
+        json!({"credential": {"id": OTHER, "name": "prod-role", "object_type": "AWS_ROLE",
+                              "role_arn": "arn:aws:iam::123456789012:role/qovery"},
+               "clusters": []})
+    );
+}
+
+#[tokio::test]
 async fn edit_rejects_anything_but_a_complete_static_request() {
     let api = Api::start(seed(cluster())).await;
     let valid = json!({"type": "AWS_STATIC", "name": "prod-aws", "access_key_id": "AKIANEW", "secret_access_key": "new-secret"});
