@@ -263,10 +263,12 @@ class FakeQovery:
         *,
         echo_request: bool = False,
         apply: bool = False,
+        after: int = 0,
     ) -> None:
         """The next `times` calls of `operation` (an operationId, or "*") answer `status`.
         echo_request: a gateway page quoting the request (line, Authorization, raw body).
-        apply: the call is served for real, then answered `status` (a lost answer)."""
+        apply: the call is served for real, then answered `status` (a lost answer).
+        after: that many calls of the operation go through first."""
         body: dict[str, Any] = {"operation": operation, "status": status, "times": times}
         if retry_after is not None:
             body["retry_after"] = retry_after
@@ -274,6 +276,8 @@ class FakeQovery:
             body["echo_request"] = True
         if apply:
             body["apply"] = True
+        if after:
+            body["after"] = after
         self._call("POST", "/_fake/faults", body)
 
     def credentials(self, credentials_id: str) -> dict:

@@ -137,7 +137,8 @@ pub enum Outcome {
 }
 
 /// Makes the next `times` calls of `operation` (a spec operationId, or `*` for any
-/// API call) fail with `status`, before authentication is checked.
+/// API call) fail with `status`, before authentication is checked; with `after`, only
+/// once that many calls of it have gone through.
 ///
 /// By default the answer is Qovery's own `{status, error, message}` JSON and the call
 /// changes nothing. Two modes model what sits between a client and Qovery:
@@ -162,6 +163,10 @@ pub struct Fault {
     /// Serve the call for real, then answer `status` instead.
     #[serde(default)]
     pub apply: bool,
+    /// Let this many calls of `operation` through first (each call counts, even one
+    /// that another fault fails).
+    #[serde(default)]
+    pub after: u32,
 }
 
 fn one() -> u32 {
@@ -177,6 +182,7 @@ impl Fault {
             retry_after: None,
             echo_request: false,
             apply: false,
+            after: 0,
         }
     }
 
@@ -194,6 +200,12 @@ impl Fault {
     /// See `apply`.
     pub fn after_applying(mut self) -> Self {
         self.apply = true;
+        self
+    }
+
+    /// See `after`.
+    pub fn after_calls(mut self, calls: u32) -> Self {
+        self.after = calls;
         self
     }
 }

@@ -210,12 +210,15 @@ impl State {
         Ok(())
     }
 
-    /// Uses up one call of the oldest fault that targets `operation`.
+    /// Uses up one call of the oldest fault that targets `operation` and has no more
+    /// calls to let through; counts the call for those that still do.
     pub(crate) fn take_fault(&mut self, operation: &str) -> Option<Fault> {
-        let i = self
-            .faults
-            .iter()
-            .position(|f| f.operation == "*" || f.operation == operation)?;
+        let targets = |f: &Fault| f.operation == "*" || f.operation == operation;
+        let armed = self.faults.iter().position(|f| targets(f) && f.after == 0);
+        for waiting in self.faults.iter_mut().filter(|f| targets(f) && f.after > 0) {
+            waiting.after -= 1;
+        }
+        let i = armed?;
         self.faults[i].times -= 1;
         if self.faults[i].times == 0 {
             Some(self.faults.remove(i))

@@ -636,6 +636,39 @@ async fn an_applied_fault_serves_the_call_then_answers_the_fault() {
 }
 
 #[tokio::test]
+async fn a_fault_with_after_lets_that_many_calls_through_first() {
+    let api = Api::start(seed(cluster())).await;
+    api.fake
+        .inject_fault(Fault::new("getClusterStatus", 503, 2).after_calls(2));
+    // Through the control API too, on another operation: its calls do not count here.
+    let response = api
+        .http
+        .post(api.url("/_fake/faults"))
+        .json(&json!({"operation": "getAWSCredentials", "status": 500, "after": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    for expected in [200, 500] {
+        assert_eq!(
+            api.get(&credentials_path()).await.status().as_u16(),
+            expected
+        );
+    }
+    for expected in [200, 200, 503, 503, 200] {
+        assert_eq!(api.get(&status_path()).await.status().as_u16(), expected);
+    }
+    let statuses: Vec<u16> = api
+        .fake
+        .snapshot()
+        .requests
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [200, 500, 200, 200, 503, 503, 200]);
+}
+
+#[tokio::test]
 async fn the_control_api_replaces_state_and_rejects_malformed_bodies() {
     let api = Api::start(Seed::default()).await;
     let put = |body: Value| api.http.put(api.url("/_fake/state")).json(&body).send();
