@@ -15,7 +15,8 @@ use crate::aws::AwsError;
 /// The longest one AWS SDK call may take: the SDK's operation timeout (see
 /// `config::aws_timeouts`) plus a margin.
 pub const AWS_CALL_BUDGET: Duration = Duration::from_secs(22);
-/// The longest one Qovery request may take: the client's request timeout plus a margin.
+/// The longest one Qovery request may take: the client's request timeout
+/// (`qovery::client`, 20 s) plus a margin.
 pub const QOVERY_CALL_BUDGET: Duration = Duration::from_secs(22);
 
 tokio::task_local! {

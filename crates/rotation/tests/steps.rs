@@ -1821,3 +1821,54 @@ async fn a_whole_rotation_of_a_key_shared_by_two_entries_and_then_another() {
         .assert_no_secret_holds_a_key(&[&held_secret, &newest_secret])
         .await;
 }
+
+// ---- the invocation deadline ---------------------------------------------------
+
+/// Issue 6 §4: a step never starts a call it cannot finish before Lambda's deadline.
+/// With 5 s left, update-qovery stops before its first call, with a retryable error,
+/// and neither Qovery nor the keys change; the same input with time left then works.
+#[tokio::test]
+async fn update_qovery_starts_no_call_it_cannot_finish() {
+    let world = World::new().await;
+    let state = created(&world).await;
+    let requests_before = world.fake.snapshot().requests.len();
+    let soon = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let result = rotation::deadline::with_deadline(soon, update(&world, &state)).await;
+    let (name, message) = failure(result);
+    assert_eq!(name, "AwsUnavailable", "{message}");
+    assert!(message.contains("not started"), "{message}");
+    assert_eq!(
+        world.fake.snapshot().requests.len(),
+        requests_before,
+        "Qovery was called"
+    );
+    assert!(
+        all_hold(&world, &world.old_key),
+        "the hand-over happened anyway"
+    );
+
+    // Qovery's client refuses on its own, too: a request it cannot finish is not sent.
+    let token = rotation::secret::Secret::new(TOKEN);
+    let error = rotation::deadline::with_deadline(
+        soon,
+        world.deps.qovery.list_organization_credentials(&token, ORG),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind, rotation::qovery::QoveryErrorKind::Unavailable);
+    assert!(error.detail.contains("not sent"), "{}", error.detail);
+    assert_eq!(
+        world.fake.snapshot().requests.len(),
+        requests_before,
+        "Qovery was called"
+    );
+
+    let later = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    let state = rotation::deadline::with_deadline(later, update(&world, &state))
+        .await
+        .unwrap();
+    assert!(all_hold(
+        &world,
+        state.new_access_key_id.as_deref().unwrap()
+    ));
+}

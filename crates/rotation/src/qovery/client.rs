@@ -138,6 +138,21 @@ impl QoveryApi {
         let scrub = |text: &str| scrub_all(text, &secrets);
         let mut waited_once = false;
         loop {
+            // Never start a request the Lambda deadline could cut off halfway: a PUT
+            // could apply with nobody left to see it.
+            if !crate::deadline::fits(crate::deadline::QOVERY_CALL_BUDGET) {
+                return Err(QoveryError {
+                    kind: QoveryErrorKind::Unavailable,
+                    operation,
+                    status: None,
+                    detail: format!(
+                        "not sent: {} ms are left in this Lambda invocation and the request may take {} s",
+                        crate::deadline::remaining().unwrap_or_default().as_millis(),
+                        crate::deadline::QOVERY_CALL_BUDGET.as_secs()
+                    ),
+                    retry_after_seconds: None,
+                });
+            }
             let mut request = self
                 .http
                 .request(method.clone(), format!("{}{path}", self.base_url))
@@ -181,8 +196,13 @@ impl QoveryApi {
             }
             let kind = classify(status);
             if kind == QoveryErrorKind::Unavailable && !waited_once {
-                if let Some(wait) =
-                    retry_after_seconds.filter(|s| *s <= MAX_INLINE_RETRY_AFTER_SECONDS)
+                if let Some(wait) = retry_after_seconds
+                    .filter(|s| *s <= MAX_INLINE_RETRY_AFTER_SECONDS)
+                    .filter(|s| {
+                        crate::deadline::fits(
+                            crate::deadline::QOVERY_CALL_BUDGET + Duration::from_secs(*s),
+                        )
+                    })
                 {
                     tracing::warn!(operation = %operation, status = status.as_u16(), wait, "qovery asked to retry later; waiting");
                     tokio::time::sleep(Duration::from_secs(wait)).await;
