@@ -33,7 +33,11 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     let stored = secrets_manager::read_key(&deps.secrets, &secret_name, &version_id)
         .await
         .map_err(|e| {
-            e.into_rotation_error(&format!("No key was created by this call. {old_only}"))
+            // Nothing was created yet in this call, but an earlier attempt may have: say
+            // only what is known. The retry lists the keys.
+            e.into_rotation_error(&format!(
+                "This call created no key before the failure. {old_only}"
+            ))
         })?;
     let keys = list_keys(deps, &user, &old_only).await?;
     if let Some((secret_arn, stored)) = stored {
