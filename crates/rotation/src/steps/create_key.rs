@@ -39,7 +39,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
                 "This call created no key before the failure. {old_only}"
             ))
         })?;
-    let keys = list_keys(deps, &user, &old_only).await?;
+    let keys = super::list_keys(deps, &user, &old_only).await?;
     if let Some((secret_arn, stored)) = stored {
         if !keys.iter().any(|k| k.access_key_id == stored.access_key_id) {
             return Err(RotationError::PreconditionFailed(format!(
@@ -107,16 +107,6 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     }
 }
 
-async fn list_keys(
-    deps: &Deps,
-    user: &str,
-    context: &str,
-) -> Result<Vec<KeySummary>, RotationError> {
-    iam::list_access_keys(&deps.iam, user)
-        .await
-        .map_err(|e| e.into_rotation_error(context))
-}
-
 /// Deletes every key of the user that an earlier attempt of this step created and lost:
 /// not the old key, created at or after preflight, and held by no Qovery credentials.
 /// Returns the keys left.
@@ -139,11 +129,7 @@ async fn remove_lost_keys(
         return Ok(keys);
     }
     let token = super::qovery_token(deps, context).await?;
-    let usages = deps
-        .qovery
-        .list_organization_credentials(&token, &state.organization_id)
-        .await
-        .map_err(|e| e.into_rotation_error(context))?;
+    let usages = super::list_credentials(deps, &token, &state.organization_id, context).await?;
     let mut deleted = Vec::new();
     for key in candidates {
         let held_by = super::holders(&usages, &key.access_key_id);
@@ -165,7 +151,7 @@ async fn remove_lost_keys(
     if deleted.is_empty() {
         return Ok(keys);
     }
-    list_keys(deps, &state.iam_user_name, context).await
+    super::list_keys(deps, &state.iam_user_name, context).await
 }
 
 /// `CreateAccessKey`, once more if its answer was lost: the SDK's own retry of a call
@@ -184,7 +170,7 @@ async fn create_once(
             Err(error) => error,
         };
         // Never say what happened without looking: list the keys again.
-        let keys = list_keys(deps, user, context).await?;
+        let keys = super::list_keys(deps, user, context).await?;
         let before = keys.len();
         let keys = remove_lost_keys(deps, state, keys, context).await?;
         if keys.len() < before && attempt == 1 {

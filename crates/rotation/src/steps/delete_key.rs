@@ -13,7 +13,6 @@ use serde_json::Value;
 use crate::config::Deps;
 use crate::error::RotationError;
 use crate::qovery::CredentialsUsage;
-use crate::secret::Secret;
 use crate::state::{
     describe_keys, parse_step_input, DeleteKeyRequest, DeleteKeyResult, DeleteMode, KeySummary,
 };
@@ -42,9 +41,10 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
     }
     let nothing_deleted = format!("Nothing was deleted; the keys of {user} are as they were.");
 
-    let keys = list_keys(deps, user, &nothing_deleted).await?;
+    let keys = super::list_keys(deps, user, &nothing_deleted).await?;
     let token = super::qovery_token(deps, &nothing_deleted).await?;
-    let usages = list_credentials(deps, &token, &request, &nothing_deleted).await?;
+    let usages =
+        super::list_credentials(deps, &token, &request.organization_id, &nothing_deleted).await?;
 
     if !keys.iter().any(|k| k.access_key_id == target) {
         return already_deleted(deps, &request, target, keep, &keys, &usages).await;
@@ -64,10 +64,11 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
         let context = format!(
             "The new key {target} was switched off for the rollback and is switched back on."
         );
-        let usages = match list_credentials(deps, &token, &request, &context).await {
-            Ok(usages) => usages,
-            Err(e) => return Err(reactivate_after(deps, user, target, e).await),
-        };
+        let usages =
+            match super::list_credentials(deps, &token, &request.organization_id, &context).await {
+                Ok(usages) => usages,
+                Err(e) => return Err(reactivate_after(deps, user, target, e).await),
+            };
         let holding_target = super::holders(&usages, target);
         if !holding_target.is_empty() {
             let reactivated = iam::set_access_key_active(&deps.iam, user, target, true).await;
@@ -208,28 +209,6 @@ fn refusal(
         "Refused to delete key {target}: Qovery credentials {} hold it right now. {next}",
         holding.join(", ")
     ))
-}
-
-async fn list_keys(
-    deps: &Deps,
-    user: &str,
-    context: &str,
-) -> Result<Vec<KeySummary>, RotationError> {
-    iam::list_access_keys(&deps.iam, user)
-        .await
-        .map_err(|e| e.into_rotation_error(context))
-}
-
-async fn list_credentials(
-    deps: &Deps,
-    token: &Secret,
-    request: &DeleteKeyRequest,
-    context: &str,
-) -> Result<Vec<CredentialsUsage>, RotationError> {
-    deps.qovery
-        .list_organization_credentials(token, &request.organization_id)
-        .await
-        .map_err(|e| e.into_rotation_error(context))
 }
 
 /// Qovery could not be asked after the key was switched off: switch it back on, since

@@ -51,3 +51,27 @@ pub(crate) fn holders(
         })
         .collect()
 }
+
+/// The user's keys, with `context` (which keys are live, what to do) on failure.
+pub(crate) async fn list_keys(
+    deps: &Deps,
+    user: &str,
+    context: &str,
+) -> Result<Vec<crate::state::KeySummary>, RotationError> {
+    crate::iam::list_access_keys(&deps.iam, user)
+        .await
+        .map_err(|e| e.into_rotation_error(context))
+}
+
+/// Every credentials entry of the organization, asked now.
+pub(crate) async fn list_credentials(
+    deps: &Deps,
+    token: &Secret,
+    organization_id: &str,
+    context: &str,
+) -> Result<Vec<crate::qovery::CredentialsUsage>, RotationError> {
+    deps.qovery
+        .list_organization_credentials(token, organization_id)
+        .await
+        .map_err(|e| e.into_rotation_error(context))
+}

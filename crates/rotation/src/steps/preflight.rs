@@ -61,11 +61,8 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     }
 
     let token = super::qovery_token(deps, NOTHING_CHANGED).await?;
-    let usages = deps
-        .qovery
-        .list_organization_credentials(&token, &input.organization_id)
-        .await
-        .map_err(|e| e.into_rotation_error(NOTHING_CHANGED))?;
+    let usages =
+        super::list_credentials(deps, &token, &input.organization_id, NOTHING_CHANGED).await?;
 
     let keys = iam::list_access_keys(&deps.iam, user).await.map_err(|e| {
         let context = if e.is_code("NoSuchEntity") {

@@ -128,7 +128,7 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
         format!("Both keys are active: the old key {old} and the new key {new_key} of {user}.");
 
     let token = super::qovery_token(deps, &before).await?;
-    let usages = list_credentials(deps, &token, &state, &before).await?;
+    let usages = super::list_credentials(deps, &token, &state.organization_id, &before).await?;
     let (mut done, to_update) = entries_to_update(&state, &usages, &new_key)?;
 
     if !to_update.is_empty() {
@@ -233,18 +233,6 @@ async fn note_clusters_at_handover(
     Ok(())
 }
 
-async fn list_credentials(
-    deps: &Deps,
-    token: &Secret,
-    state: &RotationState,
-    context: &str,
-) -> Result<Vec<CredentialsUsage>, RotationError> {
-    deps.qovery
-        .list_organization_credentials(token, &state.organization_id)
-        .await
-        .map_err(|e| e.into_rotation_error(context))
-}
-
 async fn read_new_secret(deps: &Deps, keys: &Keys, context: &str) -> Result<Secret, RotationError> {
     let stored = secrets_manager::read_key(&deps.secrets, &keys.secret_id, &keys.version_id)
         .await
@@ -295,7 +283,7 @@ async fn reconcile(deps: &Deps, state: &RotationState) -> Result<ReconcileResult
         keys.new
     );
     let token = super::qovery_token(deps, &context).await?;
-    let usages = list_credentials(deps, &token, state, &context).await?;
+    let usages = super::list_credentials(deps, &token, &state.organization_id, &context).await?;
     let holding_new = super::holders(&usages, &keys.new);
     let holding_old = super::holders(&usages, &state.old_access_key_id);
     let qovery_holds = match (holding_new.is_empty(), holding_old.is_empty()) {
