@@ -17,7 +17,7 @@ ARGS ?=
 WORKFLOWS := .github/workflows/ci.yml .github/workflows/deploy.yml
 FUNCTIONS := PreflightFunction CreateKeyFunction UpdateQoveryFunction DeployClusterFunction CheckStatusFunction DeleteKeyFunction
 
-.PHONY: tools tools-sam tools-lint build build-debug lint lint-workflows fmt-check clippy test-unit test-template test-workflow test demo package deploy deploy-ci clean
+.PHONY: tools tools-sam tools-lint build build-debug lint lint-workflows fmt-check clippy test-unit test-template test-workflow test-by-hand test demo package deploy deploy-ci clean
 
 tools: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
 tools-sam: $(SAM_VENV)/.installed
@@ -83,7 +83,12 @@ test-template: tools
 test-workflow: tools build-debug
 	QOVERY_OPENAPI_SPEC="$$($(VENV)/bin/python tools/qovery_spec.py)" $(NODE_DIR)/run-scenarios.sh
 
-test: fmt-check clippy lint test-unit test-template test-workflow
+# The README's "Run a rotation by hand": its AWS CLI commands against template.yaml
+# deployed in moto, whose Step Functions engine runs the ASL against the real binaries.
+test-by-hand: tools tools-sam build-debug
+	QOVERY_OPENAPI_SPEC="$$($(VENV)/bin/python tools/qovery_spec.py)" $(NODE_DIR)/by-hand.sh --check-readme
+
+test: fmt-check clippy lint test-unit test-template test-workflow test-by-hand
 
 demo: tools build-debug
 	$(NODE_DIR)/demo.sh $(ARGS)
