@@ -87,7 +87,7 @@ class Progress:
         where = self.cluster(ev)
         label = f"{state}[{where}]" if where else state
         if kind == "StateEntered" and state == "DeployClusters":
-            self.map_items = list(ev["input"].get("cluster_ids") or [])
+            self.map_items = [c["id"] for c in ev["input"].get("clusters") or []]
         if kind == "StateExited":
             self.line(ev, "ok", label, self.describe(state, ev.get("output")))
         elif kind == "StateFailed":
@@ -108,15 +108,22 @@ class Progress:
         if state == "Preflight":
             r = out.get("report", {})
             keys = ", ".join(f"{k['access_key_id']} ({k['status']})" for k in r.get("keys", []))
-            return f"user keys: {keys}; Qovery holds {out.get('old_access_key_id')}; clusters: {self.statuses()}"
+            creds = ", ".join(c["name"] for c in out.get("credentials", []))
+            skipped = ", ".join(f"{c['name']} {c['status']}" for c in out.get("skipped_clusters", []))
+            return (f"user keys: {keys}; credentials holding {out.get('old_access_key_id')}: {creds}; "
+                    f"redeploy (in order): {', '.join(c['name'] for c in out.get('clusters', []))}"
+                    + (f"; skipped: {skipped}" if skipped else ""))
         if state == "IsDryRun":
             return "dry run: stop here" if out.get("dry_run") else "real rotation"
         if state == "DryRunReport":
             return (out.get("report") or {}).get("summary", "")
         if state == "CreateKey":
-            return f"new key {out.get('new_access_key_id')} created, stored in secret {out.get('key_secret_id')} (AWSPENDING)"
-        if state == "UpdateQovery":
-            return f"Qovery now holds {out.get('new_access_key_id')}; old key {out.get('old_access_key_id')} may go after {out.get('drain_until')}"
+            return f"new key {out.get('new_access_key_id')} created, kept in secret {out.get('key_secret_id')} until Qovery holds it"
+        if state in ("UpdateQovery", "FinishHandOver"):
+            return (f"Qovery credentials {', '.join(c['name'] for c in out.get('credentials', []))} hold "
+                    f"{out.get('new_access_key_id')}; key secret deleted; old key {out.get('old_access_key_id')} may go after {out.get('drain_until')}")
+        if state == "ReconcileHandOver":
+            return (out.get("reconcile") or {}).get("summary", "")
         if state in ("DeployCluster", "CheckStatus"):
             cid = out.get("cluster_id", "")
             if state == "CheckStatus":
@@ -125,7 +132,7 @@ class Progress:
             return f"Qovery reports {out.get('status')} (phase {out.get('phase')}{extra})"
         if state in ("WaitForDeploy", "WaitForIdle"):
             return f"wait {out.get('poll_interval_seconds')} s (overridden locally)"
-        if state in ("IsDeployed", "IsDeployRequested", "ClusterDeployed"):
+        if state in ("IsDeployed", "IsDeployRequested", "ClusterDeployed", "ClusterSkipped"):
             return f"phase {out.get('phase')}"
         if state == "DeployClusters":
             return "all clusters redeployed: " + self.statuses()
@@ -134,7 +141,7 @@ class Progress:
         if state in ("DeleteOldKey", "Rotated"):
             d = out.get("deleted") or {}
             keys = ", ".join(f"{k['access_key_id']} ({k['status']})" for k in d.get("remaining_keys", []))
-            return f"deleted old key {d.get('deleted_access_key_id')}; user keys now: {keys}"
+            return f"{'already deleted' if d.get('already_deleted') else 'deleted'} old key {d.get('deleted_access_key_id')}; user keys now: {keys}"
         if state == "RollbackNewKey":
             d = out.get("rollback") or {}
             return f"rolled back: deleted new key {d.get('deleted_access_key_id')}"
@@ -191,7 +198,6 @@ def main(argv: list[str]) -> int:
         input = {
             "iam_user_name": USER,
             "organization_id": org,
-            "credentials_id": creds,
             "drain_seconds": 60,
             "allow_short_drain": True,
             "poll_interval_seconds": 10,
@@ -207,8 +213,8 @@ def main(argv: list[str]) -> int:
         after = snapshot(stack, creds)
 
         secrets = [stack.token, old_secret, after["held_secret"]]
-        stored = stack.key_secret(USER)
-        for v in (stored or {}).get("versions", {}).values():
+        left = stack.key_secrets(USER)
+        for v in left:
             try:
                 secrets.append(json.loads(v["value"]).get("secret_access_key"))
             except (ValueError, AttributeError):
@@ -233,6 +239,9 @@ def main(argv: list[str]) -> int:
         ok = ex.succeeded
         verdict = "SUCCEEDED" if ok else f"FAILED with {ex.error}: {ex.cause_message()}"
         print(f"rotation {verdict}")
+        if left:
+            print(f"KEY SECRET LEFT BEHIND: {', '.join(sorted({v['name'] for v in left}))}")
+            ok = False
         if leaked:
             print(f"SECRET LEAKED in: {', '.join(sorted(set(leaked)))}")
             ok = False

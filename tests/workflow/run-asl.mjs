@@ -11,10 +11,15 @@
 // (cargo lambda answers HTTP 500 with errorType/errorMessage) becomes the ASL error
 // named errorType, with the error document as Cause, as on AWS.
 //
+// --twice models at-least-once delivery: each invocation of the named Task states
+// ('*' for all) is made twice with the same input. The first answer, output or error,
+// is lost, as when a call did its work but its answer never came back; the second goes
+// to the engine. Both are recorded; the lost one's Lambda events carry answerLost: true.
+//
 //   node run-asl.mjs --definition statemachine/rotation.asl.json \
 //     --invoke-url http://127.0.0.1:9000 --input '{"...":"..."}' \
 //     [--context '{"Execution":{"Id":"arn:..."},"StateMachine":{"Id":"arn:..."}}'] \
-//     [--wait-ms WaitForDeploy=300] [--default-wait-ms 0] [--retry-ms 0]
+//     [--wait-ms WaitForDeploy=300] [--default-wait-ms 0] [--retry-ms 0] [--twice '*'|TaskName ...]
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -39,6 +44,8 @@ const { values: args } = parseArgs({
     'retry-ms': { type: 'string', default: '0' },
     // How long one invocation may take before the driver gives up on the HTTP call.
     'invoke-timeout-ms': { type: 'string', default: '130000' },
+    // Task states (or '*') whose every invocation is made twice, the first answer lost.
+    twice: { type: 'string', multiple: true, default: [] },
   },
   strict: true,
 });
@@ -107,14 +114,28 @@ function msSince(start) {
   return Math.round(performance.now() - start);
 }
 
+const twice = new Set(args.twice);
+
 async function invoke(stateName, functionName, input) {
   if (invalidWait) throw new LambdaFunctionError('States.Runtime', invalidWait);
+  if (twice.has('*') || twice.has(stateName)) {
+    try {
+      await invokeOnce(stateName, functionName, input, { answerLost: true });
+    } catch (e) {
+      if (!(e instanceof LambdaFunctionError)) throw e;
+    }
+  }
+  return invokeOnce(stateName, functionName, input, {});
+}
+
+// One Lambda invocation; `mark` is added to each event it records.
+async function invokeOnce(stateName, functionName, input, mark) {
   const url = `${invokeUrl}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`;
   // Let the engine's pending events (StateEntered...) reach stdout first, so that the
   // lines come out in history order.
   await new Promise((resolve) => setImmediate(resolve));
   const start = performance.now();
-  emit({ event: 'LambdaFunctionScheduled', state: stateName, function: functionName, input });
+  emit({ event: 'LambdaFunctionScheduled', state: stateName, function: functionName, input, ...mark });
   let response;
   let body;
   try {
@@ -129,7 +150,7 @@ async function invoke(stateName, functionName, input) {
     // What the AWS SDK inside Step Functions reports when it cannot reach Lambda.
     const error = e?.name === 'TimeoutError' ? 'Lambda.Unknown' : 'Lambda.SdkClientException';
     const cause = `invoking ${functionName} at ${url} failed: ${e?.message ?? e}`;
-    emit({ event: 'LambdaFunctionFailed', state: stateName, function: functionName, error, cause, durationMs: msSince(start) });
+    emit({ event: 'LambdaFunctionFailed', state: stateName, function: functionName, error, cause, durationMs: msSince(start), ...mark });
     throw new LambdaFunctionError(error, cause);
   }
   if (response.status === 200) {
@@ -138,10 +159,10 @@ async function invoke(stateName, functionName, input) {
       output = body.length ? JSON.parse(body) : null;
     } catch (e) {
       const cause = `${functionName} returned a body that is not JSON: ${body.slice(0, 200)}`;
-      emit({ event: 'LambdaFunctionFailed', state: stateName, function: functionName, error: 'Lambda.Unknown', cause, durationMs: msSince(start) });
+      emit({ event: 'LambdaFunctionFailed', state: stateName, function: functionName, error: 'Lambda.Unknown', cause, durationMs: msSince(start), ...mark });
       throw new LambdaFunctionError('Lambda.Unknown', cause);
     }
-    emit({ event: 'LambdaFunctionSucceeded', state: stateName, function: functionName, output, durationMs: msSince(start) });
+    emit({ event: 'LambdaFunctionSucceeded', state: stateName, function: functionName, output, durationMs: msSince(start), ...mark });
     return output;
   }
   // cargo lambda answers a function error with 500 and the runtime's error document.
@@ -163,7 +184,7 @@ async function invoke(stateName, functionName, input) {
     error = 'Lambda.Unknown';
     cause = `HTTP ${response.status} from cargo lambda for ${functionName}: ${body.slice(0, 300)}`;
   }
-  emit({ event: 'LambdaFunctionFailed', state: stateName, function: functionName, error, cause, durationMs: msSince(start) });
+  emit({ event: 'LambdaFunctionFailed', state: stateName, function: functionName, error, cause, durationMs: msSince(start), ...mark });
   throw new LambdaFunctionError(error, cause);
 }
 
@@ -246,6 +267,9 @@ for (const [name, state] of allStates(definition)) {
     waitStates[name] = state;
   }
   if (Array.isArray(state.Retry)) retryIntervalOverrides[name] = retryMs;
+}
+for (const name of twice) {
+  if (name !== '*' && !taskResources.has(name)) fail(`bad --twice ${name}: not a Task state of the definition`);
 }
 for (const pair of args['wait-ms']) {
   const [name, ms] = pair.split('=');

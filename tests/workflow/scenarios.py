@@ -32,7 +32,7 @@ from template_policies import without_action
 
 BASE_INPUT = {"drain_seconds": 60, "allow_short_drain": True, "poll_interval_seconds": 10}
 # States that change something; none of them may run when a scenario must change nothing.
-CHANGING_STATES = ["CreateKey", "UpdateQovery", "RollbackNewKey", "DeployClusters", "DeleteOldKey"]
+CHANGING_STATES = ["CreateKey", "UpdateQovery", "FinishHandOver", "RollbackNewKey", "DeployClusters", "DeleteOldKey"]
 IN_PROGRESS = {"DEPLOYING", "DEPLOYMENT_QUEUED", "QUEUED", "BUILDING"}
 # The worlds the running scenario made, for the checks every scenario gets.
 WORLDS: list["World"] = []
@@ -47,7 +47,8 @@ class World:
     user: str
     keys: list[tuple[str, str]]  # (access key id, secret) created for the user
     org: str
-    creds: str
+    creds: str  # the first credentials entry; all_creds lists every entry seeded
+    all_creds: list[str]
     cluster_ids: list[str]
     held: tuple[str, str]  # the key the fake's credentials hold at the start
     input: dict
@@ -55,23 +56,45 @@ class World:
     denials_expected: bool = False  # the scenario makes moto deny a function's call on purpose
     before_fake: dict = field(default_factory=dict)
     executions: list[Execution] = field(default_factory=list)
+    # New keys' secrets, read from their key secret while it exists: once the
+    # rotation deletes it, only these let the leak check look for them.
+    new_secrets: dict[str, str] = field(default_factory=dict)
+    # Every secret_access_key the fake was sent, read after each run (a later world reseeds it).
+    received_secrets: set[str] = field(default_factory=set)
 
     def run(self, input: dict | None = None, **kw: Any) -> Execution:
-        ex = self.stack.run(self.input if input is None else input, **kw)
+        def capture(ev: dict) -> None:
+            if ev.get("event") == "StateExited" and ev.get("state") == "CreateKey":
+                out = ev.get("output") or {}
+                try:
+                    doc = json.loads(self.stack.sm.get_secret_value(
+                        SecretId=out["key_secret_id"], VersionId=out["new_key_version_id"])["SecretString"])
+                    self.new_secrets[doc["access_key_id"]] = doc["secret_access_key"]
+                except (KeyError, botocore.exceptions.ClientError):
+                    pass  # already deleted: the hand-over outran us; the fake has the secret
+            if kw.get("on_event"):
+                kw["on_event"](ev)
+        ex = self.stack.run(self.input if input is None else input, **{**kw, "on_event": capture})
         self.executions.append(ex)
+        self.received_secrets |= set(self.stack.fake.state().get("received_secrets", []))
         return ex
 
-    def fault(self, operation: str, status: int, times: int) -> None:
-        self.stack.fake.fault(operation, status, times)
+    def fault(self, operation: str, status: int, times: int = 1, **kw: Any) -> None:
+        """See FakeQovery.fault: retry_after, echo_request, apply."""
+        self.stack.fake.fault(operation, status, times, **kw)
         self.faults = True
 
     # ---- what the world looks like now
     def key_ids(self) -> list[tuple[str, str]]:
         return self.stack.keys(self.user)
 
-    def qovery_key(self) -> tuple[str, str]:
-        c = self.stack.fake.credentials(self.creds)
+    def qovery_key(self, creds: str | None = None) -> tuple[str, str]:
+        c = self.stack.fake.credentials(creds or self.creds)
         return c["access_key_id"], c["secret_access_key"]
+
+    def qovery_keys(self) -> list[str]:
+        """The key id each seeded credentials entry holds, in seed order."""
+        return [self.qovery_key(c)[0] for c in self.all_creds]
 
     def clusters(self) -> dict[str, dict]:
         return self.stack.fake.clusters()
@@ -88,23 +111,32 @@ def make_world(
     clusters: list[dict] | None = None,
     holds: tuple[str, str] | None = None,
     token: str | None = None,
+    entries: int = 1,
 ) -> World:
+    """An IAM user with `keys` keys and an organization whose `entries` AWS credentials
+    entries all hold the user's first key. A cluster spec may say which entry it uses
+    with "entry" (an index; default 0)."""
     user = f"qkr-{tag}-{pysecrets.token_hex(3)}"
     created = stack.create_user(user, keys)
     # The functions' policies are the template's, for this IAM user.
     stack.deploy(user)
-    org, creds = str(uuid.uuid4()), str(uuid.uuid4())
+    org = str(uuid.uuid4())
+    all_creds = [str(uuid.uuid4()) for _ in range(entries)]
+    creds = all_creds[0]
     specs = clusters if clusters is not None else [{}, {}]
     cluster_seeds = []
     for i, extra in enumerate(specs):
-        cluster_seeds.append({"id": str(uuid.uuid4()), "name": f"{tag}-cluster-{i + 1}", "credentials_id": creds, **extra})
+        extra = dict(extra)
+        entry = all_creds[extra.pop("entry", 0)]
+        cluster_seeds.append({"id": str(uuid.uuid4()), "name": f"{tag}-cluster-{i + 1}", "credentials_id": entry, **extra})
     held = holds or created[0]
     stack.fake.seed(
         {
             "token": token or stack.token,
             "organization_id": org,
             "credentials": [
-                {"id": creds, "name": f"aws-{tag}", "access_key_id": held[0], "secret_access_key": held[1]}
+                {"id": c, "name": f"aws-{tag}-{i + 1}", "access_key_id": held[0], "secret_access_key": held[1]}
+                for i, c in enumerate(all_creds)
             ],
             "clusters": cluster_seeds,
         }
@@ -116,6 +148,7 @@ def make_world(
         keys=created,
         org=org,
         creds=creds,
+        all_creds=all_creds,
         cluster_ids=[c["id"] for c in cluster_seeds],
         held=held,
         input={"iam_user_name": user, "organization_id": org, "credentials_id": creds, **BASE_INPUT},
@@ -147,7 +180,7 @@ def assert_nothing_changed(w: World, ex: Execution) -> None:
         assert c["status"] == before[c["id"]]["status"], f"cluster {c['name']} is now {c['status']}"
     changing = [r for r in after["requests"] if r["method"] not in ("GET", "HEAD")]
     assert not changing, f"Qovery got calls that change things: {changing}"
-    assert w.stack.key_secret(w.user) is None, "a key secret was created"
+    assert not w.stack.key_secrets(w.user), "a key secret was created"
 
 
 def max_attempts(state: str, error: str) -> int:
@@ -192,22 +225,55 @@ def assert_key_rejected(w: World, key_id: str, secret: str) -> None:
 
 def secrets_of(w: World) -> dict[str, str]:
     """Every secret the scenario knows, read after the run: the seeded keys' secrets,
-    the token, the new key's secret from the key secret and from the fake."""
+    the token, the new key's secret from the key secret, from what the fake holds, and
+    from every credentials PUT the fake was sent (refused or rolled back ones too)."""
     found = {"Qovery API token": w.stack.token}
     for i, (kid, secret) in enumerate(w.keys):
         found[f"secret of seeded key {kid}"] = secret
-    stored = w.stack.key_secret(w.user)
-    for vid, v in (stored or {}).get("versions", {}).items():
+    for kid, secret in w.new_secrets.items():
+        found[f"secret of new key {kid}"] = secret
+    for v in w.stack.key_secrets(w.user):
         try:
             doc = json.loads(v["value"])
-            value = doc.get("secret_access_key") if isinstance(doc, dict) else None
         except ValueError:
-            value = None
-        found[f"key secret version {vid}"] = value or v["value"]
-    kid, secret = w.qovery_key()
-    if secret:
-        found[f"secret Qovery holds for {kid}"] = secret
+            doc = None
+        # A JSON document's other fields (the key id) are not secret.
+        value = doc.get("secret_access_key") if isinstance(doc, dict) else v["value"]
+        found[f"key secret {v['name']} version {v['version']}"] = value
+    for creds in w.all_creds:
+        kid, secret = w.qovery_key(creds)
+        if secret:
+            found[f"secret Qovery holds for {kid}"] = secret
+    for i, secret in enumerate(sorted(w.received_secrets)):
+        found[f"secret sent to Qovery #{i + 1}"] = secret
     return {k: v for k, v in found.items() if v}
+
+
+# Any run of this many characters of a secret counts as a leak: an error page cut in the
+# middle of a secret still gives its first part away.
+PIECE = 12
+
+
+def leaked_piece(secret: str, text: str) -> str | None:
+    """A PIECE-character piece of `secret` (the whole of a shorter one) found in `text`."""
+    n = min(PIECE, len(secret))
+    return next((p for p in (secret[i : i + n] for i in range(len(secret) - n + 1)) if p in text), None)
+
+
+def assert_no_key_secret_left(w: World, ex: Execution) -> None:
+    """Issue 6: the new key's secret lives only until Qovery holds it, or until the
+    rollback removed the key. Afterwards no version of any secret, deprecated and
+    scheduled-for-deletion ones included, holds a secret access key. The one exception
+    is an execution that could not tell which key Qovery holds (HandOverUnknown)."""
+    if ex.status == "RUNNING" or ex.entered("HandOverUnknown"):
+        return
+    secrets = set(w.new_secrets.values()) | {s for _, s in w.keys}
+    for v in w.stack.all_secret_versions():
+        value = v["value"] or ""
+        held = [s for s in secrets if s and s in value]
+        assert not held and '"secret_access_key"' not in value.replace(" ", "").replace('"secret_access_key":null', ""), (
+            f"secret {v['name']} version {v['version']} {v['stages']} still holds a secret access key after {ex.status}"
+        )
 
 
 def assert_no_leaks(w: World, ex: Execution) -> None:
@@ -220,7 +286,13 @@ def assert_no_leaks(w: World, ex: Execution) -> None:
         "the functions' logs": ex.function_logs,
         "the driver's stderr": ex.driver_stderr,
     }
-    leaks = [f"{what} in {where}" for what, s in secrets_of(w).items() for where, text in places.items() if s in text]
+    leaks = []
+    for what, secret in secrets_of(w).items():
+        for where, text in places.items():
+            piece = leaked_piece(secret, text)
+            if piece is not None:
+                # Name the place and how much: never print the piece itself.
+                leaks.append(f"{what} in {where} ({len(piece)}+ characters of it)")
     assert not leaks, "SECRET LEAKED: " + "; ".join(leaks)
 
 
@@ -238,6 +310,7 @@ def assert_no_denials(w: World, ex: Execution) -> None:
 def after_every_run(w: World) -> None:
     for ex in w.executions:
         assert_no_leaks(w, ex)
+        assert_no_key_secret_left(w, ex)
         assert_spec_clean(w, ex)
         if not w.denials_expected:
             assert_no_denials(w, ex)
@@ -271,16 +344,17 @@ def s00_negative_controls(stack: Stack) -> str:
     # moto (through moto_resources.py) also checks the Resource of the functions'
     # policies, here scoped by make_world to w.user: each pair is one call the template
     # allows and a neighbour it must not.
-    key_secret = stack.key_secret_id(w.user)
+    key_secret = stack.key_secret_prefix_of(w.user) + "control"
     stack.sm.create_secret(Name=key_secret, SecretString="{}")
-    # The key secret of a user whose name merely starts with w.user's: "-??????" must not match it.
-    stack.sm.create_secret(Name=f"{key_secret}-old", SecretString="{}")
+    # A key secret of a user whose name merely starts with w.user's: "<user>/*" must not match it.
+    neighbour = stack.key_secret_prefix_of(f"{w.user}-old") + "control"
+    stack.sm.create_secret(Name=neighbour, SecretString="{}")
     other_machine = stack.sfn.create_state_machine(
         name=f"qkr-other-{w.user}", definition=ASL.read_text(), roleArn=f"arn:aws:iam::123456789012:role/{w.user}"
     )["stateMachineArn"]
     checks = [
         ("create-key", "secretsmanager", "get_secret_value", {"SecretId": key_secret}, True),
-        ("create-key", "secretsmanager", "get_secret_value", {"SecretId": f"{key_secret}-old"}, False),
+        ("create-key", "secretsmanager", "get_secret_value", {"SecretId": neighbour}, False),
         ("create-key", "iam", "list_access_keys", {"UserName": w.user}, True),
         ("create-key", "iam", "list_access_keys", {"UserName": f"{w.user}-old"}, False),
         ("preflight", "stepfunctions", "list_executions", {"stateMachineArn": stack.state_machine_arn}, True),
@@ -299,7 +373,9 @@ def s00_negative_controls(stack: Stack) -> str:
                 raise
             got = False
         assert got == allowed, f"{function} {service}:{operation} {params}: moto {'allowed' if got else 'denied'} it"
-    done.append("moto checks the functions' policies on Resource too (user, -?????? secret, state machine)")
+    for name in (key_secret, neighbour):
+        stack.sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    done.append("moto checks the functions' policies on Resource too (user, <user>/* key secrets, state machine)")
     # Prism answers a call that breaks the spec with an error, and prism_problems sees it.
     if stack.spec is not None:
         marks = stack.log_marks()
@@ -326,6 +402,26 @@ def s00_negative_controls(stack: Stack) -> str:
     except AssertionError as e:
         assert "SECRET LEAKED" in str(e), e
     done.append("the leak check finds a planted token")
+    # ... and any 12-character piece of one, such as what a cut error page leaves; 11 are chance.
+    for piece, found in [(stack.token[5:17], True), (stack.token[5:16], False)]:
+        planted.events, planted.function_logs = [], f"error: ...{piece}..."
+        try:
+            assert_no_leaks(w, planted)
+            assert not found, f"the leak check missed a {len(piece)}-character piece of the token in the logs"
+        except AssertionError as e:
+            assert found and "SECRET LEAKED" in str(e), e
+    done.append("and a planted 12-character piece of it, not an 11-character one")
+    # Stack.run(twice=...) makes each invocation twice and keeps only the second answer:
+    # a 401 on the first Qovery call fails only the first preflight, whose answer is lost.
+    w.fault("*", 401, 1)
+    ex = w.run({**w.input, "dry_run": True}, twice=["Preflight"])
+    expect(ex, "SUCCEEDED")
+    calls = ex.invocations("preflight")
+    assert [c.get("answerLost") for c in calls] == [True, None], f"preflight invocations: {calls}"
+    lost = [e for e in ex.of("LambdaFunctionFailed") if e.get("answerLost")]
+    assert [e["error"] for e in lost] == ["QoveryUnauthorized"], lost
+    assert ex.lost_answers("preflight") == calls[:1]
+    done.append("twice=[...] invokes twice and loses the first answer (a QoveryUnauthorized)")
     return "; ".join(done)
 
 
@@ -343,17 +439,18 @@ def s01_happy_path(stack: Stack) -> str:
     assert_key_rejected(w, old_id, old_secret)
     out = ex.output
     assert out["old_access_key_id"] == old_id and out["new_access_key_id"] == new_id, out
-    assert out["deleted"]["deleted_access_key_id"] == old_id, out["deleted"]
-    assert sorted(c["cluster_id"] for c in out["clusters"]) == sorted(w.cluster_ids), out["clusters"]
-    assert all(c["phase"] == "deployed" for c in out["clusters"]), out["clusters"]
+    assert out["deleted"]["deleted_access_key_id"] == old_id and not out["deleted"]["already_deleted"], out["deleted"]
+    # One cluster at a time, in preflight's order.
+    assert [c["cluster_id"] for c in out["deployments"]] == [c["id"] for c in out["clusters"]], out["deployments"]
+    assert sorted(c["id"] for c in out["clusters"]) == sorted(w.cluster_ids), out["clusters"]
+    assert all(c["phase"] == "deployed" for c in out["deployments"]), out["deployments"]
+    assert out["skipped_clusters"] == [], out["skipped_clusters"]
     for cid, c in w.clusters().items():
         before = next(b for b in w.before_fake["clusters"] if b["id"] == cid)
         assert c["status"] == "DEPLOYED" and c["deploy_count"] == 1, c
         assert c["last_execution_id"] != before["last_execution_id"], "the cluster kept its old deployment"
-    stored = stack.key_secret(w.user)
-    current = [v for v in stored["versions"].values() if "AWSCURRENT" in v["stages"]]
-    assert current and json.loads(current[0]["value"])["access_key_id"] == new_id, f"AWSCURRENT is not the new key: {stored['versions'].keys()}"
-    return f"{old_id} -> {new_id}; Qovery holds it, STS accepts it, old key rejected; clusters DEPLOYED"
+    assert not stack.key_secrets(w.user), "the key secret outlived the hand-over"
+    return f"{old_id} -> {new_id}; Qovery holds it, STS accepts it, old key rejected; clusters DEPLOYED; key secret gone"
 
 
 def s02_two_keys(stack: Stack) -> str:
@@ -375,6 +472,9 @@ def s03_qovery_holds_foreign_key(stack: Stack) -> str:
 
 def s04_token_rejected(stack: Stack) -> str:
     w = make_world(stack, "token", token="qovtok_someone_else_" + pysecrets.token_hex(8))
+    # The first Qovery call is listOrganizationCredentials, whose spec lists only 200
+    # and 400: Prism warns about the 401 Qovery really sends, as for an injected fault.
+    w.faults = True
     ex = w.run()
     expect(ex, "FAILED", "QoveryUnauthorized")
     assert_nothing_changed(w, ex)
@@ -404,14 +504,21 @@ def s05_put_503_twice(stack: Stack) -> str:
 
 
 def s06_put_500_forever(stack: Stack) -> str:
+    """A 5xx is uncertain (the PUT may have applied): the rollback runs only after the
+    reconcile found that no credentials entry holds the new key."""
     w = make_world(stack, "put500")
     w.fault("editAWSCredentials", 500, 1000)
     old_id, old_secret = w.keys[0]
     ex = w.run()
     # RolledBack fails with UpdateQovery's own error, not the rollback's.
     expect(ex, "FAILED", "QoveryUnavailable")
+    names = ex.state_names()
+    assert names.index("WaitBeforeReconcile") < names.index("ReconcileHandOver") < names.index("RollbackNewKey"), names
+    reconciled = ex.exited("ReconcileHandOver")[0]["output"]["reconcile"]
+    assert reconciled["qovery_holds"] == "old_key", reconciled
     assert ex.entered("RollbackNewKey") and ex.exited("RollbackNewKey"), f"no rollback ran\n{ex.describe()}"
-    attempts = 1 + max_attempts("UpdateQovery", "QoveryUnavailable")
+    # The hand-over with its retries, then one read-only reconcile.
+    attempts = 1 + max_attempts("UpdateQovery", "QoveryUnavailable") + 1
     assert len(ex.invocations("update-qovery")) == attempts, f"update-qovery ran {len(ex.invocations('update-qovery'))} times, expected {attempts}"
     created = ex.exited("CreateKey")[0]["output"]["new_access_key_id"]
     assert w.key_ids() == [(old_id, "Active")], f"expected only the old key, got {w.key_ids()}"
@@ -423,16 +530,15 @@ def s06_put_500_forever(stack: Stack) -> str:
         assert c["deploy_count"] == 0 and c["status"] == "DEPLOYED", c
     rollback = ex.exited("RollbackNewKey")[0]["output"]["rollback"]
     assert rollback["deleted_access_key_id"] == created, rollback
-    # The rolled-back key is dead for good, not just detached.
-    stored = stack.key_secret(w.user) or {"versions": {}}
-    for v in stored["versions"].values():
-        doc = json.loads(v["value"])
-        if doc.get("access_key_id") == created:
-            assert_key_rejected(w, created, doc["secret_access_key"])
-    return f"failed with {ex.error}; new key {created} rolled back; Qovery still holds {old_id}"
+    # The rolled-back key is dead for good, not just detached, and its secret is gone.
+    assert created in w.new_secrets, "the new key's secret was never seen in its key secret"
+    assert_key_rejected(w, created, w.new_secrets[created])
+    assert not stack.key_secrets(w.user), "the key secret outlived the rollback"
+    return f"failed with {ex.error}; reconciled (old_key); new key {created} rolled back; Qovery still holds {old_id}"
 
 
 def cluster_failure(stack: Stack, tag: str, outcome: str, status: str) -> str:
+    """The first cluster deploys; the second fails. Clusters go one at a time."""
     w = make_world(stack, tag, clusters=[{}, {"outcome": outcome}])
     old_id, _ = w.keys[0]
     ex = w.run()
@@ -446,7 +552,7 @@ def cluster_failure(stack: Stack, tag: str, outcome: str, status: str) -> str:
     good, bad = w.cluster_ids
     clusters = w.clusters()
     assert clusters[bad]["status"] == status and clusters[bad]["deploy_count"] == 1, clusters[bad]
-    assert clusters[good]["status"] in IN_PROGRESS | {"DEPLOYED"}, clusters[good]
+    assert clusters[good]["status"] == "DEPLOYED" and clusters[good]["deploy_count"] == 1, clusters[good]
     return f"{ex.cause_message()[:140]}; both keys live, Qovery holds {new_id}; clusters {status}/{clusters[good]['status']}"
 
 
@@ -522,7 +628,8 @@ def s12_dry_run(stack: Stack) -> str:
     report = ex.output["report"]
     assert report["summary"], report
     assert report["qovery_access_key_id"] == w.keys[0][0], report
-    assert sorted(c["id"] for c in report["clusters"]) == sorted(w.cluster_ids), report
+    assert sorted(c["id"] for c in ex.output["clusters"]) == sorted(w.cluster_ids), ex.output["clusters"]
+    assert [c["id"] for c in ex.output["credentials"]] == [w.creds], ex.output["credentials"]
     assert_nothing_changed(w, ex)
     return report["summary"][:160]
 
@@ -541,8 +648,8 @@ def s13_rotation_in_progress(stack: Stack) -> str:
 
 
 def s15_rotate_twice(stack: Stack) -> str:
-    """Not in the issue's list: rotations recur, and the second one finds a key secret
-    (and its staging labels) left by the first."""
+    """Rotations recur: the second one starts from the first one's key, and neither
+    leaves a key secret behind."""
     w = make_world(stack, "twice")
     first = w.run()
     expect(first, "SUCCEEDED")
@@ -554,11 +661,9 @@ def s15_rotate_twice(stack: Stack) -> str:
     q_id, q_secret = w.qovery_key()
     assert q_id == key2, f"Qovery holds {q_id}, not {key2}"
     assert_key_works(w, q_id, q_secret)
-    stored = stack.key_secret(w.user)
-    current = [json.loads(v["value"])["access_key_id"] for v in stored["versions"].values() if "AWSCURRENT" in v["stages"]]
-    assert current == [key2], f"AWSCURRENT holds {current}"
+    assert not stack.key_secrets(w.user), "a key secret outlived its rotation"
     assert all(c["deploy_count"] == 2 and c["status"] == "DEPLOYED" for c in w.clusters().values()), w.clusters()
-    return f"{w.keys[0][0]} -> {key1} -> {key2}; AWSCURRENT follows"
+    return f"{w.keys[0][0]} -> {key1} -> {key2}; no key secret left"
 
 
 def s16_policy_lacks_action(stack: Stack) -> str:
@@ -597,6 +702,183 @@ def s17_policy_for_another_user(stack: Stack) -> str:
     return message[:200]
 
 
+def s18_error_page_quotes_request(stack: Stack) -> str:
+    """Issue 6 §7: a gateway page that quotes the credentials PUT back (the new key's
+    secret, the token) gives no piece of either to the history, the logs or the error."""
+    w = make_world(stack, "echo")
+    w.fault("editAWSCredentials", 400, 1, echo_request=True)
+    old_id, old_secret = w.keys[0]
+    ex = w.run()
+    expect(ex, "FAILED", "QoveryRejected")
+    puts = [r["status"] for r in stack.fake.state()["requests"] if r["operation"] == "editAWSCredentials"]
+    assert puts == [400], f"the credentials PUT was answered {puts}"
+    # The page held the new key's secret; the leak check must know it to look for it.
+    assert len(w.received_secrets) == 1 and set(secrets_of(w).values()) >= w.received_secrets, "the new secret is unknown"
+    assert_no_leaks(w, ex)
+    message = ex.cause_message()
+    assert "(a non-JSON body, not quoted)" in message, message
+    assert ex.entered("RollbackNewKey") and not ex.entered("DeployClusters"), ex.describe()
+    assert w.key_ids() == [(old_id, "Active")], f"expected only the old key, got {w.key_ids()}"
+    assert w.qovery_key() == (old_id, old_secret), f"Qovery holds {w.qovery_key()[0]}"
+    assert_key_works(w, old_id, old_secret)
+    return f"{message[:150]}; new key rolled back, Qovery still holds {old_id}"
+
+
+# ------------------------------------------------------------------ issue 6: production faults
+
+
+def assert_rotated(w: World, ex: Execution) -> str:
+    """The rotation finished: only the new key is left, every entry holds it and it
+    works, the old key is dead, and no key secret is left."""
+    expect(ex, "SUCCEEDED")
+    old_id, old_secret = w.keys[0]
+    new_id = new_key_of(w)
+    assert w.key_ids() == [(new_id, "Active")], f"expected only the new key, got {w.key_ids()}"
+    assert w.qovery_keys() == [new_id] * len(w.all_creds), f"credentials hold {w.qovery_keys()}, not {new_id}"
+    for creds in w.all_creds:
+        assert_key_works(w, *w.qovery_key(creds))
+    assert_key_rejected(w, old_id, old_secret)
+    assert not w.stack.key_secrets(w.user), "a key secret outlived the rotation"
+    return new_id
+
+
+def s20_shared_key(stack: Stack) -> str:
+    """Two credentials entries hold the same key ("aws-eu", "aws-us"). Rotating by one
+    of them gives the new key to both and redeploys the clusters of both; the old key
+    goes only once no entry holds it."""
+    w = make_world(stack, "shared", entries=2, clusters=[{"entry": 0}, {"entry": 1}])
+    ex = w.run()  # credentials_id names the first entry only
+    new_id = assert_rotated(w, ex)
+    out = ex.output
+    assert sorted(c["id"] for c in out["credentials"]) == sorted(w.all_creds), out["credentials"]
+    assert w.all_creds[1] in out["report"]["summary"], out["report"]["summary"]
+    assert all(c["deploy_count"] == 1 and c["status"] == "DEPLOYED" for c in w.clusters().values()), w.clusters()
+    assert sorted(out["deleted"]["kept_by_credentials"]) == sorted(f"{c} (aws-shared-{i + 1})" for i, c in enumerate(w.all_creds)), out["deleted"]
+    # And without credentials_id: found from the key.
+    second = w.run({k: v for k, v in w.input.items() if k != "credentials_id"})
+    expect(second, "SUCCEEDED")
+    ((third, _),) = w.key_ids()
+    assert third != new_id and w.qovery_keys() == [third, third], (third, w.qovery_keys())
+    return f"both entries {w.all_creds[0][:8]}/{w.all_creds[1][:8]} moved to {new_id}, then (no credentials_id) to {third}"
+
+
+def s21_stopped_and_ready_clusters_skipped(stack: Stack) -> str:
+    """Deploying a STOPPED cluster starts it, deploying a READY one installs it: both are
+    skipped and listed with their status; the running one is redeployed, and the old
+    key is still deleted."""
+    w = make_world(stack, "skipped", clusters=[
+        {},
+        {"status": "STOPPED"},
+        {"status": "READY", "last_execution_id": None, "last_deployment_date": None},
+    ])
+    ex = w.run()
+    assert_rotated(w, ex)
+    running, stopped, ready = w.cluster_ids
+    clusters = w.clusters()
+    assert clusters[running]["deploy_count"] == 1, clusters[running]
+    for cid, status in ((stopped, "STOPPED"), (ready, "READY")):
+        assert clusters[cid]["deploy_count"] == 0 and clusters[cid]["status"] == status, clusters[cid]
+    skipped = {c["id"]: c["status"] for c in ex.output["skipped_clusters"]}
+    assert skipped == {stopped: "STOPPED", ready: "READY"}, ex.output["skipped_clusters"]
+    assert [c["id"] for c in ex.output["clusters"]] == [running], ex.output["clusters"]
+    return f"redeployed 1, skipped {sorted(skipped.values())}; old key deleted"
+
+
+def s22_subset_refused(stack: Stack) -> str:
+    """A subset of clusters could leave a running cluster on a deleted key: refused."""
+    w = make_world(stack, "subset")
+    ex = w.run({**w.input, "cluster_ids": [w.cluster_ids[0]]})
+    expect(ex, "FAILED", "InvalidInput")
+    assert_nothing_changed(w, ex)
+    assert "cluster_ids" in ex.cause_message(), ex.cause_message()
+    return ex.cause_message()[:150]
+
+
+def s23_canary_stops_the_rotation(stack: Stack) -> str:
+    """One cluster at a time: the first fails, so the second is never touched."""
+    w = make_world(stack, "canary", clusters=[{"outcome": "deployment_error"}, {}])
+    ex = w.run()
+    expect(ex, "FAILED", "ClusterDeployFailed")
+    first, second = w.cluster_ids
+    clusters = w.clusters()
+    assert clusters[first]["status"] == "DEPLOYMENT_ERROR" and clusters[first]["deploy_count"] == 1, clusters[first]
+    assert clusters[second]["deploy_count"] == 0 and clusters[second]["status_polls"] == 0, clusters[second]
+    new_id = new_key_of(w)
+    old_id = w.keys[0][0]
+    assert w.key_ids() == sorted([(old_id, "Active"), (new_id, "Active")]), w.key_ids()
+    assert w.qovery_key()[0] == new_id
+    assert not ex.entered("DeleteOldKey"), ex.describe()
+    assert not stack.key_secrets(w.user), "the key secret outlived the hand-over"
+    return f"canary {first[:8]} DEPLOYMENT_ERROR; {second[:8]} untouched; both keys live"
+
+
+def s24_every_task_twice(stack: Stack) -> str:
+    """At-least-once delivery: every Task runs twice with the same input and only the
+    second answer counts. The rotation must end exactly as with one call each."""
+    w = make_world(stack, "twice")
+    ex = w.run(twice=True)
+    new_id = assert_rotated(w, ex)
+    deploys = {c["name"]: c["deploy_count"] for c in w.clusters().values()}
+    # The second deploy-cluster call finds the first one's deployment and follows it.
+    assert all(n == 1 for n in deploys.values()), f"extra deployments: {deploys}"
+    assert ex.output["deleted"]["already_deleted"], ex.output["deleted"]
+    doubled = [f for f in ("preflight", "create-key", "update-qovery", "deploy-cluster", "check-status", "delete-key")
+               if len(ex.invocations(f)) >= 2]
+    assert len(doubled) == 6, f"not every function ran twice: {doubled}"
+    return f"rotated to {new_id} with every task run twice; deploys {deploys}; delete reported already_deleted"
+
+
+def s25_put_applied_answered_504(stack: Stack) -> str:
+    """The PUT reaches Qovery and applies, but every answer is a 504: the retry finds
+    Qovery holding the new key and finishes the rotation."""
+    w = make_world(stack, "put504")
+    w.stack.fake.fault("editAWSCredentials", 504, times=1000, apply=True)
+    w.faults = True
+    ex = w.run()
+    new_id = assert_rotated(w, ex)
+    puts = [r["status"] for r in stack.fake.state()["requests"] if r["operation"] == "editAWSCredentials"]
+    assert puts == [504], f"editAWSCredentials answered {puts}: the retry PUT again"
+    assert not ex.entered("RollbackNewKey"), ex.describe()
+    return f"PUT applied and answered {puts}; retry saw Qovery hold {new_id}; rotated"
+
+
+def s26_put_applied_then_qovery_unreachable(stack: Stack) -> str:
+    """The PUT applies with a 504 and Qovery then stays unreachable through every
+    retry: the hand-over's outcome is unknown. After the wait, the reconcile finds the
+    new key held, and the rotation finishes instead of rolling back."""
+    w = make_world(stack, "reconcile")
+    w.stack.fake.fault("editAWSCredentials", 504, times=1, apply=True)
+    retries = max_attempts("UpdateQovery", "QoveryUnavailable")
+    # Preflight and the first hand-over attempt list the credentials (calls 1 and 2);
+    # every retry of the hand-over lists them again and gets a 503.
+    w.stack.fake.fault("listOrganizationCredentials", 503, times=retries, after=2)
+    w.faults = True
+    ex = w.run()
+    new_id = assert_rotated(w, ex)
+    names = ex.state_names()
+    assert "ReconcileHandOver" in names and "FinishHandOver" in names and "RollbackNewKey" not in names, names
+    assert ex.exited("ReconcileHandOver")[0]["output"]["reconcile"]["qovery_holds"] == "new_key"
+    return f"reconciled (new_key) after {retries} failed retries; finished the hand-over; rotated to {new_id}"
+
+
+def s27_certain_failure_rolls_back_at_once(stack: Stack) -> str:
+    """A 400 on the PUT is certain: nothing applied, so the rollback runs without the
+    reconcile wait, deactivates, asks again, deletes, and removes the key secret."""
+    w = make_world(stack, "put400")
+    w.fault("editAWSCredentials", 400, 1000)
+    old_id, old_secret = w.keys[0]
+    ex = w.run()
+    expect(ex, "FAILED", "QoveryRejected")
+    names = ex.state_names()
+    assert "RollbackNewKey" in names and "ReconcileHandOver" not in names, names
+    assert w.key_ids() == [(old_id, "Active")], w.key_ids()
+    assert w.qovery_key() == (old_id, old_secret)
+    (created,) = w.new_secrets
+    assert_key_rejected(w, created, w.new_secrets[created])
+    assert not stack.key_secrets(w.user), "the key secret outlived the rollback"
+    return f"rolled back {created} at once; Qovery holds {old_id}; secret gone"
+
+
 SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     ("0", "negative controls: moto, Prism and the leak check can fail", s00_negative_controls),
     ("1", "happy path, two clusters", s01_happy_path),
@@ -615,6 +897,15 @@ SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     ("15", "a second rotation of the same user succeeds", s15_rotate_twice),
     ("16", "delete-key's policy lacks iam:DeleteAccessKey -> AwsRejected, both keys kept", s16_policy_lacks_action),
     ("17", "the functions' policies name another IAM user -> AwsRejected, nothing changes", s17_policy_for_another_user),
+    ("18", "an error page quotes the credentials PUT -> no piece of a secret leaks, rolled back", s18_error_page_quotes_request),
+    ("20", "two credentials entries share the key -> both get the new key", s20_shared_key),
+    ("21", "STOPPED and READY clusters are skipped and listed", s21_stopped_and_ready_clusters_skipped),
+    ("22", "a subset of clusters (cluster_ids) -> InvalidInput", s22_subset_refused),
+    ("23", "the first cluster fails -> the next one is never touched", s23_canary_stops_the_rotation),
+    ("24", "every task runs twice, the first answer lost -> same rotation", s24_every_task_twice),
+    ("25", "the PUT applies but answers 504 -> rotation finishes", s25_put_applied_answered_504),
+    ("26", "PUT applied, then Qovery unreachable -> reconcile, then finish", s26_put_applied_then_qovery_unreachable),
+    ("27", "a 400 on the PUT -> rollback at once, secret gone", s27_certain_failure_rolls_back_at_once),
 ]
 
 

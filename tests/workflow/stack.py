@@ -199,7 +199,12 @@ class Execution:
         return self.of("StateExited", state)
 
     def invocations(self, function: str) -> list[dict]:
+        """Every invocation of the function, those whose answer was lost included."""
         return [e for e in self.events if e.get("event") == "LambdaFunctionScheduled" and e.get("function") == function]
+
+    def lost_answers(self, function: str) -> list[dict]:
+        """The invocations whose answer Stack.run(twice=...) threw away."""
+        return [e for e in self.invocations(function) if e.get("answerLost")]
 
     def state_names(self) -> list[str]:
         return [e["state"] for e in self.of("StateEntered")]
@@ -249,10 +254,30 @@ class FakeQovery:
     def seed(self, seed: dict) -> None:
         self._call("PUT", "/_fake/state", seed)
 
-    def fault(self, operation: str, status: int, times: int = 1, retry_after: int | None = None) -> None:
+    def fault(
+        self,
+        operation: str,
+        status: int,
+        times: int = 1,
+        retry_after: int | None = None,
+        *,
+        echo_request: bool = False,
+        apply: bool = False,
+        after: int = 0,
+    ) -> None:
+        """The next `times` calls of `operation` (an operationId, or "*") answer `status`.
+        echo_request: a gateway page quoting the request (line, Authorization, raw body).
+        apply: the call is served for real, then answered `status` (a lost answer).
+        after: that many calls of the operation go through first."""
         body: dict[str, Any] = {"operation": operation, "status": status, "times": times}
         if retry_after is not None:
             body["retry_after"] = retry_after
+        if echo_request:
+            body["echo_request"] = True
+        if apply:
+            body["apply"] = True
+        if after:
+            body["after"] = after
         self._call("POST", "/_fake/faults", body)
 
     def credentials(self, credentials_id: str) -> dict:
@@ -653,23 +678,31 @@ class Stack:
         """GetCallerIdentity signed with this key: the user's ARN, or raises ClientError."""
         return self._client("sts", (key_id, secret)).get_caller_identity()["Arn"]
 
-    def key_secret_id(self, user: str) -> str:
-        return f"{self.key_secret_prefix}/{user}"
+    def key_secret_prefix_of(self, user: str) -> str:
+        """Each execution keeps the new key in <prefix>/<user>/<execution name>."""
+        return f"{self.key_secret_prefix}/{user}/"
 
-    def key_secret(self, user: str) -> dict | None:
-        """The key secret's versions and stages, and the value of each version
-        (read by VersionId: moto may serve a stale AWSCURRENT without one)."""
-        try:
-            desc = self.sm.describe_secret(SecretId=self.key_secret_id(user))
-        except botocore.exceptions.ClientError as e:
-            if e.response["Error"]["Code"] == "ResourceNotFoundException":
-                return None
-            raise
-        versions = {}
-        for vid, stages in (desc.get("VersionIdsToStages") or {}).items():
-            value = self.sm.get_secret_value(SecretId=self.key_secret_id(user), VersionId=vid)["SecretString"]
-            versions[vid] = {"stages": stages, "value": value}
-        return {"arn": desc["ARN"], "versions": versions}
+    def all_secret_versions(self) -> list[dict]:
+        """Every version of every secret moto has, deprecated versions and secrets
+        scheduled for deletion included, each read by VersionId (moto may serve a stale
+        AWSCURRENT without one): [{"name", "version", "stages", "value"}]."""
+        out = []
+        for page in self.sm.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
+            for secret in page["SecretList"]:
+                arn = secret["ARN"]
+                versions = self.sm.list_secret_version_ids(SecretId=arn, IncludeDeprecated=True)["Versions"]
+                for v in versions:
+                    try:
+                        value = self.sm.get_secret_value(SecretId=arn, VersionId=v["VersionId"]).get("SecretString")
+                    except botocore.exceptions.ClientError as e:
+                        value = f"<unreadable: {e.response['Error']['Code']}>"
+                    out.append({"name": secret["Name"], "version": v["VersionId"], "stages": v.get("VersionStages", []), "value": value})
+        return out
+
+    def key_secrets(self, user: str) -> list[dict]:
+        """The versions of every key secret of `user` that still exists."""
+        prefix = self.key_secret_prefix_of(user)
+        return [v for v in self.all_secret_versions() if v["name"].startswith(prefix)]
 
     def running_execution(self, input: dict) -> str:
         """Starts an execution in moto's state machine; moto keeps it RUNNING."""
@@ -715,10 +748,16 @@ class Stack:
         wait_ms: dict[str, int] | None = None,
         on_event: Callable[[dict], None] | None = None,
         timeout: float = 120,
+        twice: bool | list[str] = False,
     ) -> Execution:
         """Runs the real ASL once. The execution is also started in moto's state machine
         (where it stays RUNNING until we stop it), so that it is RUNNING from the
-        preflight's point of view, as on AWS; $$.Execution.Id is its moto ARN."""
+        preflight's point of view, as on AWS; $$.Execution.Id is its moto ARN.
+
+        twice (True for every Task state, or a list of Task state names): each Lambda
+        invocation of those states is made twice with the same input, and only the
+        second answer reaches the engine: at-least-once delivery with the first answer
+        lost. Execution.invocations() counts both; lost_answers() the first ones."""
         name = str(uuid.uuid4())
         arn = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(input))["executionArn"]
         context = {
@@ -734,6 +773,10 @@ class Stack:
         ]
         for state, ms in (wait_ms or {}).items():
             argv += ["--wait-ms", f"{state}={ms}"]
+        if isinstance(twice, str):
+            raise StackError(f"twice takes True or a list of Task state names, not the string {twice!r}")
+        for state in ["*"] if twice is True else (twice or []):
+            argv += ["--twice", state]
         marks = self.log_marks()
         events: list[dict] = []
         t0 = time.monotonic()

@@ -33,16 +33,22 @@ pub struct Seed {
     pub clusters: Vec<SeedCluster>,
 }
 
-/// A set of static AWS credentials (`object_type: "AWS"` in the spec).
+/// A set of static AWS credentials (`object_type: "AWS"` in the spec), or role
+/// credentials (`AWS_ROLE`) when `role_arn` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedCredentials {
     /// A UUID.
     pub id: String,
     pub name: String,
+    #[serde(default)]
     pub access_key_id: String,
     #[serde(default)]
     pub secret_access_key: String,
+    /// Role credentials hold no key: listed as `AwsRoleClusterCredentials`. A PUT of
+    /// static keys turns them into static credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 impl SeedCredentials {
@@ -52,6 +58,15 @@ impl SeedCredentials {
             name: name.to_owned(),
             access_key_id: access_key_id.to_owned(),
             secret_access_key: secret_access_key.to_owned(),
+            role_arn: None,
+        }
+    }
+
+    /// Role credentials (`object_type: "AWS_ROLE"`).
+    pub fn role(id: &str, name: &str, role_arn: &str) -> Self {
+        Self {
+            role_arn: Some(role_arn.to_owned()),
+            ..Self::new(id, name, "", "")
         }
     }
 }
@@ -122,7 +137,16 @@ pub enum Outcome {
 }
 
 /// Makes the next `times` calls of `operation` (a spec operationId, or `*` for any
-/// API call) fail with `status`, before authentication is checked.
+/// API call) fail with `status`, before authentication is checked; with `after`, only
+/// once that many calls of it have gone through.
+///
+/// By default the answer is Qovery's own `{status, error, message}` JSON and the call
+/// changes nothing. Two modes model what sits between a client and Qovery:
+/// - `echo_request`: a misbehaving gateway's `text/html` page that quotes the request
+///   as it came: the request line, the `Authorization` header and the raw body;
+/// - `apply`: the call is served for real (authentication included, so it changes
+///   what it would change), then its answer is replaced by a gateway page with
+///   `status`: a call that reached Qovery but whose answer was lost, such as a 504.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
@@ -133,6 +157,16 @@ pub struct Fault {
     /// Seconds, sent as a `Retry-After` header.
     #[serde(default)]
     pub retry_after: Option<u32>,
+    /// Answer a gateway page quoting the request, secrets and all.
+    #[serde(default)]
+    pub echo_request: bool,
+    /// Serve the call for real, then answer `status` instead.
+    #[serde(default)]
+    pub apply: bool,
+    /// Let this many calls of `operation` through first (each call counts, even one
+    /// that another fault fails).
+    #[serde(default)]
+    pub after: u32,
 }
 
 fn one() -> u32 {
@@ -146,11 +180,32 @@ impl Fault {
             status,
             times,
             retry_after: None,
+            echo_request: false,
+            apply: false,
+            after: 0,
         }
     }
 
     pub fn with_retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
+        self
+    }
+
+    /// See `echo_request`.
+    pub fn echoing_request(mut self) -> Self {
+        self.echo_request = true;
+        self
+    }
+
+    /// See `apply`.
+    pub fn after_applying(mut self) -> Self {
+        self.apply = true;
+        self
+    }
+
+    /// See `after`.
+    pub fn after_calls(mut self, calls: u32) -> Self {
+        self.after = calls;
         self
     }
 }
@@ -162,6 +217,10 @@ pub struct Snapshot {
     pub credentials: Vec<CredentialsSnapshot>,
     pub clusters: Vec<ClusterSnapshot>,
     pub requests: Vec<RequestRecord>,
+    /// Every `secret_access_key` a credentials PUT carried, refused ones included, in
+    /// order: what a leak check must look for, even once nothing else holds it.
+    #[serde(default)]
+    pub received_secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

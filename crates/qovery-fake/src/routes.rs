@@ -1,7 +1,7 @@
 //! HTTP: the Qovery endpoints (spec paths, no prefix) and the `/_fake/` control API.
 
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{MatchedPath, Path, RawQuery, Request, State},
     http::{header, HeaderValue, Method, StatusCode, Uri},
     middleware::{self, Next},
@@ -127,27 +127,27 @@ async fn gate(State(shared): State<Shared>, request: Request, next: Next) -> Res
     }
 
     let operation = route.as_deref().and_then(|r| operation_of(&method, r));
-    let refusal = operation.and_then(|op| {
-        let mut state = lock(&shared);
-        if let Some(fault) = state.take_fault(op) {
-            return Some(ApiError::injected(&fault));
+    let request = if operation == Some("editAWSCredentials") {
+        receive_secret(&shared, request).await
+    } else {
+        request
+    };
+    let fault = operation.and_then(|op| lock(&shared).take_fault(op));
+    let response = match fault {
+        None => serve(&shared, operation, request, next).await,
+        Some(fault) => {
+            let (request, quoted) = if fault.echo_request {
+                let (request, quoted) = quote_request(request).await;
+                (request, Some(quoted))
+            } else {
+                (request, None)
+            };
+            if fault.apply {
+                // The call takes effect; only its answer is lost on the way back.
+                serve(&shared, operation, request, next).await;
+            }
+            injected(&fault, quoted.as_deref())
         }
-        let authorization = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if state.is_authorized(authorization) {
-            None
-        } else {
-            Some(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong API token; send `Authorization: Token <token>`",
-            ))
-        }
-    });
-    let response = match refusal {
-        Some(error) => error.into_response(),
-        None => next.run(request).await,
     };
 
     let operation = operation.unwrap_or("unknown");
@@ -159,6 +159,105 @@ async fn gate(State(shared): State<Shared>, request: Request, next: Next) -> Res
         path,
         status,
     });
+    response
+}
+
+/// Authentication for an API call, then the call itself.
+async fn serve(shared: &Shared, operation: Option<&str>, request: Request, next: Next) -> Response {
+    if operation.is_some() {
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !lock(shared).is_authorized(authorization) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong API token; send `Authorization: Token <token>`",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Notes the `secret_access_key` of a credentials PUT, whatever happens to the call.
+async fn receive_secret(shared: &Shared, request: Request) -> Request {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let sent: Option<Value> = serde_json::from_slice(&bytes).ok();
+    if let Some(secret) = sent
+        .as_ref()
+        .and_then(|v| v.get("secret_access_key"))
+        .and_then(Value::as_str)
+    {
+        lock(shared).receive_secret(secret);
+    }
+    Request::from_parts(parts, Body::from(bytes))
+}
+
+/// The request as a gateway page would quote it (HTML, but nothing escaped: the
+/// gateway this stands for misbehaves), and the request, whole again.
+async fn quote_request(request: Request) -> (Request, String) {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let header = |name: header::HeaderName| {
+        parts
+            .headers
+            .get(&name)
+            .map(|v| format!("<br>\n{name}: {}", String::from_utf8_lossy(v.as_bytes())))
+            .unwrap_or_default()
+    };
+    let quoted = format!(
+        "<p>The request body it received was:</p>\n<pre>{}</pre>\n<p>Request: {} {} {:?}{}{}</p>\n",
+        String::from_utf8_lossy(&bytes),
+        parts.method,
+        parts.uri,
+        parts.version,
+        header(header::AUTHORIZATION),
+        header(header::CONTENT_TYPE),
+    );
+    (Request::from_parts(parts, Body::from(bytes)), quoted)
+}
+
+/// The answer to a call hit by `fault`: Qovery's JSON error, or a gateway's page.
+fn injected(fault: &Fault, quoted: Option<&str>) -> Response {
+    if !fault.echo_request && !fault.apply {
+        return ApiError::injected(fault).into_response();
+    }
+    let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    // With a 400, a credentials PUT's secret_access_key starts at character 278 of the
+    // page (for a credentials name of 8 characters): across character 300, where the
+    // rotator used to cut error bodies before scrubbing them. That is how its first
+    // characters leaked (issue 6); the page keeps that layout to show they no longer do.
+    let what = match status.as_u16() {
+        504 => "The upstream server did not answer in time.",
+        s if s >= 500 => "The upstream server could not be reached.",
+        _ => "The gateway refused this request: the upstream server said no.",
+    };
+    let quoted = quoted.unwrap_or_default();
+    let page = format!(
+        "<html>\n<head><title>{title}</title></head>\n<body>\n<h1>{title}</h1>\n<p>{what}</p>\n{quoted}</body>\n</html>\n"
+    );
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response();
+    if let Some(seconds) = fault.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
 }
 

@@ -43,6 +43,7 @@ pub(crate) struct State {
     clusters: Vec<Cluster>,
     faults: Vec<Fault>,
     requests: Vec<RequestRecord>,
+    received_secrets: Vec<String>,
 }
 
 struct Credentials {
@@ -50,6 +51,7 @@ struct Credentials {
     name: String,
     access_key_id: String,
     secret_access_key: String,
+    role_arn: Option<String>,
 }
 
 struct Cluster {
@@ -101,6 +103,7 @@ impl State {
                 name: c.name,
                 access_key_id: c.access_key_id,
                 secret_access_key: c.secret_access_key,
+                role_arn: c.role_arn,
             });
         }
         let mut clusters: Vec<Cluster> = Vec::new();
@@ -151,6 +154,7 @@ impl State {
             clusters,
             faults: Vec::new(),
             requests: Vec::new(),
+            received_secrets: Vec::new(),
         })
     }
 
@@ -180,6 +184,7 @@ impl State {
                 })
                 .collect(),
             requests: self.requests.clone(),
+            received_secrets: self.received_secrets.clone(),
         }
     }
 
@@ -205,12 +210,15 @@ impl State {
         Ok(())
     }
 
-    /// Uses up one call of the oldest fault that targets `operation`.
+    /// Uses up one call of the oldest fault that targets `operation` and has no more
+    /// calls to let through; counts the call for those that still do.
     pub(crate) fn take_fault(&mut self, operation: &str) -> Option<Fault> {
-        let i = self
-            .faults
-            .iter()
-            .position(|f| f.operation == "*" || f.operation == operation)?;
+        let targets = |f: &Fault| f.operation == "*" || f.operation == operation;
+        let armed = self.faults.iter().position(|f| targets(f) && f.after == 0);
+        for waiting in self.faults.iter_mut().filter(|f| targets(f) && f.after > 0) {
+            waiting.after -= 1;
+        }
+        let i = armed?;
         self.faults[i].times -= 1;
         if self.faults[i].times == 0 {
             Some(self.faults.remove(i))
@@ -221,6 +229,12 @@ impl State {
 
     pub(crate) fn record(&mut self, request: RequestRecord) {
         self.requests.push(request);
+    }
+
+    pub(crate) fn receive_secret(&mut self, secret: &str) {
+        if !secret.is_empty() && !self.received_secrets.iter().any(|s| s == secret) {
+            self.received_secrets.push(secret.to_owned());
+        }
     }
 
     pub(crate) fn is_authorized(&self, authorization: Option<&str>) -> bool {
@@ -273,6 +287,7 @@ impl State {
         credentials.name = name;
         credentials.access_key_id = access_key_id;
         credentials.secret_access_key = secret_access_key;
+        credentials.role_arn = None;
         Ok(credentials.to_json())
     }
 
@@ -351,6 +366,14 @@ impl State {
 
 impl Credentials {
     fn to_json(&self) -> Value {
+        if let Some(role_arn) = &self.role_arn {
+            return json!({
+                "id": self.id,
+                "name": self.name,
+                "role_arn": role_arn,
+                "object_type": "AWS_ROLE",
+            });
+        }
         json!({
             "id": self.id,
             "name": self.name,

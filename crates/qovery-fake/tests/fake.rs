@@ -175,6 +175,29 @@ async fn credentials_come_back_without_the_secret() {
 }
 
 #[tokio::test]
+async fn role_credentials_are_listed_without_a_key() {
+    let mut seed = seed(cluster());
+    seed.credentials.push(SeedCredentials::role(
+        OTHER,
+        "prod-role",
+        "arn:aws:iam::123456789012:role/qovery",
+    ));
+    let api = Api::start(seed).await;
+    let list: Value = api
+        .get(&format!("/organization/{ORG}/credentials"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["results"][1],
+        json!({"credential": {"id": OTHER, "name": "prod-role", "object_type": "AWS_ROLE",
+                              "role_arn": "arn:aws:iam::123456789012:role/qovery"},
+               "clusters": []})
+    );
+}
+
+#[tokio::test]
 async fn edit_rejects_anything_but_a_complete_static_request() {
     let api = Api::start(seed(cluster())).await;
     let valid = json!({"type": "AWS_STATIC", "name": "prod-aws", "access_key_id": "AKIANEW", "secret_access_key": "new-secret"});
@@ -461,6 +484,190 @@ async fn an_injected_fault_fails_the_next_calls_then_clears() {
     assert_eq!(statuses, [200, 503, 503, 201, 429, 200]);
 }
 
+fn static_request(key: &str, secret: &str) -> Value {
+    json!({"type": "AWS_STATIC", "name": "prod-aws", "access_key_id": key, "secret_access_key": secret})
+}
+
+/// Asserts a gateway's `text/html` page with this status; returns the page.
+async fn gateway_page(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    let page = response.text().await.unwrap();
+    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap());
+    assert!(page.contains(&format!("<h1>{title}</h1>")), "{page}");
+    page
+}
+
+#[tokio::test]
+async fn an_echo_fault_answers_a_page_quoting_the_request() {
+    let api = Api::start(seed(cluster())).await;
+    api.fake
+        .inject_fault(Fault::new("editAWSCredentials", 400, 1).echoing_request());
+    let secret = "new/secret+key-of-forty-characters-0123";
+    let body = static_request("AKIA0123456789ABCDEF", secret);
+
+    let page = gateway_page(
+        api.put(&credentials_path(), body.clone()).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    // Quoted as it came, the way a misbehaving gateway would: secrets and all.
+    for quoted in [
+        format!("PUT {} HTTP/1.1", credentials_path()),
+        format!("authorization: Token {TOKEN}"),
+        "content-type: application/json".to_string(),
+        body.to_string(),
+    ] {
+        assert!(page.contains(&quoted), "{quoted:?} not in {page}");
+    }
+    // Across character 300, where the rotator used to cut error bodies (see `injected`).
+    assert_eq!(page.find(secret), Some(278), "{page}");
+    let held = &api.fake.snapshot().credentials[0];
+    assert_eq!(
+        (held.access_key_id.as_str(), held.secret_access_key.as_str()),
+        ("AKIAOLD", "old-secret"),
+        "the refused PUT changed nothing"
+    );
+    assert_eq!(
+        api.fake.snapshot().received_secrets,
+        [secret],
+        "a refused PUT's secret is still on record, for leak checks"
+    );
+
+    // A GET is quoted too, with no body; the fault is then used up.
+    api.fake
+        .inject_fault(Fault::new("getAWSCredentials", 502, 1).echoing_request());
+    let page = gateway_page(api.get(&credentials_path()).await, StatusCode::BAD_GATEWAY).await;
+    assert!(
+        page.contains(&format!("GET {} HTTP/1.1", credentials_path())),
+        "{page}"
+    );
+    assert!(page.contains(TOKEN), "{page}");
+    assert_eq!(api.get(&credentials_path()).await.status(), StatusCode::OK);
+    let statuses: Vec<u16> = api
+        .fake
+        .snapshot()
+        .requests
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [400, 502, 200]);
+}
+
+#[tokio::test]
+async fn an_applied_fault_serves_the_call_then_answers_the_fault() {
+    let api = Api::start(seed(cluster())).await;
+    api.fake.inject_fault(
+        Fault::new("editAWSCredentials", 504, 1)
+            .after_applying()
+            .with_retry_after(3),
+    );
+    let response = api
+        .put(&credentials_path(), static_request("AKIANEW", "new-secret"))
+        .await;
+    assert_eq!(response.headers()["retry-after"], "3");
+    let page = gateway_page(response, StatusCode::GATEWAY_TIMEOUT).await;
+    assert!(page.contains("did not answer in time"), "{page}");
+    assert!(
+        !page.contains("new-secret"),
+        "only an echo fault quotes the request: {page}"
+    );
+    let held = &api.fake.snapshot().credentials[0];
+    assert_eq!(
+        (held.access_key_id.as_str(), held.secret_access_key.as_str()),
+        ("AKIANEW", "new-secret"),
+        "the PUT took effect although its answer was a 504"
+    );
+
+    // A deploy that applied: the cluster is deploying, the caller saw a 502.
+    api.fake
+        .inject_fault(Fault::new("deployCluster", 502, 1).after_applying());
+    gateway_page(api.deploy().await, StatusCode::BAD_GATEWAY).await;
+    let cluster = &api.fake.snapshot().clusters[0];
+    assert_eq!(
+        (cluster.status.as_str(), cluster.deploy_count),
+        ("DEPLOYMENT_QUEUED", 1)
+    );
+
+    // Authentication still applies: a wrong token changes nothing, whatever the answer.
+    api.fake
+        .inject_fault(Fault::new("editAWSCredentials", 504, 1).after_applying());
+    let response = api
+        .http
+        .put(api.url(&credentials_path()))
+        .header("Authorization", "Token wrong")
+        .json(&static_request("AKIAEVIL", "evil"))
+        .send()
+        .await
+        .unwrap();
+    gateway_page(response, StatusCode::GATEWAY_TIMEOUT).await;
+    assert_eq!(api.fake.snapshot().credentials[0].access_key_id, "AKIANEW");
+
+    // Both modes at once, through the control API as the workflow tests set them.
+    let response = api
+        .http
+        .post(api.url("/_fake/faults"))
+        .json(&json!({"operation": "editAWSCredentials", "status": 504, "apply": true, "echo_request": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let page = gateway_page(
+        api.put(
+            &credentials_path(),
+            static_request("AKIALAST", "last-secret"),
+        )
+        .await,
+        StatusCode::GATEWAY_TIMEOUT,
+    )
+    .await;
+    assert!(page.contains("last-secret"), "{page}");
+    let snapshot = api.fake.snapshot();
+    assert_eq!(snapshot.credentials[0].access_key_id, "AKIALAST");
+    let statuses: Vec<u16> = snapshot.requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [504, 502, 504, 504]);
+    assert_eq!(
+        snapshot.received_secrets,
+        ["new-secret", "evil", "last-secret"]
+    );
+}
+
+#[tokio::test]
+async fn a_fault_with_after_lets_that_many_calls_through_first() {
+    let api = Api::start(seed(cluster())).await;
+    api.fake
+        .inject_fault(Fault::new("getClusterStatus", 503, 2).after_calls(2));
+    // Through the control API too, on another operation: its calls do not count here.
+    let response = api
+        .http
+        .post(api.url("/_fake/faults"))
+        .json(&json!({"operation": "getAWSCredentials", "status": 500, "after": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    for expected in [200, 500] {
+        assert_eq!(
+            api.get(&credentials_path()).await.status().as_u16(),
+            expected
+        );
+    }
+    for expected in [200, 200, 503, 503, 200] {
+        assert_eq!(api.get(&status_path()).await.status().as_u16(), expected);
+    }
+    let statuses: Vec<u16> = api
+        .fake
+        .snapshot()
+        .requests
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [200, 500, 200, 200, 503, 503, 200]);
+}
+
 #[tokio::test]
 async fn the_control_api_replaces_state_and_rejects_malformed_bodies() {
     let api = Api::start(Seed::default()).await;
@@ -551,7 +758,7 @@ async fn the_binary_prints_its_url_serves_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(
         state,
-        json!({"credentials": [], "clusters": [], "requests": []})
+        json!({"credentials": [], "clusters": [], "requests": [], "received_secrets": []})
     );
 
     let pid = child.id().unwrap().to_string();

@@ -17,7 +17,8 @@ pub struct Settings {
     pub qovery_api_url: String,
     /// `QOVERY_TOKEN_SECRET_ID`: the secret (name or ARN) that holds the API token.
     pub qovery_token_secret_id: String,
-    /// `KEY_SECRET_PREFIX`: the new key lives in the secret `<prefix>/<iam_user_name>`.
+    /// `KEY_SECRET_PREFIX`: each execution keeps its new key in the secret
+    /// `<prefix>/<iam_user_name>/<execution name>`, only until Qovery holds it.
     pub key_secret_prefix: String,
 }
 
@@ -40,12 +41,27 @@ impl Settings {
         })
     }
 
-    /// The secret that holds the new key for `iam_user_name`.
-    pub fn key_secret_name(&self, iam_user_name: &str) -> String {
+    /// The secret that holds the new key of `iam_user_name` during one execution. One
+    /// secret per execution: a deleted secret's name stays taken while Secrets Manager
+    /// forgets it, and two executions never share a key's secret.
+    pub fn key_secret_name(&self, iam_user_name: &str, execution_id: &str) -> String {
+        let execution_name = execution_id.rsplit(':').next().unwrap_or(execution_id);
+        // Secret names allow letters, digits and /_+=.@-; execution names may hold more.
+        let execution_name: String = execution_name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_+=.@-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
         format!(
-            "{}/{}",
+            "{}/{}/{}",
             self.key_secret_prefix.trim_end_matches('/'),
-            iam_user_name
+            iam_user_name,
+            execution_name
         )
     }
 }

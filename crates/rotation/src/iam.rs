@@ -9,6 +9,7 @@ use crate::state::KeySummary;
 
 /// Every access key of `user` (IAM allows two at most).
 pub async fn list_access_keys(iam: &Client, user: &str) -> Result<Vec<KeySummary>, AwsError> {
+    crate::deadline::ensure_time_for("iam:ListAccessKeys")?;
     let output = iam
         .list_access_keys()
         .user_name(user)
@@ -35,6 +36,7 @@ pub async fn list_access_keys(iam: &Client, user: &str) -> Result<Vec<KeySummary
 /// Creates a key and returns its id and secret. The secret exists only here: IAM never
 /// shows it again, so the caller must store it before doing anything else.
 pub async fn create_access_key(iam: &Client, user: &str) -> Result<(String, Secret), AwsError> {
+    crate::deadline::ensure_time_for("iam:CreateAccessKey")?;
     let output = iam
         .create_access_key()
         .user_name(user)
@@ -58,11 +60,37 @@ pub async fn delete_access_key(
     user: &str,
     access_key_id: &str,
 ) -> Result<(), AwsError> {
+    crate::deadline::ensure_time_for("iam:DeleteAccessKey")?;
     iam.delete_access_key()
         .user_name(user)
         .access_key_id(access_key_id)
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("iam:DeleteAccessKey", e))?;
+    Ok(())
+}
+
+/// Makes a key `Active` or `Inactive`. The rollback deactivates the new key before it
+/// asks Qovery one last time, so that a key Qovery took at the last moment can be
+/// turned back on instead of being lost.
+pub async fn set_access_key_active(
+    iam: &Client,
+    user: &str,
+    access_key_id: &str,
+    active: bool,
+) -> Result<(), AwsError> {
+    crate::deadline::ensure_time_for("iam:UpdateAccessKey")?;
+    let status = if active {
+        aws_sdk_iam::types::StatusType::Active
+    } else {
+        aws_sdk_iam::types::StatusType::Inactive
+    };
+    iam.update_access_key()
+        .user_name(user)
+        .access_key_id(access_key_id)
+        .status(status)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("iam:UpdateAccessKey", e))?;
     Ok(())
 }

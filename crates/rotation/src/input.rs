@@ -26,11 +26,10 @@ pub const HISTORY_EVENT_BUDGET: u64 = 20_000;
 const EVENTS_PER_POLL: u64 = 9;
 const EVENTS_PER_CLUSTER: u64 = 30;
 
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 8] = [
     "iam_user_name",
     "organization_id",
     "credentials_id",
-    "cluster_ids",
     "drain_seconds",
     "deploy_timeout_seconds",
     "poll_interval_seconds",
@@ -43,9 +42,9 @@ const FIELDS: [&str; 9] = [
 pub struct ExecutionInput {
     pub iam_user_name: String,
     pub organization_id: String,
-    pub credentials_id: String,
-    /// `None`: every cluster that uses the credentials.
-    pub cluster_ids: Option<Vec<String>>,
+    /// `None`: the credentials are found from the key the IAM user has. Either way,
+    /// every AWS static credentials entry holding that key is rotated.
+    pub credentials_id: Option<String>,
     pub drain_seconds: u64,
     pub deploy_timeout_seconds: u64,
     pub poll_interval_seconds: u64,
@@ -57,10 +56,17 @@ impl ExecutionInput {
     pub fn parse(value: &Value) -> Result<Self, RotationError> {
         let object = value.as_object().ok_or_else(|| {
             invalid(format!(
-                "the execution input must be a JSON object with at least iam_user_name, organization_id and credentials_id; got {}",
+                "the execution input must be a JSON object with at least iam_user_name and organization_id; got {}",
                 kind(value)
             ))
         })?;
+        if object.contains_key("cluster_ids") {
+            return Err(invalid(
+                "field `cluster_ids` is no longer accepted: a rotation redeploys every running cluster that uses the \
+                 key, because deleting the old key would break a running cluster left out. Remove the field"
+                    .to_string(),
+            ));
+        }
         if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(invalid(format!(
                 "unknown field `{unknown}`; the allowed fields are {}",
@@ -75,8 +81,10 @@ impl ExecutionInput {
             )));
         }
         let organization_id = uuid_field(object, "organization_id")?;
-        let credentials_id = uuid_field(object, "credentials_id")?;
-        let cluster_ids = cluster_ids(object)?;
+        let credentials_id = match object.get("credentials_id") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(uuid_field(object, "credentials_id")?),
+        };
 
         let allow_short_drain = optional_bool(object, "allow_short_drain")?.unwrap_or(false);
         let dry_run = optional_bool(object, "dry_run")?.unwrap_or(false);
@@ -114,7 +122,6 @@ impl ExecutionInput {
             iam_user_name,
             organization_id,
             credentials_id,
-            cluster_ids,
             drain_seconds,
             deploy_timeout_seconds,
             poll_interval_seconds,
@@ -134,8 +141,7 @@ impl ExecutionInput {
         Err(invalid(format!(
             "with {clusters} cluster(s), deploy_timeout_seconds {} and poll_interval_seconds {} allow up to {polls} \
              status polls per cluster, about {worst} execution history events, and Step Functions fails an execution \
-             past 25,000. Raise `poll_interval_seconds`, lower `deploy_timeout_seconds`, or rotate fewer clusters per \
-             execution with `cluster_ids`",
+             past 25,000. Raise `poll_interval_seconds` or lower `deploy_timeout_seconds`",
             self.deploy_timeout_seconds, self.poll_interval_seconds
         )))
     }
@@ -176,37 +182,6 @@ fn uuid_field(object: &Map<String, Value>, field: &str) -> Result<String, Rotati
             "field `{field}` must be a UUID like 3fa85f64-5717-4562-b3fc-2c963f66afa6; got {value:?}"
         ))
     })
-}
-
-fn cluster_ids(object: &Map<String, Value>) -> Result<Option<Vec<String>>, RotationError> {
-    let items = match object.get("cluster_ids") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            return Err(invalid(format!(
-                "field `cluster_ids` must be an array of cluster UUIDs; got {}",
-                kind(other)
-            )))
-        }
-    };
-    if items.is_empty() {
-        return Err(invalid(
-            "field `cluster_ids` is empty; omit it to redeploy every cluster that uses the credentials"
-                .to_string(),
-        ));
-    }
-    let mut ids = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let id = item.as_str().and_then(normalize_uuid).ok_or_else(|| {
-            invalid(format!(
-                "field `cluster_ids[{index}]` must be a cluster UUID; got {item}"
-            ))
-        })?;
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    Ok(Some(ids))
 }
 
 fn optional_bool(object: &Map<String, Value>, field: &str) -> Result<Option<bool>, RotationError> {
@@ -264,7 +239,7 @@ mod tests {
     const CREDS: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 
     fn minimal() -> Value {
-        json!({"iam_user_name": "qovery", "organization_id": ORG, "credentials_id": CREDS})
+        json!({"iam_user_name": "qovery", "organization_id": ORG})
     }
 
     fn error_of(value: Value) -> String {
@@ -280,18 +255,18 @@ mod tests {
         assert_eq!(input.drain_seconds, 7200);
         assert_eq!(input.deploy_timeout_seconds, 7200);
         assert_eq!(input.poll_interval_seconds, 60);
-        assert_eq!(input.cluster_ids, None);
+        assert_eq!(input.credentials_id, None);
         assert!(!input.dry_run && !input.allow_short_drain);
     }
 
     #[test]
-    fn uuids_are_normalized_and_duplicates_dropped() {
+    fn uuids_are_normalized() {
         let mut value = minimal();
         value["organization_id"] = json!(ORG.to_uppercase());
-        value["cluster_ids"] = json!([CREDS, CREDS.to_uppercase()]);
+        value["credentials_id"] = json!(CREDS.to_uppercase());
         let input = ExecutionInput::parse(&value).unwrap();
         assert_eq!(input.organization_id, ORG);
-        assert_eq!(input.cluster_ids, Some(vec![CREDS.to_string()]));
+        assert_eq!(input.credentials_id.as_deref(), Some(CREDS));
     }
 
     #[test]
@@ -309,8 +284,11 @@ mod tests {
                 json!(42),
                 "field `credentials_id` must be a string",
             ),
-            ("cluster_ids", json!(["nope"]), "field `cluster_ids[0]`"),
-            ("cluster_ids", json!([]), "field `cluster_ids` is empty"),
+            (
+                "cluster_ids",
+                json!([CREDS]),
+                "`cluster_ids` is no longer accepted",
+            ),
             (
                 "poll_interval_seconds",
                 json!(5),
@@ -357,6 +335,24 @@ mod tests {
             .unwrap()
             .check_history_budget(1)
             .is_err());
+    }
+
+    /// template.yaml's bounds (PollIntervalSeconds 60..3600, DeployTimeoutSeconds up to
+    /// 86400) always leave room for one cluster; the README's table gives the rest.
+    #[test]
+    fn the_template_bounds_always_fit_one_cluster() {
+        let with = |timeout: u64, interval: u64| {
+            let mut value = minimal();
+            value["deploy_timeout_seconds"] = json!(timeout);
+            value["poll_interval_seconds"] = json!(interval);
+            ExecutionInput::parse(&value).unwrap()
+        };
+        assert!(with(86400, 60).check_history_budget(1).is_ok());
+        assert!(with(86400, 60).check_history_budget(2).is_err());
+        assert!(with(7200, 60).check_history_budget(17).is_ok());
+        assert!(with(7200, 60).check_history_budget(18).is_err());
+        assert!(with(1800, 600).check_history_budget(266).is_ok());
+        assert!(with(1800, 600).check_history_budget(267).is_err());
     }
 
     #[test]

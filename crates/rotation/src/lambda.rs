@@ -47,7 +47,8 @@ where
     let deps: &'static Deps = Box::leak(Box::new(Deps::from_env().await?));
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let result = handler(deps, event.payload).await;
+        let deadline = crate::deadline::from_epoch_millis(event.context.deadline);
+        let result = crate::deadline::with_deadline(deadline, handler(deps, event.payload)).await;
         if let Err(error) = &result {
             tracing::error!(
                 error_type = error.name(),

@@ -11,7 +11,9 @@
 //! - a secret never appears in a step's input or output, in a log line or in an error.
 
 pub mod aws;
+pub mod clusters;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod iam;
 pub mod input;

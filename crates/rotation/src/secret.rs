@@ -1,6 +1,11 @@
-//! A value that must never be printed: a secret access key or the Qovery token.
+//! A value that must never be printed: a secret access key or the Qovery token; and
+//! how to take every trace of one out of text that came back from outside.
+
+mod scrub;
 
 use std::fmt;
+
+pub use scrub::PIECE;
 
 /// Holds a secret string. `Debug` redacts it, and there is deliberately no `Display`
 /// and no `Serialize`, so a secret cannot reach a log line, an error or a step's
@@ -22,15 +27,19 @@ impl Secret {
         self.0.is_empty()
     }
 
-    /// `text` with every occurrence of this secret replaced. Used on text that comes
-    /// back from outside (an error body may echo the request).
+    /// `text` with every trace of this secret replaced; see [`scrub_all`].
     pub fn scrub(&self, text: &str) -> String {
-        if self.0.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(&self.0, "[redacted]")
-        }
+        scrub_all(text, &[self])
     }
+}
+
+/// `text` with every trace of each secret replaced by `[redacted]`: the secret whole,
+/// JSON-escaped, URL-encoded or HTML-escaped, and any piece of it of [`PIECE`]
+/// characters or more. For text that comes back from outside: an error page may quote
+/// the request, in any of those forms, and cut it anywhere. Scrub before cutting.
+pub fn scrub_all(text: &str, secrets: &[&Secret]) -> String {
+    let values: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+    scrub::scrub(text, &values)
 }
 
 impl fmt::Debug for Secret {

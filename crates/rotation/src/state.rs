@@ -1,11 +1,16 @@
 //! What flows between the steps. Every field here is safe to keep in Step Functions
 //! history: key ids, never secret keys, and never the token.
+//!
+//! Each step may be invoked on its own, so each input is validated (`Validate`) before
+//! anything is read or changed: ids must be UUIDs, the user an IAM user name, keys
+//! access key ids.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::RotationError;
+use crate::input::{is_iam_user_name, normalize_uuid};
 
 /// One access key of the IAM user, as reports and error messages show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,11 +20,44 @@ pub struct KeySummary {
     pub create_date: String,
 }
 
-/// A cluster that uses the rotated credentials.
+/// A Qovery credentials entry (AWS static keys) that holds the rotated key. The unit of
+/// rotation is the IAM key: every entry holding it gets the new key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterRef {
+pub struct CredentialsRef {
     pub id: String,
     pub name: String,
+}
+
+/// A cluster the rotation redeploys, in order (the first one is the canary).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPlan {
+    pub id: String,
+    pub name: String,
+    pub credentials_id: String,
+    /// Its status at preflight.
+    pub status: String,
+    /// What Qovery reported just after it took the new key. A deployment whose
+    /// execution id or date differs started after the hand-over, so it uses the new
+    /// key. Always serialized (null until update-qovery sets them): the Map's
+    /// ItemSelector reads them by path.
+    #[serde(default)]
+    pub handover_status: Option<String>,
+    #[serde(default)]
+    pub handover_execution_id: Option<String>,
+    #[serde(default)]
+    pub handover_deployment_date: Option<String>,
+}
+
+/// A cluster that uses the key but is not redeployed, because its infrastructure is not
+/// installed or not running (see `clusters::decide`). It picks up the new credentials
+/// when it is next started or deployed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedCluster {
+    pub id: String,
+    pub name: String,
+    pub credentials_id: String,
+    pub status: String,
+    pub reason: String,
 }
 
 /// What preflight found, so that a dry run (and the execution history) shows what a
@@ -29,10 +67,6 @@ pub struct PreflightReport {
     pub summary: String,
     pub keys: Vec<KeySummary>,
     pub qovery_access_key_id: String,
-    pub clusters: Vec<ClusterRef>,
-    /// Clusters that use the credentials but were left out by `cluster_ids`. They take
-    /// the new key at their next deployment.
-    pub clusters_not_redeployed: Vec<ClusterRef>,
 }
 
 /// The rotation state: preflight creates it, and each later step returns it enriched.
@@ -40,11 +74,17 @@ pub struct PreflightReport {
 pub struct RotationState {
     pub execution_id: String,
     pub state_machine_arn: String,
+    /// When preflight ran (RFC 3339). A key of the user created after it, held by no
+    /// Qovery credentials and not stored by this execution, can only be this
+    /// execution's own lost key.
+    pub preflight_at: String,
     pub iam_user_name: String,
     pub organization_id: String,
-    pub credentials_id: String,
-    pub credentials_name: String,
-    pub cluster_ids: Vec<String>,
+    /// Every AWS static credentials entry of the organization that holds the old key.
+    pub credentials: Vec<CredentialsRef>,
+    /// The clusters to redeploy, one at a time, in this order.
+    pub clusters: Vec<ClusterPlan>,
+    pub skipped_clusters: Vec<SkippedCluster>,
     pub drain_seconds: u64,
     pub deploy_timeout_seconds: u64,
     pub poll_interval_seconds: u64,
@@ -52,18 +92,29 @@ pub struct RotationState {
     /// The key Qovery held when the rotation started: the one to retire.
     pub old_access_key_id: String,
     pub report: PreflightReport,
-    /// Set by create-key.
+    /// Set by create-key. The key secret exists only until Qovery holds the new key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_access_key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_secret_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_key_version_id: Option<String>,
-    /// Set by update-qovery: when Qovery took the new key, and when the drain ends.
+    /// Set by update-qovery: when Qovery was known to hold the new key, and when the
+    /// drain ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qovery_updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_until: Option<String>,
+}
+
+impl RotationState {
+    pub fn credentials_ids(&self) -> String {
+        self.credentials
+            .iter()
+            .map(|c| format!("{} ({})", c.id, c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Where a cluster's redeploy stands. The ASL's Choice states compare these strings.
@@ -72,10 +123,12 @@ pub struct RotationState {
 pub enum Phase {
     /// The cluster was busy; deploy again once it settles.
     AwaitingIdle,
-    /// The deploy was requested; keep polling.
+    /// A deployment that started after the hand-over runs; keep polling.
     InProgress,
     /// A new deployment reached DEPLOYED.
     Deployed,
+    /// The cluster was stopped or deleted during the rotation: not redeployed.
+    Skipped,
 }
 
 /// One cluster's redeploy, carried around the Map iteration's loop.
@@ -83,6 +136,8 @@ pub enum Phase {
 pub struct ClusterDeployment {
     pub organization_id: String,
     pub cluster_id: String,
+    #[serde(default)]
+    pub cluster_name: Option<String>,
     pub poll_interval_seconds: u64,
     pub deploy_timeout_seconds: u64,
     /// Only for messages; the Map's ItemSelector passes them in.
@@ -100,11 +155,14 @@ pub struct ClusterDeployment {
     /// The last status Qovery reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// The deployment that existed before our POST: a DEPLOYED that still carries
-    /// these is stale and does not count.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The cluster as Qovery reported it just after the hand-over (`handover_*` of its
+    /// `ClusterPlan`): a deployment that still carries these ids started before the
+    /// new key, and a DEPLOYED that carries them is stale.
+    #[serde(default)]
+    pub baseline_status: Option<String>,
+    #[serde(default)]
     pub baseline_execution_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub baseline_deployment_date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_requested_at: Option<String>,
@@ -114,13 +172,23 @@ pub struct ClusterDeployment {
     pub polls: u32,
 }
 
+impl ClusterDeployment {
+    /// The cluster as messages name it.
+    pub fn label(&self) -> String {
+        match &self.cluster_name {
+            Some(name) if !name.is_empty() => format!("{name} ({})", self.cluster_id),
+            _ => self.cluster_id.clone(),
+        }
+    }
+}
+
 /// Which key delete-key retires, and which rules guard it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeleteMode {
     /// After the drain: delete the key Qovery held before the rotation.
     RetireOldKey,
-    /// UpdateQovery failed: delete the new key, which Qovery never took.
+    /// The hand-over failed: delete the new key, which Qovery never took.
     RollbackNewKey,
 }
 
@@ -130,10 +198,11 @@ pub struct DeleteKeyRequest {
     pub mode: DeleteMode,
     pub iam_user_name: String,
     pub organization_id: String,
-    pub credentials_id: String,
     pub old_access_key_id: String,
     #[serde(default)]
     pub new_access_key_id: Option<String>,
+    /// The execution's key secret, deleted (without recovery) once the key it holds is
+    /// no longer needed.
     #[serde(default)]
     pub key_secret_id: Option<String>,
 }
@@ -142,18 +211,151 @@ pub struct DeleteKeyRequest {
 pub struct DeleteKeyResult {
     pub mode: DeleteMode,
     pub deleted_access_key_id: String,
-    pub qovery_access_key_id: String,
+    /// True when an earlier attempt had already deleted it (its answer was lost).
+    pub already_deleted: bool,
+    /// The credentials entries holding the key that was kept, asked just before.
+    pub kept_access_key_id: String,
+    pub kept_by_credentials: Vec<String>,
     pub remaining_keys: Vec<KeySummary>,
+    pub summary: String,
 }
 
-/// Parse a step's input, turning any mismatch into `InvalidInput` that names the step.
-pub fn parse_step_input<T: DeserializeOwned>(step: &str, value: Value) -> Result<T, RotationError> {
-    serde_json::from_value(value).map_err(|e| {
-        RotationError::InvalidInput(format!(
-            "The {step} step got an input it cannot read: {e}. This step's input comes from the state machine; \
-             check that statemachine/rotation.asl.json and the deployed functions are the same version. Nothing was changed."
+/// What reconcile found after a hand-over whose outcome was unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QoveryHolds {
+    /// No entry holds the new key: the rollback may delete it.
+    OldKey,
+    /// Every entry holds the new key: finish the hand-over.
+    NewKey,
+    /// Some entries hold the new key: finish the hand-over for the others.
+    Mixed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileResult {
+    pub qovery_holds: QoveryHolds,
+    /// `<credentials id>: <key id>` for each entry, as Qovery reports it now.
+    pub credentials: Vec<String>,
+    pub summary: String,
+}
+
+/// Input checks shared by every step: a step can be invoked on its own, so the ids it
+/// is given are checked before anything is read or changed.
+pub trait Validate {
+    fn validate(&self) -> Result<(), String>;
+}
+
+/// Parse a step's input and validate it, turning any problem into `InvalidInput` that
+/// names the step.
+pub fn parse_step_input<T: DeserializeOwned + Validate>(
+    step: &str,
+    value: Value,
+) -> Result<T, RotationError> {
+    let parsed: T =
+        serde_json::from_value(value).map_err(|e| bad_step_input(step, &e.to_string()))?;
+    parsed.validate().map_err(|e| bad_step_input(step, &e))?;
+    Ok(parsed)
+}
+
+fn bad_step_input(step: &str, problem: &str) -> RotationError {
+    RotationError::InvalidInput(format!(
+        "The {step} step got an input it cannot use: {problem}. This step's input comes from the state machine; \
+         check that statemachine/rotation.asl.json and the deployed functions are the same version. Nothing was changed."
+    ))
+}
+
+pub(crate) fn check_uuid(field: &str, value: &str) -> Result<(), String> {
+    match normalize_uuid(value) {
+        Some(canonical) if canonical == value => Ok(()),
+        _ => Err(format!(
+            "`{field}` must be a lower-case UUID; got {value:?}"
+        )),
+    }
+}
+
+pub(crate) fn check_user(value: &str) -> Result<(), String> {
+    if is_iam_user_name(value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`iam_user_name` must be an IAM user name; got {value:?}"
         ))
-    })
+    }
+}
+
+/// IAM access key ids: upper-case letters and digits, 16 to 128 characters.
+pub fn is_access_key_id(value: &str) -> bool {
+    (16..=128).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+pub(crate) fn check_key(field: &str, value: &str) -> Result<(), String> {
+    if is_access_key_id(value) {
+        Ok(())
+    } else {
+        Err(format!("`{field}` must be an access key id; got {value:?}"))
+    }
+}
+
+fn check_optional_key(field: &str, value: &Option<String>) -> Result<(), String> {
+    value.as_deref().map_or(Ok(()), |v| check_key(field, v))
+}
+
+impl Validate for RotationState {
+    fn validate(&self) -> Result<(), String> {
+        check_user(&self.iam_user_name)?;
+        check_uuid("organization_id", &self.organization_id)?;
+        check_key("old_access_key_id", &self.old_access_key_id)?;
+        check_optional_key("new_access_key_id", &self.new_access_key_id)?;
+        if self.credentials.is_empty() {
+            return Err("`credentials` is empty".to_string());
+        }
+        for c in &self.credentials {
+            check_uuid("credentials[].id", &c.id)?;
+        }
+        for c in &self.clusters {
+            check_uuid("clusters[].id", &c.id)?;
+        }
+        if crate::timefmt::parse(&self.preflight_at).is_none() {
+            return Err(format!(
+                "`preflight_at` must be an RFC 3339 time; got {:?}",
+                self.preflight_at
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Validate for ClusterDeployment {
+    fn validate(&self) -> Result<(), String> {
+        check_uuid("organization_id", &self.organization_id)?;
+        check_uuid("cluster_id", &self.cluster_id)?;
+        if let Some(user) = &self.iam_user_name {
+            check_user(user)?;
+        }
+        check_optional_key("old_access_key_id", &self.old_access_key_id)?;
+        check_optional_key("new_access_key_id", &self.new_access_key_id)?;
+        if self.poll_interval_seconds == 0 || self.deploy_timeout_seconds == 0 {
+            return Err(
+                "`poll_interval_seconds` and `deploy_timeout_seconds` must be greater than 0"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Validate for DeleteKeyRequest {
+    fn validate(&self) -> Result<(), String> {
+        check_user(&self.iam_user_name)?;
+        check_uuid("organization_id", &self.organization_id)?;
+        check_key("old_access_key_id", &self.old_access_key_id)?;
+        check_optional_key("new_access_key_id", &self.new_access_key_id)?;
+        Ok(())
+    }
 }
 
 /// Render keys for messages: `AKIA… (Active, created 2026-01-01T00:00:00Z)`.
@@ -170,4 +372,37 @@ pub fn describe_keys(keys: &[KeySummary]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_step_refuses_ids_that_are_not_ids() {
+        let event = json!({
+            "mode": "retire_old_key", "iam_user_name": "qovery",
+            "organization_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+            "old_access_key_id": "AKIA../../etc/passwd",
+        });
+        let error = parse_step_input::<DeleteKeyRequest>("delete-key", event).unwrap_err();
+        assert_eq!(error.name(), "InvalidInput");
+        assert!(error.message().contains("old_access_key_id"), "{error}");
+        assert!(error.message().contains("Nothing was changed"), "{error}");
+
+        let event = json!({
+            "organization_id": "not-a-uuid", "cluster_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+            "poll_interval_seconds": 60, "deploy_timeout_seconds": 600,
+        });
+        let error = parse_step_input::<ClusterDeployment>("check-status", event).unwrap_err();
+        assert!(error.message().contains("organization_id"), "{error}");
+    }
+
+    #[test]
+    fn access_key_ids_are_upper_case_alphanumerics() {
+        assert!(is_access_key_id("AKIAIOSFODNN7EXAMPLE"));
+        assert!(!is_access_key_id("akiaiosfodnn7example"));
+        assert!(!is_access_key_id("AKIA"));
+    }
 }

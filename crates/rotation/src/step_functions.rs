@@ -21,6 +21,7 @@ pub async fn running_rotations_for_user(
         .status_filter(ExecutionStatus::Running)
         .into_paginator()
         .send();
+    crate::deadline::ensure_time_for("states:ListExecutions")?;
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| AwsError::from_sdk("states:ListExecutions", e))?;
         for execution in page.executions() {
@@ -33,6 +34,7 @@ pub async fn running_rotations_for_user(
 
     let mut same_user = Vec::new();
     for arn in others {
+        crate::deadline::ensure_time_for("states:DescribeExecution")?;
         let described = sfn
             .describe_execution()
             .execution_arn(&arn)

@@ -12,6 +12,7 @@ pub async fn caller_arn_with_key(
     access_key_id: &str,
     secret_access_key: &Secret,
 ) -> Result<String, AwsError> {
+    crate::deadline::ensure_time_for("sts:GetCallerIdentity")?;
     let credentials = Credentials::new(
         access_key_id,
         secret_access_key.expose(),

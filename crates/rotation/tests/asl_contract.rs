@@ -9,13 +9,59 @@ use rotation::RotationError;
 use serde_json::Value;
 
 /// Errors Step Functions itself raises for a Lambda task.
-const PLATFORM_ERRORS: [&str; 5] = [
+const PLATFORM_ERRORS: [&str; 8] = [
     "States.ALL",
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
+    "Lambda.Unknown",
+    "Sandbox.Timedout",
+    "States.Timeout",
 ];
+
+/// Every Task state, with the function (template.yaml resource) it invokes.
+const TASKS: [(&str, &str); 9] = [
+    ("Preflight", "PreflightFunction"),
+    ("CreateKey", "CreateKeyFunction"),
+    ("UpdateQovery", "UpdateQoveryFunction"),
+    ("ReconcileHandOver", "UpdateQoveryFunction"),
+    ("FinishHandOver", "UpdateQoveryFunction"),
+    ("RollbackNewKey", "DeleteKeyFunction"),
+    ("DeployCluster", "DeployClusterFunction"),
+    ("CheckStatus", "CheckStatusFunction"),
+    ("DeleteOldKey", "DeleteKeyFunction"),
+];
+
+/// A state by name, at any depth.
+fn state<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    match value {
+        Value::Object(map) => {
+            if let Some(found) = map.get("States").and_then(|s| s.get(name)) {
+                return Some(found);
+            }
+            map.values().find_map(|child| state(child, name))
+        }
+        _ => None,
+    }
+}
+
+/// The `Timeout:` of a function in template.yaml.
+fn lambda_timeout(function: &str) -> u64 {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text
+        .find(&format!("\n  {function}:\n"))
+        .unwrap_or_else(|| panic!("{function} is not in template.yaml"));
+    // The resource's lines: up to the next line indented two spaces or less.
+    let line = text[start + 1..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("   "))
+        .find(|l| l.trim_start().starts_with("Timeout:"))
+        .unwrap_or_else(|| panic!("{function} has no Timeout"));
+    line.split(':').nth(1).unwrap().trim().parse().unwrap()
+}
 
 fn asl() -> Value {
     let path = concat!(
@@ -80,51 +126,102 @@ fn transient_errors_are_retried_where_they_can_happen() {
             .iter()
             .any(|(s, f, n)| s == state && f == "Retry" && n == name)
     };
-    for state in [
-        "Preflight",
-        "CreateKey",
-        "UpdateQovery",
-        "DeployCluster",
-        "CheckStatus",
-        "DeleteOldKey",
-        "RollbackNewKey",
-    ] {
-        assert!(
-            retried(state, "AwsUnavailable"),
-            "{state} does not retry AwsUnavailable"
-        );
-        assert!(
-            retried(state, "Lambda.ServiceException"),
-            "{state} does not retry Lambda errors"
-        );
-    }
-    for state in [
-        "Preflight",
-        "UpdateQovery",
-        "DeployCluster",
-        "CheckStatus",
-        "DeleteOldKey",
-        "RollbackNewKey",
-    ] {
-        assert!(
-            retried(state, "QoveryUnavailable"),
-            "{state} does not retry QoveryUnavailable"
-        );
+    for (state, _) in TASKS {
+        for name in [
+            "AwsUnavailable",
+            "QoveryUnavailable",
+            "Lambda.ServiceException",
+            "Lambda.Unknown",
+            "Sandbox.Timedout",
+            "States.Timeout",
+        ] {
+            // Every step is idempotent, so a lost answer or a timeout is simply retried.
+            assert!(retried(state, name), "{state} does not retry {name}");
+        }
     }
     assert!(retried("UpdateQovery", "NewKeyNotValid"));
-    // Only UpdateQovery is caught (into the rollback); after it, a failure deletes nothing.
+    assert!(retried("FinishHandOver", "NewKeyNotValid"));
+    // Only the hand-over is caught; after it, a failure deletes nothing.
     let catches: BTreeSet<_> = found
         .iter()
         .filter(|(_, f, _)| f == "Catch")
         .map(|(s, _, _)| s.as_str())
         .collect();
-    assert_eq!(catches, BTreeSet::from(["UpdateQovery"]));
+    assert_eq!(
+        catches,
+        BTreeSet::from(["UpdateQovery", "ReconcileHandOver", "FinishHandOver"])
+    );
+}
+
+#[test]
+fn only_certain_failures_are_rolled_back_without_asking_qovery() {
+    let asl = asl();
+    let catches = state(&asl, "UpdateQovery").unwrap()["Catch"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(catches[0]["Next"], "RollbackNewKey");
+    let certain: BTreeSet<&str> = catches[0]["ErrorEquals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    // A timeout, a 5xx or a lost answer may hide a PUT that applied.
+    for uncertain in [
+        "QoveryUnavailable",
+        "AwsUnavailable",
+        "States.Timeout",
+        "Sandbox.Timedout",
+        "Lambda.Unknown",
+        "States.ALL",
+    ] {
+        assert!(
+            !certain.contains(uncertain),
+            "{uncertain} is rolled back blindly"
+        );
+    }
+    assert_eq!(catches[1]["ErrorEquals"][0], "States.ALL");
+    assert_eq!(catches[1]["Next"], "WaitBeforeReconcile");
+    let reconcile = state(&asl, "ReconcileHandOver").unwrap();
+    assert_eq!(reconcile["Catch"][0]["Next"], "HandOverUnknown");
+    assert_eq!(
+        state(&asl, "FinishHandOver").unwrap()["Catch"][0]["Next"],
+        "HandOverUnfinished"
+    );
+    let holds = serde_json::to_value(rotation::state::QoveryHolds::OldKey).unwrap();
+    assert!(asl
+        .to_string()
+        .contains(&format!("\"StringEquals\":{holds}")));
+}
+
+#[test]
+fn a_lambda_times_out_before_its_task() {
+    let asl = asl();
+    for (name, function) in TASKS {
+        let task = state(&asl, name).unwrap_or_else(|| panic!("no state {name}"));
+        let task_timeout = task["TimeoutSeconds"].as_u64().unwrap();
+        let lambda = lambda_timeout(function);
+        assert!(
+            task_timeout > lambda,
+            "{name}: TimeoutSeconds {task_timeout} must exceed {function}'s Lambda Timeout {lambda}"
+        );
+        // The deadline guard leaves the last call's budget unused; the Lambda needs
+        // room for several calls.
+        assert!(lambda >= 60, "{function}: Timeout {lambda} is too short");
+    }
+}
+
+#[test]
+fn clusters_are_redeployed_one_at_a_time() {
+    let map = state(&asl(), "DeployClusters").unwrap().clone();
+    assert_eq!(map["MaxConcurrency"], 1, "the first cluster is the canary");
 }
 
 #[test]
 fn choice_states_compare_the_phases_the_code_writes() {
     let text = asl().to_string();
-    for phase in [Phase::AwaitingIdle, Phase::Deployed] {
+    for phase in [Phase::AwaitingIdle, Phase::Deployed, Phase::Skipped] {
         let written = serde_json::to_value(phase).unwrap();
         assert!(
             text.contains(&format!("\"StringEquals\":{written}")),

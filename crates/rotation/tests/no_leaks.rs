@@ -56,22 +56,25 @@ async fn no_secret_in_outputs_logs_or_errors() {
         .await
         .unwrap();
     record(&serde_json::to_value(&state).unwrap());
-    // A failed hand-over first (its error is recorded), then the retry that succeeds.
+    // Read now: update-qovery deletes the key secret once Qovery holds the key.
+    let new_secret = world.stored_secret(&state).await;
+    // A failed hand-over first, whose error page quotes the request (its error is
+    // recorded), then the retry that succeeds.
     world
         .fake
-        .inject_fault(Fault::new("editAWSCredentials", 400, 1));
+        .inject_fault(Fault::new("editAWSCredentials", 400, 1).echoing_request());
     let rejected = update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap())
         .await
         .unwrap_err();
     record(&json!(rejected.message()));
-    let state: RotationState =
+    let state: RotationState = serde_json::from_value(
         update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap())
             .await
-            .unwrap();
+            .unwrap(),
+    )
+    .unwrap();
     record(&serde_json::to_value(&state).unwrap());
-    for cluster in &state.cluster_ids {
-        let item = json!({"organization_id": state.organization_id, "cluster_id": cluster,
-            "poll_interval_seconds": 10, "deploy_timeout_seconds": 600});
+    for item in map_items(&state) {
         let mut deployment: ClusterDeployment =
             deploy_cluster::handle(&world.deps, item).await.unwrap();
         while deployment.phase != Some(Phase::Deployed) {
@@ -82,10 +85,11 @@ async fn no_secret_in_outputs_logs_or_errors() {
                     .unwrap();
         }
     }
-    let request = json!({"mode": "retire_old_key", "iam_user_name": state.iam_user_name,
-        "organization_id": state.organization_id, "credentials_id": state.credentials_id,
-        "old_access_key_id": state.old_access_key_id, "new_access_key_id": state.new_access_key_id,
-        "key_secret_id": state.key_secret_id});
+    let request = task_input(
+        "DeleteOldKey",
+        &serde_json::to_value(&state).unwrap(),
+        &json!({}),
+    );
     record(
         &serde_json::to_value(
             delete_key::handle(&world.deps, request.clone())
@@ -94,24 +98,18 @@ async fn no_secret_in_outputs_logs_or_errors() {
         )
         .unwrap(),
     );
-    // Failures after the fact: their messages too.
-    record(&json!(delete_key::handle(&world.deps, request)
-        .await
-        .unwrap_err()
-        .message()));
+    // A retry after the fact (already deleted), and a failure: their outputs too.
+    record(&serde_json::to_value(delete_key::handle(&world.deps, request).await.unwrap()).unwrap());
     world
         .fake
-        .inject_fault(Fault::new("getAWSCredentials", 401, 1));
+        .inject_fault(Fault::new("listOrganizationCredentials", 401, 1));
     let unauthorized = preflight::handle(&world.deps, world.preflight_event(world.input()))
         .await
         .unwrap_err();
     assert_eq!(unauthorized.name(), "QoveryUnauthorized");
     record(&json!(unauthorized.message()));
 
-    let new_secret = world
-        .stored_secret(state.new_key_version_id.as_deref().unwrap())
-        .await;
-    let (held, held_secret) = world.qovery_holds();
+    let (held, held_secret) = world.held_by(CREDS);
     assert_eq!(
         held_secret, new_secret,
         "sanity: Qovery holds the new secret"
@@ -123,17 +121,19 @@ async fn no_secret_in_outputs_logs_or_errors() {
         "the logs were captured"
     );
     assert!(recorded.len() > 5);
+    assert_eq!(
+        world.fake.snapshot().received_secrets,
+        std::slice::from_ref(&new_secret),
+        "sanity: both PUTs carried the new secret"
+    );
     for (what, secret) in [
         ("new secret key", new_secret.as_str()),
         ("old secret key", world.old_secret.as_str()),
         ("token", TOKEN),
     ] {
         for (i, text) in recorded.iter().enumerate() {
-            assert!(
-                !text.contains(secret),
-                "{what} in recorded output #{i}: {text}"
-            );
+            assert_no_piece(secret, text, &format!("{what}, in recorded output #{i}"));
         }
-        assert!(!logs.contains(secret), "{what} in the logs");
+        assert_no_piece(secret, &logs, &format!("{what}, in the logs"));
     }
 }

@@ -1,16 +1,31 @@
-//! Each step handler against a real moto server (key checks on) and the fake Qovery.
-//! Every test checks what exists afterwards: the user's keys, the secret's stages, and
-//! the key Qovery holds.
+//! Each step handler against a real moto server (key checks on) and the fake Qovery,
+//! called with the input the ASL builds for it (read from statemachine/rotation.asl.json).
+//! Every test checks what exists afterwards: the user's keys and their status, the
+//! secrets (every version), the key each Qovery credentials entry holds, and how often
+//! each cluster was deployed.
 
 mod support;
 
-use qovery_fake::{Fault, Outcome};
-use rotation::state::{ClusterDeployment, Phase, RotationState};
+use qovery_fake::{Fault, Outcome, SeedCluster, SeedCredentials};
+use rotation::state::{
+    ClusterDeployment, CredentialsRef, DeleteKeyResult, Phase, QoveryHolds, ReconcileResult,
+    RotationState,
+};
 use rotation::steps::{
     check_status, create_key, delete_key, deploy_cluster, preflight, update_qovery,
 };
+use rotation::RotationError;
+use serde::Serialize;
 use serde_json::{json, Value};
 use support::*;
+
+fn value<T: Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap()
+}
+
+fn no_context() -> Value {
+    json!({})
+}
 
 async fn preflighted(world: &World) -> RotationState {
     preflight::handle(&world.deps, world.preflight_event(world.input()))
@@ -18,104 +33,302 @@ async fn preflighted(world: &World) -> RotationState {
         .unwrap()
 }
 
+async fn create(world: &World, state: &RotationState) -> Result<RotationState, RotationError> {
+    let input = task_input("CreateKey", &value(state), &no_context());
+    create_key::handle(&world.deps, input).await
+}
+
 async fn created(world: &World) -> RotationState {
     let state = preflighted(world).await;
-    create_key::handle(&world.deps, serde_json::to_value(state).unwrap())
+    create(world, &state).await.unwrap()
+}
+
+async fn update(world: &World, state: &RotationState) -> Result<RotationState, RotationError> {
+    let input = task_input("UpdateQovery", &value(state), &no_context());
+    update_qovery::handle(&world.deps, input)
         .await
-        .unwrap()
+        .map(|output| serde_json::from_value(output).unwrap())
+}
+
+async fn reconcile(world: &World, state: &RotationState) -> ReconcileResult {
+    let input = task_input("ReconcileHandOver", &value(state), &no_context());
+    let output = update_qovery::handle(&world.deps, input).await.unwrap();
+    serde_json::from_value(output).unwrap()
 }
 
 async fn handed_over(world: &World) -> RotationState {
     let state = created(world).await;
-    update_qovery::handle(&world.deps, serde_json::to_value(state).unwrap())
-        .await
-        .unwrap()
+    update(world, &state).await.unwrap()
 }
 
-fn cluster_item(state: &RotationState, cluster: &str, timeout: u64) -> Value {
-    json!({"organization_id": state.organization_id, "cluster_id": cluster,
-           "poll_interval_seconds": 10, "deploy_timeout_seconds": timeout,
-           "iam_user_name": state.iam_user_name, "old_access_key_id": state.old_access_key_id,
-           "new_access_key_id": state.new_access_key_id})
+/// `DeleteOldKey` (retire) or `RollbackNewKey`, with the input the ASL gives it.
+async fn delete(
+    world: &World,
+    task: &str,
+    state: &RotationState,
+) -> Result<DeleteKeyResult, RotationError> {
+    delete_key::handle(&world.deps, task_input(task, &value(state), &no_context())).await
 }
 
-fn delete_request(state: &RotationState, mode: &str) -> Value {
-    json!({"mode": mode, "iam_user_name": state.iam_user_name, "organization_id": state.organization_id,
-           "credentials_id": state.credentials_id, "old_access_key_id": state.old_access_key_id,
-           "new_access_key_id": state.new_access_key_id, "key_secret_id": state.key_secret_id})
+/// One iteration of the `DeployClusters` Map, run as its Choice states run it:
+/// DeployCluster again while `awaiting_idle`, done if `skipped`, else CheckStatus
+/// until `deployed` (errors end it).
+async fn run_iteration(world: &World, item: Value) -> Result<ClusterDeployment, RotationError> {
+    let mut cluster = deploy_cluster::handle(&world.deps, item).await?;
+    let mut deploy_calls = 1;
+    while cluster.phase == Some(Phase::AwaitingIdle) {
+        deploy_calls += 1;
+        assert!(deploy_calls < 20, "still awaiting idle: {cluster:?}");
+        cluster = deploy_cluster::handle(&world.deps, value(&cluster)).await?;
+    }
+    if cluster.phase == Some(Phase::Skipped) {
+        return Ok(cluster);
+    }
+    poll_until_done(world, cluster).await
 }
 
-async fn stages_of(world: &World, version: &str) -> Vec<String> {
-    world
-        .key_secret_stages()
-        .await
-        .into_iter()
-        .find(|(v, _)| v == version)
-        .map(|(_, s)| s)
-        .unwrap_or_default()
+async fn poll_until_done(
+    world: &World,
+    mut cluster: ClusterDeployment,
+) -> Result<ClusterDeployment, RotationError> {
+    for _ in 0..20 {
+        cluster = check_status::handle(&world.deps, value(&cluster)).await?;
+        if cluster.phase == Some(Phase::Deployed) {
+            return Ok(cluster);
+        }
+    }
+    panic!("still {:?} after 20 polls", cluster.status)
 }
 
-async fn current_version_count(world: &World) -> usize {
-    world
-        .key_secret_stages()
-        .await
-        .iter()
-        .filter(|(_, s)| s.iter().any(|s| s == "AWSCURRENT"))
-        .count()
+fn creds(id: &str, name: &str) -> CredentialsRef {
+    CredentialsRef {
+        id: id.to_string(),
+        name: name.to_string(),
+    }
+}
+
+fn all_hold(world: &World, key: &str) -> bool {
+    world.holders().iter().all(|(_, held)| held == key)
 }
 
 // ---- preflight ----------------------------------------------------------------
 
 #[tokio::test]
 async fn preflight_reports_the_plan_and_changes_nothing() {
+    // GIVEN one credentials entry holding the user's only key, used by two deployed clusters
     let world = World::new().await;
+
+    // WHEN preflight runs, for real and as a dry run
     let state = preflighted(&world).await;
+    let mut input = world.input();
+    input["dry_run"] = json!(true);
+    let dry = preflight::handle(&world.deps, world.preflight_event(input))
+        .await
+        .unwrap();
+
+    // THEN it plans the rotation of that key, for that entry and both clusters
     assert_eq!(state.old_access_key_id, world.old_key);
-    assert_eq!(state.credentials_name, "aws-prod");
-    let mut clusters = state.cluster_ids.clone();
-    clusters.sort();
-    assert_eq!(clusters, vec![CLUSTER_A.to_string(), CLUSTER_B.to_string()]);
-    assert_eq!(state.drain_seconds, 60);
-    assert!(state.report.summary.contains(&world.old_key));
-    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
-    assert_eq!(world.qovery_holds().0, world.old_key);
+    assert_eq!(state.report.qovery_access_key_id, world.old_key);
+    assert_eq!(state.credentials, vec![creds(CREDS, "aws-prod")]);
+    let planned: Vec<(&str, &str, &str)> = state
+        .clusters
+        .iter()
+        .map(|c| (c.id.as_str(), c.credentials_id.as_str(), c.status.as_str()))
+        .collect();
     assert_eq!(
-        world
-            .fake
-            .snapshot()
-            .clusters
-            .iter()
-            .map(|c| c.deploy_count)
-            .sum::<u32>(),
-        0
+        planned,
+        [
+            (CLUSTER_A, CREDS, "DEPLOYED"),
+            (CLUSTER_B, CREDS, "DEPLOYED")
+        ]
     );
+    assert!(state.clusters.iter().all(|c| c.handover_status.is_none()));
+    assert!(state.skipped_clusters.is_empty());
+    assert_eq!(state.drain_seconds, 60);
+    assert_eq!(state.execution_id, EXECUTION);
+    assert!(state.new_access_key_id.is_none() && state.key_secret_id.is_none());
+    let at = time::OffsetDateTime::parse(
+        &state.preflight_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!((time::OffsetDateTime::now_utc() - at).whole_seconds().abs() < 30);
+    for needle in [world.old_key.as_str(), "aws-prod", "production", "staging"] {
+        assert!(
+            state.report.summary.contains(needle),
+            "{needle}: {}",
+            state.report.summary
+        );
+    }
+    assert!(dry.dry_run);
+    assert!(
+        dry.report
+            .summary
+            .starts_with("Dry run, nothing was changed."),
+        "{}",
+        dry.report.summary
+    );
+    // ... and nothing changed anywhere.
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    assert!(all_hold(&world, &world.old_key));
+    assert_eq!(world.calls("editAWSCredentials"), 0);
+    assert_eq!(world.calls("deployCluster"), 0);
+    assert!(world.deploy_counts().iter().all(|(_, n)| *n == 0));
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
 }
 
 #[tokio::test]
-async fn preflight_uses_only_the_requested_clusters_and_reports_the_rest() {
-    let world = World::new().await;
+async fn preflight_takes_every_entry_holding_the_key_and_their_clusters() {
+    // GIVEN "aws-prod" and "aws-us", both set up with the user's only key
+    let world = World::shared_key().await;
+
+    // WHEN preflight runs without credentials_id
+    let state = preflighted(&world).await;
+
+    // THEN both entries, and the clusters of both, are in the plan
+    assert_eq!(
+        state.credentials,
+        vec![creds(CREDS, "aws-prod"), creds(CREDS_US, "aws-us")]
+    );
+    let planned: Vec<(&str, &str)> = state
+        .clusters
+        .iter()
+        .map(|c| (c.id.as_str(), c.credentials_id.as_str()))
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            (CLUSTER_A, CREDS),
+            (CLUSTER_B, CREDS),
+            (CLUSTER_C, CREDS_US)
+        ]
+    );
+    let summary = &state.report.summary;
+    for needle in [
+        "2 Qovery credentials entries",
+        "aws-prod",
+        "aws-us",
+        "us-production",
+    ] {
+        assert!(summary.contains(needle), "{needle}: {summary}");
+    }
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    assert!(all_hold(&world, &world.old_key));
+}
+
+#[tokio::test]
+async fn preflight_with_credentials_id_still_takes_the_other_entries_holding_the_key() {
+    // GIVEN two entries sharing the key
+    let world = World::shared_key().await;
+
+    // WHEN the input names only "aws-us" (in upper case)
     let mut input = world.input();
-    input["cluster_ids"] = json!([CLUSTER_B.to_uppercase()]);
+    input["credentials_id"] = json!(CREDS_US.to_uppercase());
     let state = preflight::handle(&world.deps, world.preflight_event(input))
         .await
         .unwrap();
-    assert_eq!(state.cluster_ids, vec![CLUSTER_B.to_string()]);
-    assert_eq!(state.report.clusters_not_redeployed[0].id, CLUSTER_A);
-    assert!(state.report.summary.contains("Not redeployed"));
+
+    // THEN "aws-prod" is included and named in the summary, with its clusters
+    assert_eq!(
+        state.credentials,
+        vec![creds(CREDS, "aws-prod"), creds(CREDS_US, "aws-us")]
+    );
+    assert_eq!(state.clusters.len(), 3);
+    assert!(
+        state
+            .report
+            .summary
+            .contains(&format!("aws-prod ({CREDS})")),
+        "{}",
+        state.report.summary
+    );
+
+    // WHEN the input names credentials the organization does not have
+    let mut input = world.input();
+    input["credentials_id"] = json!("99999999-9999-4999-8999-999999999999");
+    let (name, message) =
+        failure(preflight::handle(&world.deps, world.preflight_event(input)).await);
+
+    // THEN it is refused, naming the entries there are
+    assert_eq!(name, "PreconditionFailed");
+    for needle in [
+        "99999999-9999-4999-8999-999999999999",
+        CREDS,
+        CREDS_US,
+        "Nothing was changed",
+    ] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    assert!(all_hold(&world, &world.old_key));
 }
 
 #[tokio::test]
-async fn preflight_refuses_a_cluster_that_does_not_use_the_credentials() {
+async fn preflight_skips_stopped_never_installed_and_deleted_clusters() {
+    // GIVEN a deployed cluster, a stopped one, one created but never installed (READY,
+    // no deployment ever) and a deleted one, all on the key's credentials
+    let mut never_installed = SeedCluster::new(CLUSTER_C, "sandbox", CREDS);
+    never_installed.status = "READY".into();
+    never_installed.last_deployment_date = None;
+    never_installed.last_execution_id = None;
+    let mut stopped = SeedCluster::new(CLUSTER_B, "staging", CREDS);
+    stopped.status = "STOPPED".into();
+    let mut deleted = SeedCluster::new(CLUSTER_D, "old", CREDS);
+    deleted.status = "DELETED".into();
+    let world = World::with(WorldOptions {
+        clusters: vec![
+            SeedCluster::new(CLUSTER_A, "production", CREDS),
+            stopped,
+            never_installed,
+            deleted,
+        ],
+        ..Default::default()
+    })
+    .await;
+
+    // WHEN preflight runs
+    let state = preflighted(&world).await;
+
+    // THEN only the running cluster is planned; the others are listed with their status
+    let planned: Vec<&str> = state.clusters.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(planned, [CLUSTER_A]);
+    let skipped: Vec<(&str, &str)> = state
+        .skipped_clusters
+        .iter()
+        .map(|c| (c.id.as_str(), c.status.as_str()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (CLUSTER_B, "STOPPED"),
+            (CLUSTER_C, "READY"),
+            (CLUSTER_D, "DELETED")
+        ]
+    );
+    assert!(state.skipped_clusters[0].reason.contains("start"));
+    assert!(state.skipped_clusters[1].reason.contains("install"));
+    let summary = &state.report.summary;
+    for needle in ["Not redeployed", "staging", "STOPPED", "sandbox", "READY"] {
+        assert!(summary.contains(needle), "{needle}: {summary}");
+    }
+    assert!(world.deploy_counts().iter().all(|(_, n)| *n == 0));
+    assert_eq!(world.cluster(CLUSTER_C).status, "READY");
+}
+
+#[tokio::test]
+async fn preflight_refuses_cluster_ids() {
     let world = World::new().await;
     let mut input = world.input();
-    input["cluster_ids"] = json!(["99999999-9999-4999-8999-999999999999"]);
+    input["cluster_ids"] = json!([CLUSTER_B]);
     let (name, message) =
         failure(preflight::handle(&world.deps, world.preflight_event(input)).await);
-    assert_eq!(name, "PreconditionFailed");
+    assert_eq!(name, "InvalidInput");
     assert!(
-        message.contains("99999999-9999-4999-8999-999999999999") && message.contains("production"),
+        message.contains("`cluster_ids` is no longer accepted")
+            && message.contains("Nothing was changed"),
         "{message}"
     );
+    assert!(world.fake.snapshot().requests.is_empty());
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
 }
 
 #[tokio::test]
@@ -144,16 +357,74 @@ async fn preflight_refuses_two_keys_and_names_both() {
 
 #[tokio::test]
 async fn preflight_refuses_when_qovery_holds_a_key_the_user_does_not_have() {
+    // GIVEN the only entry holds a key that is not the user's
     let world = World::with(WorldOptions {
-        qovery_key: Some("AKIAFOREIGNKEY000000".into()),
+        credentials: vec![Entry::new(
+            CREDS,
+            "aws-prod",
+            Holds::Key("AKIAFOREIGNKEY000000"),
+        )],
         ..Default::default()
     })
     .await;
+
+    // WHEN the entries are found from the user's key: none holds it
     let (name, message) =
         failure(preflight::handle(&world.deps, world.preflight_event(world.input())).await);
     assert_eq!(name, "PreconditionFailed");
     assert!(
-        message.contains("AKIAFOREIGNKEY000000") && message.contains(&world.old_key),
+        message.contains("No Qovery credentials")
+            && message.contains(&world.old_key)
+            && message.contains("AKIAFOREIGNKEY000000"),
+        "{message}"
+    );
+
+    // WHEN the entry is named: it holds a key that is not the user's
+    let mut input = world.input();
+    input["credentials_id"] = json!(CREDS);
+    let (name, message) =
+        failure(preflight::handle(&world.deps, world.preflight_event(input)).await);
+    assert_eq!(name, "PreconditionFailed");
+    assert!(
+        message.contains("AKIAFOREIGNKEY000000")
+            && message.contains(&world.old_key)
+            && message.contains("not a key of this user"),
+        "{message}"
+    );
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    assert_eq!(world.held_by(CREDS).0, "AKIAFOREIGNKEY000000");
+}
+
+#[tokio::test]
+async fn preflight_leaves_role_credentials_alone_and_refuses_to_rotate_them() {
+    // GIVEN static credentials holding the key, and role credentials, each with a cluster
+    let world = World::with(WorldOptions {
+        credentials: vec![
+            Entry::new(CREDS, "aws-prod", Holds::UserKey),
+            Entry::new(CREDS_OTHER, "aws-role", Holds::Role),
+        ],
+        clusters: vec![
+            SeedCluster::new(CLUSTER_A, "production", CREDS),
+            SeedCluster::new(CLUSTER_B, "role-cluster", CREDS_OTHER),
+        ],
+        ..Default::default()
+    })
+    .await;
+
+    // WHEN the entries are found from the key: the role credentials are not touched
+    let state = preflighted(&world).await;
+    assert_eq!(state.credentials, vec![creds(CREDS, "aws-prod")]);
+    let planned: Vec<&str> = state.clusters.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(planned, [CLUSTER_A]);
+
+    // WHEN the role credentials are named
+    let mut input = world.input();
+    input["credentials_id"] = json!(CREDS_OTHER);
+    let (name, message) =
+        failure(preflight::handle(&world.deps, world.preflight_event(input)).await);
+    assert_eq!(name, "PreconditionFailed");
+    assert!(
+        message.contains("AWS_ROLE") && message.contains("need no rotation"),
         "{message}"
     );
     assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
@@ -162,17 +433,29 @@ async fn preflight_refuses_when_qovery_holds_a_key_the_user_does_not_have() {
 #[tokio::test]
 async fn preflight_maps_a_rejected_token_to_qovery_unauthorized() {
     let world = World::new().await;
-    world
-        .fake
-        .inject_fault(Fault::new("getAWSCredentials", 401, 1));
-    let (name, message) =
-        failure(preflight::handle(&world.deps, world.preflight_event(world.input())).await);
-    assert_eq!(name, "QoveryUnauthorized");
-    assert!(
-        message.contains("401") && message.contains("Nothing was changed"),
-        "{message}"
-    );
-    assert!(!message.contains(TOKEN));
+    let secrets = world.moto.secrets();
+    for (token, expected) in [("qov_wrong-token-4f2a", "401"), ("", "is empty")] {
+        // GIVEN the token secret holds a token Qovery refuses (or nothing)
+        secrets
+            .put_secret_value()
+            .secret_id(TOKEN_SECRET)
+            .secret_string(if token.is_empty() { " " } else { token })
+            .send()
+            .await
+            .unwrap();
+        // WHEN preflight runs
+        let (name, message) =
+            failure(preflight::handle(&world.deps, world.preflight_event(world.input())).await);
+        // THEN
+        assert_eq!(name, "QoveryUnauthorized");
+        assert!(
+            message.contains(expected) && message.contains("Nothing was changed"),
+            "{message}"
+        );
+        assert!(!message.contains(TOKEN));
+        assert!(token.is_empty() || !message.contains(token), "{message}");
+    }
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
 }
 
 #[tokio::test]
@@ -186,6 +469,13 @@ async fn preflight_rejects_bad_input_by_field() {
             json!("7c9e6679"),
             "field `credentials_id` must be a UUID",
         ),
+        ("organization_id", json!(42), "field `organization_id`"),
+        ("iam_user_name", json!("bad name!"), "field `iam_user_name`"),
+        (
+            "poll_interval_seconds",
+            json!(1),
+            "field `poll_interval_seconds`",
+        ),
     ] {
         let mut input = world.input();
         if field == "drain_seconds" {
@@ -194,11 +484,26 @@ async fn preflight_rejects_bad_input_by_field() {
         input[field] = value;
         let (name, message) =
             failure(preflight::handle(&world.deps, world.preflight_event(input)).await);
-        assert_eq!(name, "InvalidInput");
-        assert!(message.contains(expected), "{message}");
+        assert_eq!(name, "InvalidInput", "{field}");
+        assert!(message.contains(expected), "{field}: {message}");
     }
+    // An event the ASL would never build.
+    let (name, message) =
+        failure(preflight::handle(&world.deps, json!({"input": world.input()})).await);
+    assert_eq!(name, "InvalidInput");
+    assert!(message.contains("execution_id"), "{message}");
     // Nothing was even asked of Qovery.
     assert!(world.fake.snapshot().requests.is_empty());
+
+    // A poll budget the execution history cannot hold is refused once the clusters are known.
+    let mut input = world.input();
+    input["deploy_timeout_seconds"] = json!(86400);
+    let (name, message) =
+        failure(preflight::handle(&world.deps, world.preflight_event(input)).await);
+    assert_eq!(name, "InvalidInput");
+    assert!(message.contains("25,000"), "{message}");
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    assert_eq!(world.calls("editAWSCredentials"), 0);
 }
 
 #[tokio::test]
@@ -206,18 +511,16 @@ async fn preflight_refuses_a_second_rotation_of_the_same_user() {
     let world = World::new().await;
     let sfn = world.moto.sfn();
     let machine = world.state_machine_arn.as_str();
-    let other_user =
-        json!({"iam_user_name": "someone-else", "organization_id": ORG, "credentials_id": CREDS});
+    let other_user = json!({"iam_user_name": "someone-else", "organization_id": ORG});
     sfn.start_execution()
         .state_machine_arn(machine)
         .input(other_user.to_string())
         .send()
         .await
         .unwrap();
-    let event = |input: Value| world.preflight_event(input);
 
     // A running rotation of another user does not block this one.
-    preflight::handle(&world.deps, event(world.input()))
+    preflight::handle(&world.deps, world.preflight_event(world.input()))
         .await
         .unwrap();
 
@@ -228,9 +531,17 @@ async fn preflight_refuses_a_second_rotation_of_the_same_user() {
         .send()
         .await
         .unwrap();
-    let (name, message) = failure(preflight::handle(&world.deps, event(world.input())).await);
+    let (name, message) =
+        failure(preflight::handle(&world.deps, world.preflight_event(world.input())).await);
     assert_eq!(name, "RotationInProgress");
     assert!(message.contains(running.execution_arn()), "{message}");
+    // Its own execution does not count.
+    preflight::handle(
+        &world.deps,
+        world.preflight_event_for(running.execution_arn(), world.input()),
+    )
+    .await
+    .unwrap();
     assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
 }
 
@@ -245,6 +556,7 @@ async fn preflight_names_a_missing_token_secret_as_an_aws_rejection() {
         message.contains("secretsmanager:GetSecretValue") && message.contains("does/not/exist"),
         "{message}"
     );
+    assert!(world.fake.snapshot().requests.is_empty());
 }
 
 #[tokio::test]
@@ -262,67 +574,174 @@ async fn an_unreachable_aws_endpoint_is_aws_unavailable() {
         sdk_config(&closed, "AKIAX", "x"),
         world.deps.settings.clone(),
     );
-    let (name, _) = failure(preflight::handle(&deps, world.preflight_event(world.input())).await);
-    assert_eq!(name, "AwsUnavailable");
+    let (name, message) =
+        failure(preflight::handle(&deps, world.preflight_event(world.input())).await);
+    assert_eq!(name, "AwsUnavailable", "{message}");
+    assert!(message.contains("Nothing was changed"), "{message}");
 }
 
 // ---- create-key ---------------------------------------------------------------
 
 #[tokio::test]
-async fn create_key_stores_the_new_key_pending_and_returns_only_its_id() {
+async fn create_key_stores_the_new_key_in_the_execution_secret_and_returns_only_ids() {
+    // GIVEN a preflighted rotation
     let world = World::new().await;
-    let state = created(&world).await;
+    let state = preflighted(&world).await;
+
+    // WHEN create-key runs
+    let state = create(&world, &state).await.unwrap();
+
+    // THEN the user has a second key, stored in this execution's own secret
     let new_key = state.new_access_key_id.clone().unwrap();
-    let version = state.new_key_version_id.clone().unwrap();
     assert_ne!(new_key, world.old_key);
     assert_eq!(world.key_ids().await.len(), 2);
-    assert_eq!(stages_of(&world, &version).await, vec!["AWSPENDING"]);
-    assert_eq!(
-        current_version_count(&world).await,
-        1,
-        "AWSCURRENT still names the old key"
+    assert_eq!(world.key_status(&new_key).await.as_deref(), Some("Active"));
+    let name = world.key_secret_name(EXECUTION);
+    assert_eq!(name, "qovery-key-rotator/qovery/run-1");
+    assert!(
+        state.key_secret_id.as_deref().unwrap().contains(&name),
+        "{:?}",
+        state.key_secret_id
     );
-    let secret = world.stored_secret(&version).await;
-    assert!(!serde_json::to_string(&state).unwrap().contains(&secret));
+    assert_eq!(
+        world.secret_names().await,
+        vec![name.clone(), TOKEN_SECRET.to_string()]
+    );
+    let versions: Vec<StoredVersion> = world
+        .stored_secrets()
+        .await
+        .into_iter()
+        .filter(|v| v.name == name)
+        .collect();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(
+        Some(&versions[0].version_id),
+        state.new_key_version_id.as_ref()
+    );
     // The stored secret is the real one: STS accepts the pair as the user.
+    let secret = world.stored_secret(&state).await;
     assert!(world
         .moto
         .caller(&new_key, &secret)
         .await
         .unwrap()
         .ends_with(":user/qovery"));
+    // Only ids leave the step.
+    let output = serde_json::to_string(&state).unwrap();
+    assert!(!output.contains(&secret) && !output.contains("secret_access_key"));
     // Qovery still holds the old key.
-    assert_eq!(world.qovery_holds().0, world.old_key);
+    assert!(all_hold(&world, &world.old_key));
 }
 
 #[tokio::test]
-async fn create_key_is_idempotent_within_an_execution() {
+async fn create_key_called_twice_with_the_same_input_creates_one_key() {
+    // GIVEN a first create-key whose answer was lost
     let world = World::new().await;
     let state = preflighted(&world).await;
-    let input = serde_json::to_value(&state).unwrap();
-    let first = create_key::handle(&world.deps, input.clone())
-        .await
-        .unwrap();
-    let second = create_key::handle(&world.deps, input).await.unwrap();
-    assert_eq!(first.new_access_key_id, second.new_access_key_id);
-    assert_eq!(first.new_key_version_id, second.new_key_version_id);
+    let first = create(&world, &state).await.unwrap();
+
+    // WHEN the state machine calls it again with the same input
+    let second = create(&world, &state).await.unwrap();
+
+    // THEN the same key comes back and nothing new exists
+    assert_eq!(first, second);
     assert_eq!(
         world.key_ids().await.len(),
         2,
         "a retry must not create a third key"
     );
-    assert_eq!(
-        world.key_secret_stages().await.len(),
-        2,
-        "the old key's record and one new version"
-    );
+    let name = world.key_secret_name(EXECUTION);
+    let versions = world
+        .stored_secrets()
+        .await
+        .into_iter()
+        .filter(|v| v.name == name)
+        .count();
+    assert_eq!(versions, 1);
+    assert!(all_hold(&world, &world.old_key));
 }
 
 #[tokio::test]
-async fn create_key_refuses_when_an_unknown_second_key_appeared() {
+async fn create_key_deletes_a_key_lost_by_an_earlier_attempt_and_creates_another() {
+    // GIVEN a first attempt created a key after preflight, and died before storing it
     let world = World::new().await;
     let state = preflighted(&world).await;
-    world
+    let lost = world
+        .moto
+        .iam()
+        .create_access_key()
+        .user_name(USER)
+        .send()
+        .await
+        .unwrap()
+        .access_key()
+        .unwrap()
+        .access_key_id()
+        .to_string();
+
+    // WHEN create-key runs again
+    let state = create(&world, &state).await.unwrap();
+
+    // THEN the lost key is gone, a new one is stored, and Qovery's key is untouched
+    let new_key = state.new_access_key_id.clone().unwrap();
+    assert_ne!(new_key, lost);
+    let mut expected = vec![world.old_key.clone(), new_key.clone()];
+    expected.sort();
+    assert_eq!(world.key_ids().await, expected);
+    let secret = world.stored_secret(&state).await;
+    assert!(world.moto.caller(&new_key, &secret).await.is_ok());
+    assert_eq!(
+        world.key_status(&world.old_key).await.as_deref(),
+        Some("Active")
+    );
+    assert!(all_hold(&world, &world.old_key));
+}
+
+#[tokio::test]
+async fn create_key_refuses_a_second_key_from_before_preflight() {
+    // GIVEN a second key that predates preflight (preflight is dated after it)
+    let world = World::new().await;
+    let mut state = preflighted(&world).await;
+    let other = world
+        .moto
+        .iam()
+        .create_access_key()
+        .user_name(USER)
+        .send()
+        .await
+        .unwrap()
+        .access_key()
+        .unwrap()
+        .access_key_id()
+        .to_string();
+    state.preflight_at = rotation::timefmt::after(rotation::timefmt::now(), 3600);
+    let before = world.key_ids().await;
+
+    // WHEN create-key runs
+    let (name, message) = failure(create(&world, &state).await);
+
+    // THEN it is refused, listing the keys, and nothing is created or deleted
+    assert_eq!(name, "PreconditionFailed");
+    for needle in [other.as_str(), world.old_key.as_str(), "No key was created"] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    assert_eq!(world.key_ids().await, before);
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
+}
+
+#[tokio::test]
+async fn create_key_never_deletes_a_new_key_that_qovery_holds() {
+    // GIVEN a key created after preflight, which another credentials entry took
+    let world = World::with(WorldOptions {
+        credentials: vec![
+            Entry::new(CREDS, "aws-prod", Holds::UserKey),
+            Entry::new(CREDS_OTHER, "aws-other", Holds::Key("AKIAANOTHERKEY000000")),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let state = preflighted(&world).await;
+    let created = world
         .moto
         .iam()
         .create_access_key()
@@ -330,106 +749,256 @@ async fn create_key_refuses_when_an_unknown_second_key_appeared() {
         .send()
         .await
         .unwrap();
+    let held = created.access_key().unwrap();
+    world.qovery_takes(CREDS_OTHER, held.access_key_id(), held.secret_access_key());
     let before = world.key_ids().await;
-    let (name, message) =
-        failure(create_key::handle(&world.deps, serde_json::to_value(state).unwrap()).await);
+
+    // WHEN create-key runs
+    let (name, message) = failure(create(&world, &state).await);
+
+    // THEN it is refused; the key Qovery holds is still there
     assert_eq!(name, "PreconditionFailed");
-    assert!(message.contains("No key was created"), "{message}");
+    assert!(
+        message.contains(held.access_key_id()) && message.contains("No key was created"),
+        "{message}"
+    );
     assert_eq!(world.key_ids().await, before);
+    assert_eq!(world.held_by(CREDS_OTHER).0, held.access_key_id());
+    assert_eq!(world.held_by(CREDS).0, world.old_key);
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
 }
 
 #[tokio::test]
 async fn create_key_rejects_a_malformed_state() {
     let world = World::new().await;
-    let (name, message) =
-        failure(create_key::handle(&world.deps, json!({"iam_user_name": USER})).await);
-    assert_eq!(name, "InvalidInput");
-    assert!(
-        message.contains("create-key") && message.contains("missing field"),
-        "{message}"
-    );
+    let state = value(&preflighted(&world).await);
+    let mut dry = state.clone();
+    dry["dry_run"] = json!(true);
+    let with = |path: &[&str], bad: Value| {
+        let mut changed = state.clone();
+        let mut target = &mut changed;
+        for part in &path[..path.len() - 1] {
+            target = match part.parse::<usize>() {
+                Ok(i) => &mut target[i],
+                Err(_) => &mut target[*part],
+            };
+        }
+        target[path[path.len() - 1]] = bad;
+        changed
+    };
+    for (input, expected) in [
+        (json!({"iam_user_name": USER}), "missing field"),
+        (
+            with(&["organization_id"], json!("not-a-uuid")),
+            "organization_id",
+        ),
+        (with(&["iam_user_name"], json!("../admin")), "iam_user_name"),
+        (
+            with(&["old_access_key_id"], json!("AKIA../../etc/passwd")),
+            "old_access_key_id",
+        ),
+        (with(&["credentials"], json!([])), "`credentials` is empty"),
+        (
+            with(&["credentials", "0", "id"], json!("aws-prod")),
+            "credentials[].id",
+        ),
+        (
+            with(&["clusters", "0", "id"], json!(CLUSTER_A.to_uppercase())),
+            "clusters[].id",
+        ),
+        (with(&["preflight_at"], json!("yesterday")), "preflight_at"),
+        (dry, "dry run"),
+    ] {
+        let (name, message) = failure(create_key::handle(&world.deps, input).await);
+        assert_eq!(name, "InvalidInput", "{expected}: {message}");
+        assert!(message.contains(expected), "{expected}: {message}");
+        assert!(message.contains("Nothing was changed"), "{message}");
+    }
     assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
 }
 
 // ---- update-qovery ------------------------------------------------------------
 
 #[tokio::test]
-async fn update_qovery_hands_over_the_new_key_and_marks_it_current() {
-    let world = World::new().await;
-    let state = handed_over(&world).await;
+async fn update_qovery_hands_the_new_key_to_every_entry_and_deletes_its_secret() {
+    // GIVEN two entries sharing the key, and the new key created
+    let world = World::shared_key().await;
+    let state = created(&world).await;
     let new_key = state.new_access_key_id.clone().unwrap();
-    let version = state.new_key_version_id.clone().unwrap();
-    let (held, held_secret) = world.qovery_holds();
-    assert_eq!(held, new_key);
-    assert_eq!(held_secret, world.stored_secret(&version).await);
-    assert!(world.moto.caller(&held, &held_secret).await.is_ok());
-    assert_eq!(stages_of(&world, &version).await, vec!["AWSCURRENT"]);
-    assert_eq!(current_version_count(&world).await, 1);
-    let taken = time::OffsetDateTime::parse(
-        state.qovery_updated_at.as_deref().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
-    let until = time::OffsetDateTime::parse(
-        state.drain_until.as_deref().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
-    assert_eq!((until - taken).whole_seconds(), 60);
-    assert!(state.drain_until.unwrap().ends_with('Z'));
-    // Both keys still exist: the old one is deleted only after the drain.
-    assert_eq!(world.key_ids().await.len(), 2);
-}
+    let new_secret = world.stored_secret(&state).await;
 
-#[tokio::test]
-async fn update_qovery_sends_the_spec_body() {
-    let world = World::new().await;
-    handed_over(&world).await;
-    let puts: Vec<_> = world
+    // WHEN update-qovery runs
+    let state = update(&world, &state).await.unwrap();
+
+    // THEN both entries hold the new key, with a secret STS accepts
+    for id in [CREDS, CREDS_US] {
+        let (held, secret) = world.held_by(id);
+        assert_eq!(held, new_key, "{id}");
+        assert_eq!(secret, new_secret, "{id}");
+    }
+    assert!(world
+        .moto
+        .caller(&new_key, &new_secret)
+        .await
+        .unwrap()
+        .ends_with(":user/qovery"));
+    assert_eq!(
+        state.credentials,
+        vec![creds(CREDS, "aws-prod"), creds(CREDS_US, "aws-us")]
+    );
+    // One PUT per entry, each accepted by the fake's check of the spec's body, names kept.
+    let puts: Vec<u16> = world
         .fake
         .snapshot()
         .requests
         .into_iter()
         .filter(|r| r.operation == "editAWSCredentials")
+        .map(|r| r.status)
         .collect();
-    assert_eq!(puts.len(), 1);
+    assert_eq!(puts, [200, 200]);
+    let names: Vec<String> = world
+        .fake
+        .snapshot()
+        .credentials
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["aws-prod", "aws-us"]);
+    // The drain counts from the hand-over.
+    let parse = |t: &Option<String>| {
+        time::OffsetDateTime::parse(
+            t.as_deref().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let taken = parse(&state.qovery_updated_at);
+    assert_eq!((parse(&state.drain_until) - taken).whole_seconds(), 60);
+    assert!(state.drain_until.as_deref().unwrap().ends_with('Z'));
+    // Both keys still exist: the old one is deleted only after the drain.
+    assert_eq!(world.key_ids().await.len(), 2);
     assert_eq!(
-        puts[0].status, 200,
-        "the fake rejects any body that is not AWS_STATIC with name, key and secret"
+        world.key_status(&world.old_key).await.as_deref(),
+        Some("Active")
     );
-    assert_eq!(
-        world.fake.snapshot().credentials[0].name,
-        "aws-prod",
-        "the current name is kept"
-    );
+    // The key's secret now lives only in Qovery.
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
+    world.assert_no_secret_holds_a_key(&[&new_secret]).await;
 }
 
 #[tokio::test]
-async fn update_qovery_retried_after_success_does_not_put_again() {
+async fn update_qovery_records_each_cluster_as_qovery_reports_it_after_the_hand_over() {
+    // GIVEN a deployed cluster, and one whose deployment (begun before) still runs
+    let mut busy = SeedCluster::new(CLUSTER_B, "staging", CREDS);
+    busy.status = "DEPLOYING".into();
+    busy.busy_polls = 5;
+    let world = World::with(WorldOptions {
+        clusters: vec![SeedCluster::new(CLUSTER_A, "production", CREDS), busy],
+        ..Default::default()
+    })
+    .await;
+
+    // WHEN the new key is handed over
+    let state = handed_over(&world).await;
+
+    // THEN each plan carries what Qovery reported for it then
+    for plan in &state.clusters {
+        let now = world.cluster(&plan.id);
+        assert_eq!(plan.handover_status.as_deref(), Some(now.status.as_str()));
+        assert_eq!(plan.handover_execution_id, now.last_execution_id);
+        assert_eq!(plan.handover_deployment_date, now.last_deployment_date);
+        assert!(plan.handover_execution_id.is_some());
+    }
+    let statuses: Vec<Option<&str>> = state
+        .clusters
+        .iter()
+        .map(|c| c.handover_status.as_deref())
+        .collect();
+    assert_eq!(statuses, [Some("DEPLOYED"), Some("DEPLOYING")]);
+    // ... and the Map hands that to each iteration as its baseline.
+    let item = map_item(&state, CLUSTER_B);
+    assert_eq!(item["baseline_status"], "DEPLOYING");
+    assert_eq!(
+        item["baseline_execution_id"].as_str(),
+        state.clusters[1].handover_execution_id.as_deref()
+    );
+    assert!(world.deploy_counts().iter().all(|(_, n)| *n == 0));
+}
+
+#[tokio::test]
+async fn update_qovery_called_twice_puts_once_and_succeeds_without_the_secret() {
+    // GIVEN a hand-over whose answer was lost (the key secret is already deleted)
+    let world = World::shared_key().await;
+    let state = created(&world).await;
+    let first = update(&world, &state).await.unwrap();
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
+
+    // WHEN the state machine calls it again with the same input
+    let second = update(&world, &state).await.unwrap();
+
+    // THEN no second PUT; the same outcome
+    assert_eq!(
+        world.calls("editAWSCredentials"),
+        2,
+        "one PUT per entry, once"
+    );
+    assert_eq!(second.credentials, first.credentials);
+    assert_eq!(second.new_access_key_id, first.new_access_key_id);
+    assert_eq!(
+        second
+            .clusters
+            .iter()
+            .map(|c| &c.handover_execution_id)
+            .collect::<Vec<_>>(),
+        first
+            .clusters
+            .iter()
+            .map(|c| &c.handover_execution_id)
+            .collect::<Vec<_>>()
+    );
+    assert!(all_hold(
+        &world,
+        state.new_access_key_id.as_deref().unwrap()
+    ));
+    assert_eq!(world.key_ids().await.len(), 2);
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
+}
+
+#[tokio::test]
+async fn update_qovery_gives_the_new_key_to_an_entry_added_since_preflight() {
+    // GIVEN, after preflight, someone set up a third entry with the same key
     let world = World::new().await;
     let state = created(&world).await;
-    let input = serde_json::to_value(&state).unwrap();
-    update_qovery::handle(&world.deps, input.clone())
-        .await
-        .unwrap();
-    update_qovery::handle(&world.deps, input).await.unwrap();
-    let puts = world
-        .fake
-        .snapshot()
-        .requests
-        .iter()
-        .filter(|r| r.operation == "editAWSCredentials")
-        .count();
-    assert_eq!(puts, 1);
-    assert_eq!(world.qovery_holds().0, state.new_access_key_id.unwrap());
+    let old_key = world.old_key.clone();
+    let old_secret = world.old_secret.clone();
+    world.reseed(|seed| {
+        seed.credentials.push(SeedCredentials::new(
+            CREDS_OTHER,
+            "aws-late",
+            &old_key,
+            &old_secret,
+        ))
+    });
+
+    // WHEN update-qovery runs
+    let state = update(&world, &state).await.unwrap();
+
+    // THEN it holds the new key too, and the state says so (delete-key relies on Qovery anyway)
+    let new_key = state.new_access_key_id.clone().unwrap();
+    assert!(all_hold(&world, &new_key), "{:?}", world.holders());
+    assert_eq!(
+        state.credentials,
+        vec![creds(CREDS, "aws-prod"), creds(CREDS_OTHER, "aws-late")]
+    );
 }
 
 #[tokio::test]
 async fn update_qovery_refuses_a_key_sts_does_not_accept() {
-    let world = World::new().await;
+    // GIVEN the new key no longer works (deleted here; a key still propagating looks the same)
+    let world = World::shared_key().await;
     let state = created(&world).await;
     let new_key = state.new_access_key_id.clone().unwrap();
-    // A deleted key is what STS rejects here; an IAM key still propagating looks the same.
     world
         .moto
         .iam()
@@ -439,45 +1008,83 @@ async fn update_qovery_refuses_a_key_sts_does_not_accept() {
         .send()
         .await
         .unwrap();
-    let (name, message) =
-        failure(update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap()).await);
+
+    // WHEN update-qovery runs
+    let (name, message) = failure(update(&world, &state).await);
+
+    // THEN nothing is handed over
     assert_eq!(name, "NewKeyNotValid");
     assert!(
         message.contains(&new_key) && message.contains(&world.old_key),
         "{message}"
     );
-    assert_eq!(
-        world.qovery_holds().0,
-        world.old_key,
+    assert!(
+        all_hold(&world, &world.old_key),
         "Qovery must never get a key that does not work"
     );
+    assert_eq!(world.calls("editAWSCredentials"), 0);
+    // The secret stays until the rollback removes it with the key.
+    assert!(world
+        .secret_names()
+        .await
+        .contains(&world.key_secret_name(EXECUTION)));
 }
 
 #[tokio::test]
 async fn update_qovery_maps_qovery_failures_and_leaves_the_old_key_held() {
+    // GIVEN the new key, and Qovery failing the next PUT
+    let world = World::shared_key().await;
+    let state = created(&world).await;
+    let secret = world.stored_secret(&state).await;
     for (status, expected) in [
         (503, "QoveryUnavailable"),
+        (504, "QoveryUnavailable"),
         (429, "QoveryUnavailable"),
         (500, "QoveryUnavailable"),
         (400, "QoveryRejected"),
+        (404, "QoveryRejected"),
         (403, "QoveryUnauthorized"),
     ] {
-        let world = World::new().await;
-        let state = created(&world).await;
         world
             .fake
             .inject_fault(Fault::new("editAWSCredentials", status, 1));
-        let (name, message) = failure(
-            update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap()).await,
-        );
+        // WHEN update-qovery runs
+        let (name, message) = failure(update(&world, &state).await);
+        // THEN the error is named, nothing is handed over, and no secret is quoted
         assert_eq!(name, expected, "{status}: {message}");
         assert!(message.contains(&status.to_string()), "{message}");
-        assert_eq!(world.qovery_holds().0, world.old_key);
-        let secret = world
-            .stored_secret(state.new_key_version_id.as_deref().unwrap())
-            .await;
+        assert!(all_hold(&world, &world.old_key), "{status}");
         assert!(!message.contains(&secret) && !message.contains(TOKEN));
     }
+    assert_eq!(world.key_ids().await.len(), 2);
+    // The secret is still there for the retry (or the rollback).
+    assert_eq!(world.stored_secret(&state).await, secret);
+}
+
+#[tokio::test]
+async fn update_qovery_never_quotes_an_error_page_that_quotes_the_request() {
+    let world = World::new().await;
+    let state = created(&world).await;
+    let new_secret = world.stored_secret(&state).await;
+    world
+        .fake
+        .inject_fault(Fault::new("editAWSCredentials", 400, 1).echoing_request());
+    let (name, message) =
+        failure(update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap()).await);
+    assert_eq!(name, "QoveryRejected", "{message}");
+    assert_eq!(
+        world.fake.snapshot().received_secrets,
+        std::slice::from_ref(&new_secret),
+        "the page quoted a PUT that carried the new secret"
+    );
+    assert_no_piece(&new_secret, &message, "new secret key, in the error");
+    assert_no_piece(TOKEN, &message, "token, in the error");
+    assert!(
+        message.contains("Qovery answered 400")
+            && message.contains("(a non-JSON body, not quoted)"),
+        "{message}"
+    );
+    assert_eq!(world.held_by(CREDS).0, world.old_key);
 }
 
 #[tokio::test]
@@ -488,53 +1095,160 @@ async fn update_qovery_honours_a_short_retry_after() {
         .fake
         .inject_fault(Fault::new("editAWSCredentials", 503, 1).with_retry_after(1));
     let started = std::time::Instant::now();
-    update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap())
-        .await
-        .unwrap();
+    update(&world, &state).await.unwrap();
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
-    assert_eq!(world.qovery_holds().0, state.new_access_key_id.unwrap());
+    assert_eq!(world.calls("editAWSCredentials"), 2);
+    assert!(all_hold(
+        &world,
+        state.new_access_key_id.as_deref().unwrap()
+    ));
+}
+
+#[tokio::test]
+async fn reconcile_tells_which_key_qovery_holds_and_the_hand_over_finishes() {
+    // GIVEN two entries, the new key created, and a PUT that failed with 504
+    let world = World::shared_key().await;
+    let state = created(&world).await;
+    let new_key = state.new_access_key_id.clone().unwrap();
+    let new_secret = world.stored_secret(&state).await;
+    world
+        .fake
+        .inject_fault(Fault::new("editAWSCredentials", 504, 1));
+    let (name, _) = failure(update(&world, &state).await);
+    assert_eq!(name, "QoveryUnavailable");
+
+    // WHEN reconcile asks, and the PUT did not apply: old_key
+    let result = reconcile(&world, &state).await;
+    assert_eq!(result.qovery_holds, QoveryHolds::OldKey);
+    assert_eq!(result.credentials.len(), 2);
+    assert!(result
+        .credentials
+        .iter()
+        .all(|c| c.ends_with(&world.old_key)));
+
+    // WHEN the PUT did apply to one entry: mixed
+    world.qovery_takes(CREDS, &new_key, &new_secret);
+    let result = reconcile(&world, &state).await;
+    assert_eq!(result.qovery_holds, QoveryHolds::Mixed);
+    assert!(
+        result.summary.contains(CREDS) && result.summary.contains(CREDS_US),
+        "{}",
+        result.summary
+    );
+
+    // WHEN it applied to both: new_key
+    world.qovery_takes(CREDS_US, &new_key, &new_secret);
+    assert_eq!(
+        reconcile(&world, &state).await.qovery_holds,
+        QoveryHolds::NewKey
+    );
+
+    // THEN reconcile only read: no PUT, the keys and the key secret are as they were
+    assert_eq!(world.calls("editAWSCredentials"), 0);
+    assert_eq!(world.key_ids().await.len(), 2);
+    assert_eq!(world.stored_secret(&state).await, new_secret);
+}
+
+#[tokio::test]
+async fn finish_hand_over_takes_the_state_machine_input_after_reconcile() {
+    // GIVEN a PUT that applied to one entry but answered 504, and reconcile saying mixed
+    let world = World::shared_key().await;
+    let state = created(&world).await;
+    let new_key = state.new_access_key_id.clone().unwrap();
+    let new_secret = world.stored_secret(&state).await;
+    world.qovery_takes(CREDS, &new_key, &new_secret);
+    let error = json!({"Error": "QoveryUnavailable", "Cause": "Qovery answered 504"});
+    let input = with_caught_error("UpdateQovery", "WaitBeforeReconcile", &value(&state), error);
+    let reconciled = update_qovery::handle(
+        &world.deps,
+        task_input("ReconcileHandOver", &input, &no_context()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reconciled["qovery_holds"], "mixed");
+
+    // WHEN FinishHandOver runs with what the ASL passes it: the state plus $.error and
+    // $.reconcile
+    let input = with_result("ReconcileHandOver", &input, reconciled);
+    let output = update_qovery::handle(
+        &world.deps,
+        task_input("FinishHandOver", &input, &no_context()),
+    )
+    .await
+    .unwrap();
+
+    // THEN it is a hand-over, not another reconcile: every entry holds the new key, the
+    // clusters are noted, and the secret is gone
+    let finished: RotationState = serde_json::from_value(output).unwrap();
+    assert!(all_hold(&world, &new_key), "{:?}", world.holders());
+    assert_eq!(world.calls("editAWSCredentials"), 1, "only the entry left");
+    assert!(finished
+        .clusters
+        .iter()
+        .all(|c| c.handover_status.is_some()));
+    assert!(finished.drain_until.is_some());
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
+    world.assert_no_secret_holds_a_key(&[&new_secret]).await;
 }
 
 // ---- deploy-cluster and check-status -------------------------------------------
 
-async fn poll_until_done(
-    world: &World,
-    mut cluster: ClusterDeployment,
-) -> Result<ClusterDeployment, rotation::RotationError> {
-    for _ in 0..20 {
-        cluster =
-            check_status::handle(&world.deps, serde_json::to_value(&cluster).unwrap()).await?;
-        if cluster.phase == Some(Phase::Deployed) {
-            return Ok(cluster);
-        }
-    }
-    panic!("still {:?} after 20 polls", cluster.status)
-}
-
 #[tokio::test]
 async fn a_cluster_redeploys_and_reaches_deployed() {
+    // GIVEN the hand-over is done
     let world = World::new().await;
     let state = handed_over(&world).await;
-    let cluster = deploy_cluster::handle(&world.deps, cluster_item(&state, CLUSTER_A, 600))
+
+    // WHEN the Map's iteration for production runs
+    let cluster = deploy_cluster::handle(&world.deps, map_item(&state, CLUSTER_A))
         .await
         .unwrap();
     assert_eq!(cluster.phase, Some(Phase::InProgress));
     assert_eq!(cluster.status.as_deref(), Some("DEPLOYMENT_QUEUED"));
-    assert!(cluster.baseline_execution_id.is_some() && cluster.deadline.is_some());
+    assert_eq!(cluster.cluster_name.as_deref(), Some("production"));
+    assert!(cluster.deadline.is_some() && cluster.deploy_requested_at.is_some());
     let done = poll_until_done(&world, cluster).await.unwrap();
+
+    // THEN it was deployed once, on a new execution, and reached DEPLOYED
     assert_eq!(done.polls, 2);
-    assert_eq!(world.cluster_status(CLUSTER_A), "DEPLOYED");
-    assert_eq!(
-        world
-            .fake
-            .snapshot()
-            .clusters
-            .iter()
-            .find(|c| c.id == CLUSTER_A)
-            .unwrap()
-            .deploy_count,
-        1
+    let now = world.cluster(CLUSTER_A);
+    assert_eq!(now.status, "DEPLOYED");
+    assert_eq!(now.deploy_count, 1);
+    assert_ne!(
+        now.last_execution_id,
+        state.clusters[0].handover_execution_id
     );
+    assert_eq!(done.last_execution_id, now.last_execution_id);
+    assert_eq!(world.cluster(CLUSTER_B).deploy_count, 0);
+}
+
+#[tokio::test]
+async fn deploy_cluster_called_twice_with_the_same_input_deploys_once() {
+    // GIVEN a first deploy-cluster call whose answer was lost
+    let world = World::new().await;
+    let state = handed_over(&world).await;
+    let item = map_item(&state, CLUSTER_A);
+    deploy_cluster::handle(&world.deps, item.clone())
+        .await
+        .unwrap();
+
+    // WHEN it is called again with the same input
+    let second = deploy_cluster::handle(&world.deps, item.clone())
+        .await
+        .unwrap();
+
+    // THEN it follows the first call's deployment instead of starting another
+    assert_eq!(second.phase, Some(Phase::InProgress));
+    assert!(second.deploy_requested_at.is_none(), "no POST this time");
+    assert_eq!(world.calls("deployCluster"), 1);
+    let done = poll_until_done(&world, second).await.unwrap();
+    assert_eq!(done.phase, Some(Phase::Deployed));
+    assert_eq!(world.cluster(CLUSTER_A).status, "DEPLOYED");
+
+    // ... and even once that deployment is over, a third call only follows it.
+    let third = run_iteration(&world, item).await.unwrap();
+    assert_eq!(third.phase, Some(Phase::Deployed));
+    assert_eq!(world.cluster(CLUSTER_A).deploy_count, 1);
 }
 
 #[tokio::test]
@@ -544,7 +1258,7 @@ async fn a_stale_deployed_right_after_the_post_does_not_count() {
     })
     .await;
     let state = handed_over(&world).await;
-    let cluster = deploy_cluster::handle(&world.deps, cluster_item(&state, CLUSTER_A, 600))
+    let cluster = deploy_cluster::handle(&world.deps, map_item(&state, CLUSTER_A))
         .await
         .unwrap();
     assert_eq!(
@@ -552,7 +1266,7 @@ async fn a_stale_deployed_right_after_the_post_does_not_count() {
         Some("DEPLOYED"),
         "the fake answers the POST with the old status"
     );
-    let first = check_status::handle(&world.deps, serde_json::to_value(&cluster).unwrap())
+    let first = check_status::handle(&world.deps, value(&cluster))
         .await
         .unwrap();
     assert_eq!(first.status.as_deref(), Some("DEPLOYED"));
@@ -566,6 +1280,7 @@ async fn a_stale_deployed_right_after_the_post_does_not_count() {
         done.polls, 4,
         "2 stale polls, then DEPLOYING, then DEPLOYED"
     );
+    assert_eq!(world.cluster(CLUSTER_A).deploy_count, 1);
 }
 
 #[tokio::test]
@@ -579,14 +1294,12 @@ async fn failure_states_stop_the_rotation_and_name_the_live_keys() {
         })
         .await;
         let state = handed_over(&world).await;
-        let cluster = deploy_cluster::handle(&world.deps, cluster_item(&state, CLUSTER_A, 600))
-            .await
-            .unwrap();
-        let (name, message) = failure(poll_until_done(&world, cluster).await);
+        let (name, message) = failure(run_iteration(&world, map_item(&state, CLUSTER_A)).await);
         assert_eq!(name, "ClusterDeployFailed");
         let new_key = state.new_access_key_id.as_deref().unwrap();
         for needle in [
             CLUSTER_A,
+            "production",
             status,
             new_key,
             world.old_key.as_str(),
@@ -595,6 +1308,7 @@ async fn failure_states_stop_the_rotation_and_name_the_live_keys() {
             assert!(message.contains(needle), "{needle} missing: {message}");
         }
         assert_eq!(world.key_ids().await.len(), 2, "nothing is deleted");
+        assert_eq!(world.cluster(CLUSTER_A).deploy_count, 1);
     }
 }
 
@@ -606,39 +1320,47 @@ async fn a_cluster_stuck_deploying_times_out() {
     .await;
     let state = handed_over(&world).await;
     // Deadlines have whole seconds, so 2 s leaves at least one for the first poll.
-    let mut cluster = deploy_cluster::handle(&world.deps, cluster_item(&state, CLUSTER_A, 2))
-        .await
-        .unwrap();
-    cluster = check_status::handle(&world.deps, serde_json::to_value(&cluster).unwrap())
+    let mut item = map_item(&state, CLUSTER_A);
+    item["deploy_timeout_seconds"] = json!(2);
+    let mut cluster = deploy_cluster::handle(&world.deps, item).await.unwrap();
+    cluster = check_status::handle(&world.deps, value(&cluster))
         .await
         .unwrap();
     assert_eq!(cluster.phase, Some(Phase::InProgress));
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let (name, message) =
-        failure(check_status::handle(&world.deps, serde_json::to_value(&cluster).unwrap()).await);
+    let (name, message) = failure(check_status::handle(&world.deps, value(&cluster)).await);
     assert_eq!(name, "ClusterDeployTimedOut");
     assert!(
         message.contains("DEPLOYING") && message.contains(CLUSTER_A),
         "{message}"
     );
     assert_eq!(world.key_ids().await.len(), 2);
+    assert_eq!(world.cluster(CLUSTER_A).deploy_count, 1);
 }
 
 #[tokio::test]
-async fn a_busy_cluster_is_deployed_once_it_settles() {
+async fn a_busy_cluster_is_redeployed_once_its_old_deployment_ends() {
+    // GIVEN a deployment begun before the hand-over (so with the old key) still runs
     let world = World::with_production(|c| {
         c.status = "DEPLOYING".into();
         c.busy_polls = 2;
     })
     .await;
     let state = handed_over(&world).await;
-    let mut cluster = deploy_cluster::handle(&world.deps, cluster_item(&state, CLUSTER_A, 600))
+    let handover_execution = state.clusters[0].handover_execution_id.clone();
+    assert_eq!(
+        state.clusters[0].handover_status.as_deref(),
+        Some("DEPLOYING")
+    );
+
+    // WHEN the iteration runs
+    let mut cluster = deploy_cluster::handle(&world.deps, map_item(&state, CLUSTER_A))
         .await
         .unwrap();
     assert_eq!(cluster.phase, Some(Phase::AwaitingIdle));
     let deadline = cluster.deadline.clone();
     while cluster.phase == Some(Phase::AwaitingIdle) {
-        cluster = deploy_cluster::handle(&world.deps, serde_json::to_value(&cluster).unwrap())
+        cluster = deploy_cluster::handle(&world.deps, value(&cluster))
             .await
             .unwrap();
     }
@@ -646,42 +1368,97 @@ async fn a_busy_cluster_is_deployed_once_it_settles() {
         cluster.deadline, deadline,
         "the deadline counts from the first attempt"
     );
-    assert_eq!(world.fake.snapshot().clusters[0].deploy_count, 1);
-    poll_until_done(&world, cluster).await.unwrap();
+    let done = poll_until_done(&world, cluster).await.unwrap();
+
+    // THEN the old deployment was waited out, and a new one (with the new key) deployed it
+    assert_eq!(done.phase, Some(Phase::Deployed));
+    let now = world.cluster(CLUSTER_A);
+    assert_eq!(now.deploy_count, 1, "the old deployment does not count");
+    assert_eq!(now.status, "DEPLOYED");
+    assert_ne!(now.last_execution_id, handover_execution);
 }
 
 #[tokio::test]
-async fn cluster_polling_maps_qovery_outages() {
+async fn a_cluster_stopped_after_preflight_is_skipped_not_started() {
+    // GIVEN two planned clusters, both stopped once the key was handed over; production's
+    // stop was an execution of its own, staging's record still shows the old one
     let world = World::new().await;
     let state = handed_over(&world).await;
-    let cluster = deploy_cluster::handle(&world.deps, cluster_item(&state, CLUSTER_A, 600))
+    world.reseed(|seed| {
+        for cluster in &mut seed.clusters {
+            cluster.status = "STOPPED".into();
+            if cluster.id == CLUSTER_A {
+                cluster.last_execution_id = Some(format!("{}-1893456000", uuid::Uuid::new_v4()));
+            }
+        }
+    });
+
+    // WHEN their iterations run
+    for id in [CLUSTER_A, CLUSTER_B] {
+        let cluster = run_iteration(&world, map_item(&state, id)).await.unwrap();
+
+        // THEN each is skipped, and stays stopped
+        assert_eq!(cluster.phase, Some(Phase::Skipped), "{id}");
+        assert_eq!(cluster.status.as_deref(), Some("STOPPED"));
+        assert_eq!(world.cluster(id).status, "STOPPED");
+    }
+    assert_eq!(world.calls("deployCluster"), 0);
+}
+
+#[tokio::test]
+async fn cluster_polling_maps_qovery_outages_and_bad_ids() {
+    let world = World::new().await;
+    let state = handed_over(&world).await;
+    let cluster = deploy_cluster::handle(&world.deps, map_item(&state, CLUSTER_A))
         .await
         .unwrap();
     world
         .fake
         .inject_fault(Fault::new("getClusterStatus", 500, 1));
-    let (name, _) =
-        failure(check_status::handle(&world.deps, serde_json::to_value(&cluster).unwrap()).await);
+    let (name, _) = failure(check_status::handle(&world.deps, value(&cluster)).await);
     assert_eq!(name, "QoveryUnavailable");
     world.fake.inject_fault(Fault::new("deployCluster", 404, 1));
     let (name, message) =
-        failure(deploy_cluster::handle(&world.deps, cluster_item(&state, CLUSTER_B, 600)).await);
+        failure(deploy_cluster::handle(&world.deps, map_item(&state, CLUSTER_B)).await);
     assert_eq!(name, "QoveryRejected");
     assert!(message.contains("404"), "{message}");
+    assert_eq!(world.cluster(CLUSTER_B).deploy_count, 0);
+
+    let mut item = map_item(&state, CLUSTER_B);
+    item["cluster_id"] = json!("../cluster");
+    let (name, message) = failure(deploy_cluster::handle(&world.deps, item.clone()).await);
+    assert_eq!(name, "InvalidInput");
+    assert!(message.contains("cluster_id"), "{message}");
+    let (name, _) = failure(check_status::handle(&world.deps, item).await);
+    assert_eq!(name, "InvalidInput");
+    assert_eq!(world.cluster(CLUSTER_B).deploy_count, 0);
 }
 
 // ---- delete-key ---------------------------------------------------------------
 
 #[tokio::test]
-async fn delete_key_retires_the_old_key_after_the_hand_over() {
-    let world = World::new().await;
-    let state = handed_over(&world).await;
+async fn delete_key_retires_the_old_key_and_a_second_call_is_already_deleted() {
+    // GIVEN two entries handed the new key
+    let world = World::shared_key().await;
+    let state = created(&world).await;
+    let new_secret = world.stored_secret(&state).await;
+    let state = update(&world, &state).await.unwrap();
     let new_key = state.new_access_key_id.clone().unwrap();
-    let result = delete_key::handle(&world.deps, delete_request(&state, "retire_old_key"))
-        .await
-        .unwrap();
+
+    // WHEN DeleteOldKey runs
+    let result = delete(&world, "DeleteOldKey", &state).await.unwrap();
+
+    // THEN the old key is gone, Qovery's key works, and no secret holds a key
     assert_eq!(result.deleted_access_key_id, world.old_key);
-    assert_eq!(result.qovery_access_key_id, new_key);
+    assert!(!result.already_deleted);
+    assert_eq!(result.kept_access_key_id, new_key);
+    assert_eq!(
+        result.kept_by_credentials,
+        vec![
+            format!("{CREDS} (aws-prod)"),
+            format!("{CREDS_US} (aws-us)")
+        ]
+    );
     assert_eq!(world.key_ids().await, vec![new_key.clone()]);
     assert!(
         world
@@ -691,50 +1468,203 @@ async fn delete_key_retires_the_old_key_after_the_hand_over() {
             .is_err(),
         "moto must reject the deleted key"
     );
-    let (held, secret) = world.qovery_holds();
-    assert!(world.moto.caller(&held, &secret).await.is_ok());
+    for id in [CREDS, CREDS_US] {
+        let (held, secret) = world.held_by(id);
+        assert!(world.moto.caller(&held, &secret).await.is_ok());
+    }
+    world.assert_no_secret_holds_a_key(&[&new_secret]).await;
+
+    // WHEN it is called again with the same input (the first answer was lost)
+    let again = delete(&world, "DeleteOldKey", &state).await.unwrap();
+
+    // THEN success, reported as already deleted, and nothing else changed
+    assert!(again.already_deleted);
+    assert_eq!(again.deleted_access_key_id, world.old_key);
+    assert!(
+        again.summary.contains("Already deleted"),
+        "{}",
+        again.summary
+    );
+    assert_eq!(world.key_ids().await, vec![new_key.clone()]);
+    assert!(all_hold(&world, &new_key));
 }
 
 #[tokio::test]
-async fn delete_key_refuses_the_key_qovery_holds() {
+async fn delete_key_refuses_while_any_entry_holds_the_old_key() {
     let world = World::new().await;
-    let state = created(&world).await; // Qovery still holds the old key.
-    let (name, message) =
-        failure(delete_key::handle(&world.deps, delete_request(&state, "retire_old_key")).await);
+
+    // GIVEN Qovery still holds the old key (no hand-over yet)
+    let state = created(&world).await;
+    let (name, message) = failure(delete(&world, "DeleteOldKey", &state).await);
     assert_eq!(name, "UnsafeDelete");
     assert!(
         message.contains("hold it right now") && message.contains(&world.old_key),
         "{message}"
     );
+
+    // GIVEN the hand-over is done, but an entry that is not in the rotation holds the old key
+    let state = update(&world, &state).await.unwrap();
+    let (old_key, old_secret) = (world.old_key.clone(), world.old_secret.clone());
+    world.reseed(|seed| {
+        seed.credentials.push(SeedCredentials::new(
+            CREDS_OTHER,
+            "aws-elsewhere",
+            &old_key,
+            &old_secret,
+        ))
+    });
+
+    // WHEN DeleteOldKey runs
+    let (name, message) = failure(delete(&world, "DeleteOldKey", &state).await);
+
+    // THEN it is refused, naming that entry, and both keys stay active
+    assert_eq!(name, "UnsafeDelete");
+    assert!(
+        message.contains(CREDS_OTHER) && message.contains("aws-elsewhere"),
+        "{message}"
+    );
     assert_eq!(world.key_ids().await.len(), 2);
+    for key in world.keys().await {
+        assert_eq!(key.status, "Active");
+    }
+    assert_eq!(world.held_by(CREDS_OTHER).0, world.old_key);
 }
 
 #[tokio::test]
-async fn rollback_deletes_the_new_key_qovery_never_took() {
+async fn rollback_deletes_the_new_key_qovery_never_took_and_a_second_call_is_already_deleted() {
+    // GIVEN the new key created, and the hand-over failed for certain
+    let world = World::shared_key().await;
+    let state = created(&world).await;
+    let new_key = state.new_access_key_id.clone().unwrap();
+    let new_secret = world.stored_secret(&state).await;
+    world
+        .fake
+        .inject_fault(Fault::new("editAWSCredentials", 400, 1));
+    let (name, _) = failure(update(&world, &state).await);
+    assert_eq!(name, "QoveryRejected");
+
+    // WHEN RollbackNewKey runs
+    let result = delete(&world, "RollbackNewKey", &state).await.unwrap();
+
+    // THEN the new key and its secret are gone; Qovery's key is untouched
+    assert_eq!(result.deleted_access_key_id, new_key);
+    assert!(!result.already_deleted);
+    assert_eq!(result.kept_access_key_id, world.old_key);
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    assert_eq!(
+        world.key_status(&world.old_key).await.as_deref(),
+        Some("Active")
+    );
+    assert!(all_hold(&world, &world.old_key));
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
+    world.assert_no_secret_holds_a_key(&[&new_secret]).await;
+
+    // WHEN it is called again with the same input
+    let again = delete(&world, "RollbackNewKey", &state).await.unwrap();
+
+    // THEN success, already deleted
+    assert!(again.already_deleted);
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    assert!(all_hold(&world, &world.old_key));
+}
+
+#[tokio::test]
+async fn rollback_refuses_once_any_entry_holds_the_new_key() {
+    // GIVEN the PUT applied to one entry only (its answer was lost)
+    let world = World::shared_key().await;
+    let state = created(&world).await;
+    let new_key = state.new_access_key_id.clone().unwrap();
+    let new_secret = world.stored_secret(&state).await;
+    world.qovery_takes(CREDS_US, &new_key, &new_secret);
+
+    // WHEN RollbackNewKey runs
+    let (name, message) = failure(delete(&world, "RollbackNewKey", &state).await);
+
+    // THEN it is refused and the new key stays active
+    assert_eq!(name, "UnsafeDelete");
+    assert!(
+        message.contains("cannot be rolled back") && message.contains(CREDS_US),
+        "{message}"
+    );
+    assert_eq!(world.key_status(&new_key).await.as_deref(), Some("Active"));
+    assert_eq!(world.key_ids().await.len(), 2);
+    assert_eq!(world.held_by(CREDS_US).0, new_key);
+}
+
+/// Runs `step` and, the moment the fake has answered `operation` `after` more times,
+/// `change` (while the step still runs): Qovery changing under a step's feet.
+async fn while_running<T>(
+    world: &World,
+    operation: &str,
+    after: usize,
+    change: impl FnOnce(),
+    step: impl std::future::Future<Output = T>,
+) -> T {
+    let target = world.calls(operation) + after;
+    let watch = async {
+        while world.calls(operation) < target {
+            tokio::task::yield_now().await;
+        }
+        change();
+    };
+    let (output, ()) = tokio::join!(step, watch);
+    output
+}
+
+#[tokio::test]
+async fn rollback_turns_the_new_key_back_on_if_qovery_takes_it_meanwhile() {
+    // GIVEN the new key, which Qovery does not hold yet
     let world = World::new().await;
     let state = created(&world).await;
-    let result = delete_key::handle(&world.deps, delete_request(&state, "rollback_new_key"))
-        .await
-        .unwrap();
-    assert_eq!(Some(result.deleted_access_key_id), state.new_access_key_id);
-    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
-    assert_eq!(world.qovery_holds().0, world.old_key);
-    let version = state.new_key_version_id.unwrap();
-    assert!(
-        stages_of(&world, &version).await.is_empty(),
-        "the rolled-back version is unstaged"
-    );
-    assert_eq!(current_version_count(&world).await, 1);
-}
+    let new_key = state.new_access_key_id.clone().unwrap();
+    let new_secret = world.stored_secret(&state).await;
 
-#[tokio::test]
-async fn rollback_refuses_once_qovery_holds_the_new_key() {
-    let world = World::new().await;
-    let state = handed_over(&world).await;
-    let (name, message) =
-        failure(delete_key::handle(&world.deps, delete_request(&state, "rollback_new_key")).await);
+    // WHEN a late PUT applies right after the rollback's first look at Qovery
+    let result = while_running(
+        &world,
+        "listOrganizationCredentials",
+        1,
+        || world.qovery_takes(CREDS, &new_key, &new_secret),
+        delete(&world, "RollbackNewKey", &state),
+    )
+    .await;
+
+    // THEN the rollback stops and the key Qovery now holds is active again
+    let (name, message) = failure(result);
     assert_eq!(name, "UnsafeDelete");
-    assert!(message.contains("cannot be rolled back"), "{message}");
+    assert!(
+        message.contains("while the rollback ran") && message.contains("turned back on"),
+        "{message}"
+    );
+    assert_eq!(world.key_status(&new_key).await.as_deref(), Some("Active"));
+    assert_eq!(world.held_by(CREDS).0, new_key);
+    assert!(world.moto.caller(&new_key, &new_secret).await.is_ok());
+
+    // WHEN Qovery, back on the old key, cannot be asked after the key was switched off
+    world.qovery_takes(CREDS, &world.old_key, &world.old_secret);
+    let result = while_running(
+        &world,
+        "listOrganizationCredentials",
+        1,
+        || {
+            world
+                .fake
+                .inject_fault(Fault::new("listOrganizationCredentials", 503, 1))
+        },
+        delete(&world, "RollbackNewKey", &state),
+    )
+    .await;
+
+    // THEN nothing is deleted and the key is switched back on
+    let (name, message) = failure(result);
+    assert_eq!(name, "QoveryUnavailable", "{message}");
+    assert!(message.contains("switched back on"), "{message}");
+    assert_eq!(
+        world.calls("listOrganizationCredentials"),
+        2,
+        "asked before and after switching the key off"
+    );
+    assert_eq!(world.key_status(&new_key).await.as_deref(), Some("Active"));
     assert_eq!(world.key_ids().await.len(), 2);
 }
 
@@ -742,16 +1672,152 @@ async fn rollback_refuses_once_qovery_holds_the_new_key() {
 async fn delete_key_refuses_keys_outside_the_rotation() {
     let world = World::new().await;
     let state = handed_over(&world).await;
-    // Not a key of the user.
-    let mut request = delete_request(&state, "retire_old_key");
-    request["old_access_key_id"] = json!("AKIANOTTHEUSERSKEY00");
-    let (name, message) = failure(delete_key::handle(&world.deps, request).await);
+    let new_key = state.new_access_key_id.clone().unwrap();
+    let request = task_input("DeleteOldKey", &value(&state), &no_context());
+
+    // The key created by this run is never retired as "old".
+    let mut bad = request.clone();
+    bad["old_access_key_id"] = json!(new_key);
+    let (name, message) = failure(delete_key::handle(&world.deps, bad).await);
+    assert_eq!(name, "UnsafeDelete");
+    assert!(message.contains("Nothing was deleted"), "{message}");
+
+    // Neither key is the user's, and Qovery holds neither: not a retry of a delete.
+    let mut bad = request.clone();
+    bad["old_access_key_id"] = json!("AKIANOTTHEUSERSKEY00");
+    bad["new_access_key_id"] = json!("AKIANOTTHEUSERSKEY01");
+    let (name, message) = failure(delete_key::handle(&world.deps, bad).await);
     assert_eq!(name, "UnsafeDelete");
     assert!(message.contains("not a key of IAM user"), "{message}");
-    // The key created by this run is never retired as "old".
-    let mut request = delete_request(&state, "retire_old_key");
-    request["old_access_key_id"] = json!(state.new_access_key_id);
-    let (name, _) = failure(delete_key::handle(&world.deps, request).await);
-    assert_eq!(name, "UnsafeDelete");
+
+    // Without the key to keep, nothing can be checked.
+    let mut bad = request.clone();
+    bad.as_object_mut().unwrap().remove("new_access_key_id");
+    let (name, _) = failure(delete_key::handle(&world.deps, bad).await);
+    assert_eq!(name, "InvalidInput");
+
+    // A key IAM does not know while Qovery holds the key to keep: IAM cannot tell it from
+    // a key an earlier attempt deleted, so it is reported as such, and nothing is deleted.
+    let mut unknown = request.clone();
+    unknown["old_access_key_id"] = json!("AKIANOTTHEUSERSKEY00");
+    let result = delete_key::handle(&world.deps, unknown).await.unwrap();
+    assert!(result.already_deleted);
+
+    let mut expected = vec![world.old_key.clone(), new_key.clone()];
+    expected.sort();
+    assert_eq!(world.key_ids().await, expected);
+    for key in world.keys().await {
+        assert_eq!(key.status, "Active");
+    }
+    assert!(all_hold(&world, &new_key));
+}
+
+#[tokio::test]
+async fn delete_key_rejects_bad_ids() {
+    let world = World::new().await;
+    let state = handed_over(&world).await;
+    let request = task_input("DeleteOldKey", &value(&state), &no_context());
+    for (field, bad, expected) in [
+        ("mode", json!("delete_everything"), "unknown variant"),
+        ("iam_user_name", json!("qovery/../admin"), "iam_user_name"),
+        ("organization_id", json!("org"), "organization_id"),
+        (
+            "old_access_key_id",
+            json!("akia-lower"),
+            "old_access_key_id",
+        ),
+        ("new_access_key_id", json!("*"), "new_access_key_id"),
+        ("credentials_id", json!(CREDS), "unknown field"),
+    ] {
+        let mut input = request.clone();
+        input[field] = bad;
+        let (name, message) = failure(delete_key::handle(&world.deps, input).await);
+        assert_eq!(name, "InvalidInput", "{field}");
+        assert!(message.contains(expected), "{field}: {message}");
+    }
     assert_eq!(world.key_ids().await.len(), 2);
+}
+
+// ---- a whole rotation, in-process ------------------------------------------------
+
+/// Runs every step as the state machine's happy path does, with its inputs built from
+/// the ASL, and returns the final state and DeleteOldKey's result.
+async fn rotate(world: &World, execution: &str) -> (RotationState, DeleteKeyResult) {
+    let state = preflight::handle(
+        &world.deps,
+        world.preflight_event_for(execution, world.input()),
+    )
+    .await
+    .unwrap();
+    let state = create(world, &state).await.unwrap();
+    let state = update(world, &state).await.unwrap();
+    for item in map_items(&state) {
+        let done = run_iteration(world, item).await.unwrap();
+        assert_eq!(done.phase, Some(Phase::Deployed), "{}", done.cluster_id);
+    }
+    let deleted = delete(world, "DeleteOldKey", &state).await.unwrap();
+    (state, deleted)
+}
+
+#[tokio::test]
+async fn a_whole_rotation_of_a_key_shared_by_two_entries_and_then_another() {
+    // GIVEN "aws-prod" (production, staging) and "aws-us" (us-production, and a stopped
+    // cluster) all on the user's only key
+    let mut options = WorldOptions::shared_key();
+    let mut stopped = SeedCluster::new(CLUSTER_D, "us-sleeping", CREDS_US);
+    stopped.status = "STOPPED".into();
+    options.clusters.push(stopped);
+    let world = World::with(options).await;
+
+    // WHEN a whole rotation runs
+    let (state, deleted) = rotate(&world, EXECUTION).await;
+
+    // THEN the user has only the new key, both entries hold it, and it works
+    let new_key = state.new_access_key_id.clone().unwrap();
+    assert_eq!(world.key_ids().await, vec![new_key.clone()]);
+    assert!(all_hold(&world, &new_key));
+    let (_, held_secret) = world.held_by(CREDS_US);
+    assert!(world.moto.caller(&new_key, &held_secret).await.is_ok());
+    assert_eq!(world.held_by(CREDS).1, held_secret);
+    assert!(world
+        .moto
+        .caller(&world.old_key, &world.old_secret)
+        .await
+        .is_err());
+    assert_eq!(deleted.deleted_access_key_id, world.old_key);
+    // Every running cluster was redeployed once; the stopped one was left alone.
+    assert_eq!(
+        world.deploy_counts(),
+        vec![
+            (CLUSTER_A.to_string(), 1),
+            (CLUSTER_B.to_string(), 1),
+            (CLUSTER_C.to_string(), 1),
+            (CLUSTER_D.to_string(), 0),
+        ]
+    );
+    assert_eq!(world.cluster(CLUSTER_D).status, "STOPPED");
+    assert_eq!(state.skipped_clusters.len(), 1);
+    assert_eq!(state.skipped_clusters[0].id, CLUSTER_D);
+    // No secret of any kind holds a secret access key.
+    world.assert_no_secret_holds_a_key(&[&held_secret]).await;
+
+    // WHEN the next rotation (another execution) runs on the new key
+    let (second, deleted) = rotate(&world, EXECUTION_2).await;
+
+    // THEN it rotates the new key away, with no clash on the key secret's name
+    let newest = second.new_access_key_id.clone().unwrap();
+    assert_eq!(second.old_access_key_id, new_key);
+    assert_eq!(deleted.deleted_access_key_id, new_key);
+    assert_eq!(world.key_ids().await, vec![newest.clone()]);
+    assert!(all_hold(&world, &newest));
+    assert!(second
+        .key_secret_id
+        .as_deref()
+        .unwrap()
+        .contains(&world.key_secret_name(EXECUTION_2)));
+    let (_, newest_secret) = world.held_by(CREDS);
+    assert!(world.moto.caller(&newest, &newest_secret).await.is_ok());
+    world
+        .assert_no_secret_holds_a_key(&[&held_secret, &newest_secret])
+        .await;
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::config::Deps;
 use crate::error::RotationError;
-use crate::qovery::{ClusterStatus, StateClass};
+use crate::qovery::{ClusterState, ClusterStatus, StateClass};
 use crate::state::{parse_step_input, ClusterDeployment, Phase};
 use crate::timefmt;
 
@@ -34,10 +34,11 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
         }
         (StateClass::Failed, true) | (StateClass::Idle, true) => {
             return Err(RotationError::ClusterDeployFailed(format!(
-                "Cluster {} ended in {} after the redeploy with the new credentials. {} Look at the cluster's \
-                 deployment logs in the Qovery console{}. Once every cluster is DEPLOYED again, delete the old key by \
-                 hand after the two-hour drain.",
-                cluster.cluster_id,
+                "Cluster {} ended in {} after the redeploy with the new credentials. The rotation stopped here: \
+                 clusters after it in the list were not touched. {} Look at the cluster's deployment logs in the \
+                 Qovery console{}. Once every cluster is DEPLOYED again, delete the old key by hand after the \
+                 two-hour drain.",
+                cluster.label(),
                 status.status.as_str(),
                 context,
                 if status.status.as_str() == "INVALID_CREDENTIALS" {
@@ -69,14 +70,30 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
     Ok(cluster)
 }
 
-/// Whether `status` is about a deployment that started after our POST.
-fn is_new_deployment(cluster: &ClusterDeployment, status: &ClusterStatus) -> bool {
-    let changed = |now: &Option<String>, before: &Option<String>| now.is_some() && now != before;
-    changed(&status.last_execution_id, &cluster.baseline_execution_id)
-        || changed(
-            &status.last_deployment_date,
-            &cluster.baseline_deployment_date,
+/// Whether `status` is about a deployment that started after the hand-over: its
+/// execution id differs from what Qovery reported just after it (or, with no execution
+/// id, its date does).
+pub(crate) fn is_new_deployment(cluster: &ClusterDeployment, status: &ClusterStatus) -> bool {
+    if cluster.baseline_status.is_none() {
+        // No record of the hand-over: nothing can be proven to use the new key.
+        return false;
+    }
+    // The execution id names a deployment. The same one is the deployment that ran at the
+    // hand-over, with the old key, even though it got a new date when it ended.
+    if status.last_execution_id.is_some() {
+        return status.last_execution_id != cluster.baseline_execution_id;
+    }
+    // Only the date is left, and a deployment running at the hand-over sets it when it
+    // ends: then nothing proves a new one.
+    let busy_at_handover = cluster.baseline_status.as_deref().is_some_and(|s| {
+        matches!(
+            ClusterState(s.to_string()).class(),
+            StateClass::Busy | StateClass::Unknown
         )
+    });
+    !busy_at_handover
+        && status.last_deployment_date.is_some()
+        && status.last_deployment_date != cluster.baseline_deployment_date
 }
 
 /// Which keys are live while clusters redeploy, for every message of this stage.
@@ -98,10 +115,11 @@ pub(crate) fn keys_context(cluster: &ClusterDeployment) -> String {
 
 pub(crate) fn timed_out(cluster: &ClusterDeployment, doing: &str) -> RotationError {
     RotationError::ClusterDeployTimedOut(format!(
-        "Cluster {} is still {} after {} s {doing} (deadline {}). {} Check the cluster in the Qovery console; once \
-         it and every other cluster are DEPLOYED, delete the old key by hand after the two-hour drain, or raise \
-         deploy_timeout_seconds next time.",
-        cluster.cluster_id,
+        "Cluster {} is still {} after {} s {doing} (deadline {}). The rotation stopped here: clusters after it in \
+         the list were not touched. {} Check the cluster in the Qovery console; once it and every other cluster \
+         are DEPLOYED, delete the old key by hand after the two-hour drain, or raise deploy_timeout_seconds next \
+         time.",
+        cluster.label(),
         cluster.status.as_deref().unwrap_or("in an unknown state"),
         cluster.deploy_timeout_seconds,
         cluster.deadline.as_deref().unwrap_or("unknown"),

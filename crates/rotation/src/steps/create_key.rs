@@ -1,13 +1,19 @@
-//! Step 2. Create the second key and store it in Secrets Manager, staged `AWSPENDING`.
-//! Idempotent per execution: a retried call returns the key the first call stored.
+//! Step 2. Create the second key and store it in this execution's key secret.
+//!
+//! Safe to run twice with the same input. A retry finds the key the first call stored.
+//! A first call that lost its answer after `CreateAccessKey` (or was killed before it
+//! stored the key) leaves a key whose secret nobody has: created after preflight, held
+//! by no Qovery credentials, stored nowhere. Such a key is useless and would block the
+//! rotation (IAM allows two keys), so it is deleted and the step goes on.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::Deps;
 use crate::error::RotationError;
-use crate::state::{describe_keys, parse_step_input, RotationState};
-use crate::{iam, secrets_manager};
+use crate::secret::Secret;
+use crate::state::{describe_keys, parse_step_input, KeySummary, RotationState};
+use crate::{iam, secrets_manager, timefmt};
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, RotationError> {
     let state: RotationState = parse_step_input("create-key", event)?;
@@ -19,32 +25,23 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     }
     let user = state.iam_user_name.clone();
     let old = state.old_access_key_id.clone();
-    let old_only =
-        format!("The old key {old} is still the only key in use and Qovery still holds it.");
-
-    let secret_name = deps.settings.key_secret_name(&user);
-    let secret_id = secrets_manager::ensure_secret(
-        &deps.secrets,
-        &secret_name,
-        &format!("Access key of IAM user {user}, written by qovery-key-rotator. AWSCURRENT is the key Qovery holds."),
-        &old,
-    )
-    .await
-    .map_err(|e| e.into_rotation_error(&format!("No key was created. {old_only}")))?;
+    let old_only = format!("Qovery still holds the old key {old}.");
+    let secret_name = deps.settings.key_secret_name(&user, &state.execution_id);
     let version_id = version_id_for(&state.execution_id);
 
     // A retry of this step in the same execution: the first call stored the key.
-    let stored = secrets_manager::read_key_version(&deps.secrets, &secret_id, &version_id)
+    let stored = secrets_manager::read_key(&deps.secrets, &secret_name, &version_id)
         .await
-        .map_err(|e| e.into_rotation_error(&old_only))?;
-    let keys = iam::list_access_keys(&deps.iam, &user)
-        .await
-        .map_err(|e| e.into_rotation_error(&old_only))?;
-    if let Some(stored) = stored {
+        .map_err(|e| {
+            e.into_rotation_error(&format!("No key was created by this call. {old_only}"))
+        })?;
+    let keys = list_keys(deps, &user, &old_only).await?;
+    if let Some((secret_arn, stored)) = stored {
         if !keys.iter().any(|k| k.access_key_id == stored.access_key_id) {
             return Err(RotationError::PreconditionFailed(format!(
-                "This execution already created key {} (stored as version {version_id} of {secret_id}), but IAM user \
-                 {user} no longer has it; its keys are: {}. Someone deleted it. Start a new rotation. {old_only}",
+                "This execution already created key {} (stored in {secret_arn}), but IAM user {user} no longer has \
+                 it; its keys are: {}. Someone deleted it. Delete the secret {secret_arn} and start a new rotation. \
+                 {old_only}",
                 stored.access_key_id,
                 describe_keys(&keys)
             )));
@@ -53,52 +50,148 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         return Ok(with_new_key(
             state,
             stored.access_key_id,
-            secret_id,
+            secret_arn,
             version_id,
         ));
     }
 
+    let keys = remove_lost_keys(deps, &state, keys, &old_only).await?;
     if keys.len() != 1 || keys[0].access_key_id != old {
         return Err(RotationError::PreconditionFailed(format!(
             "IAM user {user} should have only the old key {old} before a new one is created, but it has {}: {}. \
-             Another process may be rotating it, or a retry lost a key it created. Delete any key that Qovery does \
-             not hold (Qovery holds {old} unless someone changed it) and start again. No key was created.",
+             Another process may be rotating it. Delete any key that Qovery does not hold once nothing uses it, \
+             and start again. No key was created by this execution. {old_only}",
             keys.len(),
             describe_keys(&keys)
         )));
     }
 
-    let (new_key, secret_access_key) = iam::create_access_key(&deps.iam, &user)
-        .await
-        .map_err(|e| e.into_rotation_error(&format!("No key was created. {old_only}")))?;
+    let (new_key, secret_access_key) = create_once(deps, &state, &old_only).await?;
     tracing::info!(new_access_key_id = %new_key, "created access key");
 
-    let stored = secrets_manager::put_pending_key(
+    let stored = secrets_manager::create_key_secret(
         &deps.secrets,
-        &secret_id,
+        &secret_name,
+        &format!(
+            "New access key {new_key} of IAM user {user} while qovery-key-rotator hands it to Qovery; deleted once \
+             Qovery holds it."
+        ),
         &version_id,
         &new_key,
         &secret_access_key,
     )
     .await;
     drop(secret_access_key);
-    if let Err(store_error) = stored {
-        // The secret exists nowhere else: a key we cannot store is useless, and would
-        // block the next rotation (IAM allows two keys). Remove it.
-        let cleanup = iam::delete_access_key(&deps.iam, &user, &new_key).await;
-        let outcome = match cleanup {
-            Ok(()) => format!("The new key {new_key} was deleted again, so {old} is the only key."),
-            Err(e) => format!(
-                "Deleting the unusable new key {new_key} failed too ({}); delete it by hand with \
-                 `aws iam delete-access-key --user-name {user} --access-key-id {new_key}`.",
-                e.message
-            ),
+    match stored {
+        Ok(secret_arn) => Ok(with_new_key(state, new_key, secret_arn, version_id)),
+        Err(store_error) => {
+            // The secret exists nowhere else: a key we cannot store is useless, and would
+            // block the next rotation. Remove it.
+            let cleanup = iam::delete_access_key(&deps.iam, &user, &new_key).await;
+            let outcome = match cleanup {
+                Ok(()) => format!("The new key {new_key} was deleted again, so {old} is the only key."),
+                Err(e) => format!(
+                    "Deleting the unusable new key {new_key} failed too ({}); the next attempt deletes it, or \
+                     delete it by hand with `aws iam delete-access-key --user-name {user} --access-key-id {new_key}`.",
+                    e.message
+                ),
+            };
+            Err(store_error.into_rotation_error(&format!(
+                "The new key could not be stored in {secret_name}. {outcome} {old_only}"
+            )))
+        }
+    }
+}
+
+async fn list_keys(
+    deps: &Deps,
+    user: &str,
+    context: &str,
+) -> Result<Vec<KeySummary>, RotationError> {
+    iam::list_access_keys(&deps.iam, user)
+        .await
+        .map_err(|e| e.into_rotation_error(context))
+}
+
+/// Deletes every key of the user that an earlier attempt of this step created and lost:
+/// not the old key, created at or after preflight, and held by no Qovery credentials.
+/// Returns the keys left.
+async fn remove_lost_keys(
+    deps: &Deps,
+    state: &RotationState,
+    keys: Vec<KeySummary>,
+    context: &str,
+) -> Result<Vec<KeySummary>, RotationError> {
+    let since = timefmt::parse(&state.preflight_at);
+    let candidates: Vec<&KeySummary> = keys
+        .iter()
+        .filter(|k| k.access_key_id != state.old_access_key_id)
+        .filter(|k| {
+            let created = timefmt::parse(&k.create_date);
+            matches!((created, since), (Some(c), Some(s)) if c >= s)
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(keys);
+    }
+    let token = super::qovery_token(deps, context).await?;
+    let usages = deps
+        .qovery
+        .list_organization_credentials(&token, &state.organization_id)
+        .await
+        .map_err(|e| e.into_rotation_error(context))?;
+    let mut deleted = Vec::new();
+    for key in candidates {
+        let held_by = super::holders(&usages, &key.access_key_id);
+        if !held_by.is_empty() {
+            continue;
+        }
+        iam::delete_access_key(&deps.iam, &state.iam_user_name, &key.access_key_id)
+            .await
+            .map_err(|e| {
+                e.into_rotation_error(&format!(
+                    "Key {} was created after preflight by a lost attempt of this step and nobody holds its \
+                     secret; it could not be deleted. {context}",
+                    key.access_key_id
+                ))
+            })?;
+        tracing::warn!(access_key_id = %key.access_key_id, "deleted a key a lost attempt of this step created");
+        deleted.push(key.access_key_id.clone());
+    }
+    if deleted.is_empty() {
+        return Ok(keys);
+    }
+    list_keys(deps, &state.iam_user_name, context).await
+}
+
+/// `CreateAccessKey`, once more if its answer was lost: the SDK's own retry of a call
+/// that did create a key fails with `LimitExceeded`, and that key is lost.
+async fn create_once(
+    deps: &Deps,
+    state: &RotationState,
+    context: &str,
+) -> Result<(String, Secret), RotationError> {
+    let user = &state.iam_user_name;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let error = match iam::create_access_key(&deps.iam, user).await {
+            Ok(created) => return Ok(created),
+            Err(error) => error,
         };
-        return Err(store_error.into_rotation_error(&format!(
-            "The new key could not be stored in {secret_id}. {outcome} Qovery still holds {old}."
+        // Never say what happened without looking: list the keys again.
+        let keys = list_keys(deps, user, context).await?;
+        let before = keys.len();
+        let keys = remove_lost_keys(deps, state, keys, context).await?;
+        if keys.len() < before && attempt == 1 {
+            tracing::warn!(error = %error.message, "CreateAccessKey failed after creating a key; deleted it, trying again");
+            continue;
+        }
+        return Err(error.into_rotation_error(&format!(
+            "IAM user {user} now has: {}. {context}",
+            describe_keys(&keys)
         )));
     }
-    Ok(with_new_key(state, new_key, secret_id, version_id))
 }
 
 fn with_new_key(

@@ -1,107 +1,251 @@
-//! Step 8, and the rollback. Delete exactly one key, and only when it is safe: the key
-//! belongs to the user, Qovery does not hold it right now, and it is not the key the
-//! other half of the rotation depends on.
+//! Step 8, and the rollback. Delete exactly one key, and only when it is safe: it is
+//! not the key the other half of the rotation depends on, and no Qovery credentials
+//! entry of the organization holds it right now (asked just before the delete).
+//!
+//! Safe to run twice: if the key is already gone and Qovery holds the key that was to
+//! be kept, an earlier attempt did the work and lost its answer; that is success.
+//!
+//! The rollback deactivates the new key before it asks Qovery one last time, and
+//! deletes it only then: if Qovery took it at the last moment, it is turned back on.
 
 use serde_json::Value;
 
 use crate::config::Deps;
 use crate::error::RotationError;
+use crate::qovery::CredentialsUsage;
+use crate::secret::Secret;
 use crate::state::{
-    describe_keys, parse_step_input, DeleteKeyRequest, DeleteKeyResult, DeleteMode,
+    describe_keys, parse_step_input, DeleteKeyRequest, DeleteKeyResult, DeleteMode, KeySummary,
 };
 use crate::{iam, secrets_manager};
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, RotationError> {
     let request: DeleteKeyRequest = parse_step_input("delete-key", event)?;
-    let user = &request.iam_user_name;
-    let old = &request.old_access_key_id;
-    let new = request.new_access_key_id.as_deref();
-    let (target, keep) = match (request.mode, new) {
-        (DeleteMode::RetireOldKey, _) => (old.as_str(), new),
-        (DeleteMode::RollbackNewKey, Some(new)) => (new, Some(old.as_str())),
-        (DeleteMode::RollbackNewKey, None) => {
+    let user = request.iam_user_name.as_str();
+    let old = request.old_access_key_id.as_str();
+    let (target, keep) = match (request.mode, request.new_access_key_id.as_deref()) {
+        (DeleteMode::RetireOldKey, Some(new)) => (old, new),
+        (DeleteMode::RollbackNewKey, Some(new)) => (new, old),
+        (_, None) => {
             return Err(RotationError::InvalidInput(format!(
-                "A rollback needs new_access_key_id, the key to delete. Nothing was deleted; {old} is untouched."
+                "delete-key needs new_access_key_id: the key to delete (rollback) or to keep (retire). Nothing was \
+                 deleted; {old} is untouched."
             )))
         }
     };
-    let nothing_deleted = format!("Nothing was deleted; the keys of {user} are as they were.");
-
-    let keys = iam::list_access_keys(&deps.iam, user)
-        .await
-        .map_err(|e| e.into_rotation_error(&nothing_deleted))?;
-    if !keys.iter().any(|k| k.access_key_id == target) {
-        return Err(RotationError::UnsafeDelete(format!(
-            "Refused to delete key {target}: it is not a key of IAM user {user}, whose keys are: {}. {nothing_deleted}",
-            describe_keys(&keys)
-        )));
-    }
-    if keep == Some(target) {
+    if keep == target {
         return Err(RotationError::UnsafeDelete(format!(
             "Refused to delete key {target}: it is the key the other half of this rotation relies on (mode {:?}). \
-             {nothing_deleted}",
+             Nothing was deleted.",
             request.mode
         )));
     }
+    let nothing_deleted = format!("Nothing was deleted; the keys of {user} are as they were.");
 
-    // Ask Qovery now, not what an earlier step saw: the key Qovery holds is never deleted.
+    let keys = list_keys(deps, user, &nothing_deleted).await?;
     let token = super::qovery_token(deps, &nothing_deleted).await?;
-    let held = deps
-        .qovery
-        .get_aws_credentials(&token, &request.organization_id, &request.credentials_id)
-        .await
-        .map_err(|e| e.into_rotation_error(&nothing_deleted))?
-        .access_key_id
-        .unwrap_or_default();
-    if held == target {
-        let next = match request.mode {
-            DeleteMode::RollbackNewKey => format!(
-                "Qovery took the new key before the failure, so the rotation cannot be rolled back. Both keys \
-                 ({}) stay active. Redeploy the clusters that use credentials {} so they pick up {target}, then \
-                 delete {old} by hand after two hours.",
-                describe_keys(&keys),
-                request.credentials_id
-            ),
-            DeleteMode::RetireOldKey => format!(
-                "Someone gave Qovery the old key again. Both keys ({}) stay active; find out which key Qovery \
-                 should hold before deleting either.",
-                describe_keys(&keys)
-            ),
+    let usages = list_credentials(deps, &token, &request, &nothing_deleted).await?;
+
+    if !keys.iter().any(|k| k.access_key_id == target) {
+        return already_deleted(deps, &request, target, keep, &keys, &usages).await;
+    }
+
+    let holding_target = super::holders(&usages, target);
+    if !holding_target.is_empty() {
+        return Err(refusal(&request, target, &holding_target, &keys));
+    }
+
+    if request.mode == DeleteMode::RollbackNewKey {
+        // A hand-over whose answer was lost may still apply: switch the key off first, so
+        // that Qovery's last answer can be trusted, and switch it back on if Qovery has it.
+        iam::set_access_key_active(&deps.iam, user, target, false)
+            .await
+            .map_err(|e| e.into_rotation_error(&nothing_deleted))?;
+        let context = format!(
+            "The new key {target} was switched off for the rollback and is switched back on."
+        );
+        let usages = match list_credentials(deps, &token, &request, &context).await {
+            Ok(usages) => usages,
+            Err(e) => return Err(reactivate_after(deps, user, target, e).await),
         };
-        return Err(RotationError::UnsafeDelete(format!(
-            "Refused to delete key {target}: Qovery credentials {} hold it right now. {next}",
-            request.credentials_id
-        )));
+        let holding_target = super::holders(&usages, target);
+        if !holding_target.is_empty() {
+            let reactivated = iam::set_access_key_active(&deps.iam, user, target, true).await;
+            let outcome = match reactivated {
+                Ok(()) => format!("The new key {target} was turned back on."),
+                Err(e) => format!(
+                    "Turning the new key {target} back on failed ({}): do it now with `aws iam update-access-key \
+                     --user-name {user} --access-key-id {target} --status Active`.",
+                    e.message
+                ),
+            };
+            return Err(RotationError::UnsafeDelete(format!(
+                "Refused to roll back: Qovery credentials {} took the new key {target} while the rollback ran. \
+                 {outcome} Both keys stay. Redeploy the clusters that use those credentials so they pick up \
+                 {target}, then delete {old} by hand after two hours.",
+                holding_target.join(", ")
+            )));
+        }
     }
 
     iam::delete_access_key(&deps.iam, user, target)
         .await
         .map_err(|e| {
             e.into_rotation_error(&format!(
-                "Key {target} was not deleted. Qovery holds {held}."
+                "Key {target} was not deleted{}. Qovery holds {keep}.",
+                if request.mode == DeleteMode::RollbackNewKey {
+                    " (it is Inactive; the retry deletes it)"
+                } else {
+                    ""
+                }
             ))
         })?;
-    tracing::info!(deleted_access_key_id = %target, mode = ?request.mode, qovery_access_key_id = %held, "deleted access key");
+    tracing::info!(deleted_access_key_id = %target, mode = ?request.mode, "deleted access key");
+    finish(deps, &request, target, keep, false, &usages).await
+}
 
-    if request.mode == DeleteMode::RollbackNewKey {
-        // The deleted key's version should not look like a rotation in progress.
-        if let Some(secret_id) = &request.key_secret_id {
-            if let Err(e) = secrets_manager::unstage_pending(&deps.secrets, secret_id).await {
-                tracing::warn!(secret_id = %secret_id, error = %e.message, "could not unstage the rolled-back key");
-            }
-        }
+/// The target is not a key of the user. If Qovery holds the key to keep, an earlier
+/// attempt deleted it and lost its answer: success. Otherwise refuse.
+async fn already_deleted(
+    deps: &Deps,
+    request: &DeleteKeyRequest,
+    target: &str,
+    keep: &str,
+    keys: &[KeySummary],
+    usages: &[CredentialsUsage],
+) -> Result<DeleteKeyResult, RotationError> {
+    let holding_keep = super::holders(usages, keep);
+    let keep_is_users = keys.iter().any(|k| k.access_key_id == keep);
+    if keep_is_users && !holding_keep.is_empty() && super::holders(usages, target).is_empty() {
+        tracing::info!(access_key_id = %target, "already deleted by an earlier attempt");
+        return finish(deps, request, target, keep, true, usages).await;
     }
+    Err(RotationError::UnsafeDelete(format!(
+        "Key {target} is not a key of IAM user {}, whose keys are: {}; and Qovery {}. This is not a retry of a \
+         delete that went through. Nothing was deleted. Find out which key Qovery should hold before changing \
+         either.",
+        request.iam_user_name,
+        describe_keys(keys),
+        if holding_keep.is_empty() {
+            format!("credentials hold neither the kept key {keep}")
+        } else {
+            format!("credentials {} hold {keep}", holding_keep.join(", "))
+        }
+    )))
+}
 
+async fn finish(
+    deps: &Deps,
+    request: &DeleteKeyRequest,
+    target: &str,
+    keep: &str,
+    already_deleted: bool,
+    usages: &[CredentialsUsage],
+) -> Result<DeleteKeyResult, RotationError> {
+    let user = &request.iam_user_name;
+    if let Some(secret_id) = &request.key_secret_id {
+        // The execution's key secret: normally deleted at the hand-over. Never keep a
+        // secret access key around once the key is settled.
+        secrets_manager::delete_key_secret(&deps.secrets, secret_id)
+            .await
+            .map_err(|e| {
+                e.into_rotation_error(&format!(
+                    "Key {target} is deleted and Qovery holds {keep}, but the secret {secret_id} that held the new \
+                     key during the hand-over could not be deleted: delete it with `aws secretsmanager \
+                     delete-secret --secret-id {secret_id} --force-delete-without-recovery`."
+                ))
+            })?;
+    }
     let remaining_keys = iam::list_access_keys(&deps.iam, user)
         .await
         .unwrap_or_else(|e| {
             tracing::warn!(error = %e.message, "could not list the keys left after the delete");
             Vec::new()
         });
+    let kept_by_credentials = super::holders(usages, keep);
+    let summary = format!(
+        "{} key {target}; Qovery credentials {} hold {keep}; user keys now: {}.",
+        if already_deleted {
+            "Already deleted"
+        } else {
+            "Deleted"
+        },
+        kept_by_credentials.join(", "),
+        describe_keys(&remaining_keys)
+    );
     Ok(DeleteKeyResult {
         mode: request.mode,
         deleted_access_key_id: target.to_string(),
-        qovery_access_key_id: held,
+        already_deleted,
+        kept_access_key_id: keep.to_string(),
+        kept_by_credentials,
         remaining_keys,
+        summary,
     })
+}
+
+fn refusal(
+    request: &DeleteKeyRequest,
+    target: &str,
+    holding: &[String],
+    keys: &[KeySummary],
+) -> RotationError {
+    let old = &request.old_access_key_id;
+    let next = match request.mode {
+        DeleteMode::RollbackNewKey => format!(
+            "Qovery took the new key before the failure, so the rotation cannot be rolled back. Both keys ({}) \
+             stay active. Redeploy the clusters that use those credentials so they pick up {target}, then delete \
+             {old} by hand after two hours.",
+            describe_keys(keys)
+        ),
+        DeleteMode::RetireOldKey => format!(
+            "Deleting it would break them. Both keys ({}) stay active; give those credentials the new key (or find \
+             out why they hold the old one) before deleting it.",
+            describe_keys(keys)
+        ),
+    };
+    RotationError::UnsafeDelete(format!(
+        "Refused to delete key {target}: Qovery credentials {} hold it right now. {next}",
+        holding.join(", ")
+    ))
+}
+
+async fn list_keys(
+    deps: &Deps,
+    user: &str,
+    context: &str,
+) -> Result<Vec<KeySummary>, RotationError> {
+    iam::list_access_keys(&deps.iam, user)
+        .await
+        .map_err(|e| e.into_rotation_error(context))
+}
+
+async fn list_credentials(
+    deps: &Deps,
+    token: &Secret,
+    request: &DeleteKeyRequest,
+    context: &str,
+) -> Result<Vec<CredentialsUsage>, RotationError> {
+    deps.qovery
+        .list_organization_credentials(token, &request.organization_id)
+        .await
+        .map_err(|e| e.into_rotation_error(context))
+}
+
+/// Qovery could not be asked after the key was switched off: switch it back on, since
+/// nobody can tell whether Qovery holds it, and fail with the original error.
+async fn reactivate_after(
+    deps: &Deps,
+    user: &str,
+    key: &str,
+    error: RotationError,
+) -> RotationError {
+    if let Err(e) = iam::set_access_key_active(&deps.iam, user, key, true).await {
+        return error.with_context(&format!(
+            "Switching it back on failed too ({}): run `aws iam update-access-key --user-name {user} \
+             --access-key-id {key} --status Active`.",
+            e.message
+        ));
+    }
+    error
 }

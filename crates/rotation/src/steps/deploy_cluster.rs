@@ -1,9 +1,18 @@
-//! Step 5, for one cluster (run in a Map). Redeploy the cluster so it picks up the new
-//! credentials. A busy cluster is left to settle first: a deploy queued behind a
-//! running one might not apply the new credentials.
+//! Step 5, for one cluster (run in a Map, one cluster at a time). Redeploy the cluster
+//! so it picks up the new credentials.
+//!
+//! - A deployment that started after the hand-over (its execution id or date differs
+//!   from what Qovery reported then) already uses the new key: it is followed, not
+//!   repeated. This is also what makes a second call with the same input safe: the
+//!   first call's deployment is found and followed, so at most one extra deployment
+//!   ever happens, and the loop ends.
+//! - A busy cluster is left to settle first: a deployment that began before the
+//!   hand-over runs with the old key.
+//! - A cluster stopped or deleted since preflight is not started again (`skipped`).
 
 use serde_json::Value;
 
+use crate::clusters::{self, Decision};
 use crate::config::Deps;
 use crate::error::RotationError;
 use crate::qovery::StateClass;
@@ -24,14 +33,29 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
     let context = super::check_status::keys_context(&cluster);
     let token = super::qovery_token(deps, &context).await?;
 
-    let before = deps
+    let status = deps
         .qovery
         .cluster_status(&token, &cluster.organization_id, &cluster.cluster_id)
         .await
         .map_err(|e| e.into_rotation_error(&context))?;
-    cluster.status = Some(before.status.as_str().to_string());
+    cluster.status = Some(status.status.as_str().to_string());
+
+    // First: a stop or a delete is an execution of its own, so a cluster stopped since the
+    // hand-over also shows a new execution id, and must not be followed as a deployment.
+    if let Decision::Skip(reason) = clusters::decide(&status) {
+        tracing::info!(cluster_id = %cluster.cluster_id, status = status.status.as_str(), reason, "not redeployed");
+        cluster.phase = Some(Phase::Skipped);
+        return Ok(cluster);
+    }
+    if super::check_status::is_new_deployment(&cluster, &status) {
+        tracing::info!(cluster_id = %cluster.cluster_id, status = status.status.as_str(),
+            last_execution_id = ?status.last_execution_id, "a deployment started after the hand-over; following it");
+        cluster.last_execution_id = status.last_execution_id;
+        cluster.phase = Some(Phase::InProgress);
+        return Ok(cluster);
+    }
     if matches!(
-        before.status.class(),
+        status.status.class(),
         StateClass::Busy | StateClass::Unknown
     ) {
         if now >= deadline {
@@ -40,15 +64,11 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
                 "waiting for it to settle before the redeploy",
             ));
         }
-        tracing::info!(cluster_id = %cluster.cluster_id, status = before.status.as_str(), "cluster busy; deploying once it settles");
+        tracing::info!(cluster_id = %cluster.cluster_id, status = status.status.as_str(), "cluster busy; deploying once it settles");
         cluster.phase = Some(Phase::AwaitingIdle);
         return Ok(cluster);
     }
 
-    // What Qovery reports now belongs to the previous deployment: a DEPLOYED that still
-    // carries these ids is stale.
-    cluster.baseline_execution_id = before.last_execution_id;
-    cluster.baseline_deployment_date = before.last_deployment_date;
     let started = deps
         .qovery
         .deploy_cluster(&token, &cluster.organization_id, &cluster.cluster_id)

@@ -31,3 +31,23 @@ pub(crate) async fn qovery_token(deps: &Deps, context: &str) -> Result<Secret, R
     }
     Ok(token)
 }
+
+/// The credentials entries of the organization that hold `access_key_id` right now,
+/// whatever their type, as `<id> (<name>)`. Asked fresh every time: the key Qovery
+/// holds is never deleted, and only Qovery knows which key it holds now.
+pub(crate) fn holders(
+    usages: &[crate::qovery::CredentialsUsage],
+    access_key_id: &str,
+) -> Vec<String> {
+    usages
+        .iter()
+        .filter(|u| u.credential.access_key_id.as_deref() == Some(access_key_id))
+        .map(|u| {
+            format!(
+                "{} ({})",
+                u.credential.id,
+                u.credential.name.as_deref().unwrap_or("")
+            )
+        })
+        .collect()
+}

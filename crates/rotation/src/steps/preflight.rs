@@ -1,15 +1,24 @@
 //! Step 1. Check that a rotation is safe, and change nothing: the input is valid, no
-//! other rotation of this user runs, the token works, and the IAM user has exactly
-//! one key, the one Qovery holds.
+//! other rotation of this user runs, the token works, the IAM user has exactly one key,
+//! and Qovery holds it. Finds every credentials entry holding that key and every
+//! cluster using them, and decides which clusters to redeploy.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::clusters::{self, Decision};
 use crate::config::Deps;
 use crate::error::RotationError;
 use crate::input::ExecutionInput;
-use crate::state::{describe_keys, parse_step_input, ClusterRef, PreflightReport, RotationState};
-use crate::{iam, step_functions};
+use crate::qovery::{ClusterStatus, CredentialsUsage};
+use crate::secret::Secret;
+use crate::state::{
+    describe_keys, ClusterPlan, CredentialsRef, KeySummary, PreflightReport, RotationState,
+    SkippedCluster,
+};
+use crate::{iam, step_functions, timefmt};
 
 /// What the ASL passes in: the execution input plus ids from the context object.
 #[derive(Debug, Deserialize)]
@@ -23,11 +32,17 @@ struct PreflightEvent {
 const NOTHING_CHANGED: &str = "Nothing was changed.";
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, RotationError> {
-    let event: PreflightEvent = parse_step_input("preflight", event)?;
+    let event: PreflightEvent = serde_json::from_value(event).map_err(|e| {
+        RotationError::InvalidInput(format!(
+            "The preflight step got an input it cannot read: {e}. The state machine passes the execution input \
+             as `input`, with `execution_id` and `state_machine_arn`. {NOTHING_CHANGED}"
+        ))
+    })?;
     let input = ExecutionInput::parse(&event.input)?;
     let user = &input.iam_user_name;
+    let preflight_at = timefmt::format(timefmt::now());
     tracing::info!(iam_user_name = %user, organization_id = %input.organization_id,
-        credentials_id = %input.credentials_id, dry_run = input.dry_run, "preflight");
+        credentials_id = ?input.credentials_id, dry_run = input.dry_run, "preflight");
 
     let others = step_functions::running_rotations_for_user(
         &deps.sfn,
@@ -46,24 +61,11 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     }
 
     let token = super::qovery_token(deps, NOTHING_CHANGED).await?;
-    let credentials = deps
+    let usages = deps
         .qovery
-        .get_aws_credentials(&token, &input.organization_id, &input.credentials_id)
+        .list_organization_credentials(&token, &input.organization_id)
         .await
         .map_err(|e| e.into_rotation_error(NOTHING_CHANGED))?;
-    let qovery_key = match (credentials.object_type.as_str(), &credentials.access_key_id) {
-        ("AWS", Some(key)) => key.clone(),
-        (kind, _) => {
-            return Err(RotationError::PreconditionFailed(format!(
-                "Qovery credentials {} ({}) are of type {kind}, not static AWS keys. Role credentials (AWS_ROLE) \
-                 need no rotation. {NOTHING_CHANGED}",
-                credentials.id, credentials.name
-            )))
-        }
-    };
-
-    let (clusters, clusters_not_redeployed) = resolve_clusters(deps, &token, &input).await?;
-    input.check_history_budget(clusters.len())?;
 
     let keys = iam::list_access_keys(&deps.iam, user).await.map_err(|e| {
         let context = if e.is_code("NoSuchEntity") {
@@ -73,6 +75,106 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         };
         e.into_rotation_error(&context)
     })?;
+    let qovery_key = key_to_rotate(&input, &usages, &keys)?;
+    let holders = holders_of(&usages, &qovery_key)?;
+
+    let (clusters, skipped_clusters) =
+        plan_clusters(deps, &token, &input.organization_id, &holders).await?;
+    input.check_history_budget(clusters.len())?;
+
+    let credentials: Vec<CredentialsRef> = holders
+        .iter()
+        .map(|u| CredentialsRef {
+            id: u.credential.id.to_ascii_lowercase(),
+            name: u.credential.name.clone().unwrap_or_default(),
+        })
+        .collect();
+    let summary = summary(
+        &input,
+        &credentials,
+        &qovery_key,
+        &clusters,
+        &skipped_clusters,
+    );
+    tracing::info!(old_access_key_id = %qovery_key, credentials = credentials.len(),
+        clusters = clusters.len(), skipped = skipped_clusters.len(), "{summary}");
+    Ok(RotationState {
+        execution_id: event.execution_id,
+        state_machine_arn: event.state_machine_arn,
+        preflight_at,
+        iam_user_name: input.iam_user_name.clone(),
+        organization_id: input.organization_id.clone(),
+        credentials,
+        clusters,
+        skipped_clusters,
+        drain_seconds: input.drain_seconds,
+        deploy_timeout_seconds: input.deploy_timeout_seconds,
+        poll_interval_seconds: input.poll_interval_seconds,
+        dry_run: input.dry_run,
+        old_access_key_id: qovery_key.clone(),
+        report: PreflightReport {
+            summary,
+            keys,
+            qovery_access_key_id: qovery_key,
+        },
+        new_access_key_id: None,
+        key_secret_id: None,
+        new_key_version_id: None,
+        qovery_updated_at: None,
+        drain_until: None,
+    })
+}
+
+/// The key to rotate: the one the named credentials hold, or, without
+/// `credentials_id`, the user's key. Either way it must be the user's only key.
+fn key_to_rotate(
+    input: &ExecutionInput,
+    usages: &[CredentialsUsage],
+    keys: &[KeySummary],
+) -> Result<String, RotationError> {
+    let user = &input.iam_user_name;
+    let qovery_key = match &input.credentials_id {
+        Some(id) => {
+            let entry = usages
+                .iter()
+                .find(|u| u.credential.id.eq_ignore_ascii_case(id))
+                .ok_or_else(|| {
+                    RotationError::PreconditionFailed(format!(
+                        "Qovery organization {} has no credentials {id}; it has: {}. Fix credentials_id, or leave it \
+                         out to find the credentials from the key of {user}. {NOTHING_CHANGED}",
+                        input.organization_id,
+                        describe_entries(usages)
+                    ))
+                })?;
+            match (
+                entry.credential.object_type.as_deref(),
+                &entry.credential.access_key_id,
+            ) {
+                (Some("AWS"), Some(key)) => key.clone(),
+                (kind, _) => {
+                    return Err(RotationError::PreconditionFailed(format!(
+                        "Qovery credentials {id} ({}) are of type {}, not static AWS keys. Role credentials \
+                         (AWS_ROLE) need no rotation. {NOTHING_CHANGED}",
+                        entry.credential.name.as_deref().unwrap_or(""),
+                        kind.unwrap_or("unknown")
+                    )))
+                }
+            }
+        }
+        None => match keys {
+            [only] => only.access_key_id.clone(),
+            _ => {
+                return Err(RotationError::PreconditionFailed(format!(
+                    "IAM user {user} must have exactly one access key, the one Qovery holds; it has {}: {}. \
+                     A rotation needs room for a second key. Delete the key(s) Qovery does not hold once you are \
+                     sure nothing uses them, then start again. {NOTHING_CHANGED}",
+                    keys.len(),
+                    describe_keys(keys)
+                )))
+            }
+        },
+    };
+
     let only_key_is_qoverys = keys.len() == 1 && keys[0].access_key_id == qovery_key;
     if !only_key_is_qoverys {
         let advice = if keys.iter().any(|k| k.access_key_id == qovery_key) {
@@ -89,121 +191,160 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         return Err(RotationError::PreconditionFailed(format!(
             "IAM user {user} must have exactly one access key, the one Qovery credentials {} hold ({qovery_key}); \
              it has {}: {}. {advice} {NOTHING_CHANGED}",
-            input.credentials_id,
+            input.credentials_id.as_deref().unwrap_or("(found from the key)"),
             keys.len(),
-            describe_keys(&keys)
+            describe_keys(keys)
         )));
     }
-
-    let summary = summary(
-        &input,
-        &credentials.name,
-        &qovery_key,
-        &clusters,
-        &clusters_not_redeployed,
-    );
-    tracing::info!(old_access_key_id = %qovery_key, clusters = clusters.len(), "{summary}");
-    Ok(RotationState {
-        execution_id: event.execution_id,
-        state_machine_arn: event.state_machine_arn,
-        iam_user_name: input.iam_user_name.clone(),
-        organization_id: input.organization_id.clone(),
-        credentials_id: input.credentials_id.clone(),
-        credentials_name: credentials.name.clone(),
-        cluster_ids: clusters.iter().map(|c| c.id.clone()).collect(),
-        drain_seconds: input.drain_seconds,
-        deploy_timeout_seconds: input.deploy_timeout_seconds,
-        poll_interval_seconds: input.poll_interval_seconds,
-        dry_run: input.dry_run,
-        old_access_key_id: qovery_key.clone(),
-        report: PreflightReport {
-            summary,
-            keys,
-            qovery_access_key_id: qovery_key,
-            clusters,
-            clusters_not_redeployed,
-        },
-        new_access_key_id: None,
-        key_secret_id: None,
-        new_key_version_id: None,
-        qovery_updated_at: None,
-        drain_until: None,
-    })
+    Ok(qovery_key)
 }
 
-/// The clusters to redeploy (the requested ones, or every cluster using the
-/// credentials) and the ones using the credentials that will not be redeployed.
-async fn resolve_clusters(
-    deps: &Deps,
-    token: &crate::secret::Secret,
-    input: &ExecutionInput,
-) -> Result<(Vec<ClusterRef>, Vec<ClusterRef>), RotationError> {
-    let usages = deps
-        .qovery
-        .list_organization_credentials(token, &input.organization_id)
-        .await
-        .map_err(|e| e.into_rotation_error(NOTHING_CHANGED))?;
-    let using: Vec<ClusterRef> = usages
+/// Every credentials entry holding `key`. All must be static AWS keys, since only
+/// those can be given the new key.
+fn holders_of<'a>(
+    usages: &'a [CredentialsUsage],
+    key: &str,
+) -> Result<Vec<&'a CredentialsUsage>, RotationError> {
+    let holders: Vec<&CredentialsUsage> = usages
         .iter()
-        .filter(|u| u.credential.id.eq_ignore_ascii_case(&input.credentials_id))
-        .flat_map(|u| u.clusters.iter())
-        .map(|c| ClusterRef {
-            id: c.id.to_ascii_lowercase(),
-            name: c.name.clone().unwrap_or_default(),
-        })
+        .filter(|u| u.credential.access_key_id.as_deref() == Some(key))
         .collect();
-    let Some(requested) = &input.cluster_ids else {
-        return Ok((using, Vec::new()));
-    };
-    if let Some(stranger) = requested
-        .iter()
-        .find(|id| !using.iter().any(|c| &c.id == *id))
-    {
+    if holders.is_empty() {
         return Err(RotationError::PreconditionFailed(format!(
-            "Cluster {stranger} in cluster_ids does not use credentials {}; the clusters that do are: {}. \
-             Redeploying it would not apply the new key. Fix cluster_ids or omit it. {NOTHING_CHANGED}",
-            input.credentials_id,
-            if using.is_empty() {
-                "none".to_string()
-            } else {
-                using.iter().map(|c| format!("{} ({})", c.id, c.name)).collect::<Vec<_>>().join(", ")
-            }
+            "No Qovery credentials of the organization hold key {key}; they are: {}. Check iam_user_name and \
+             organization_id. {NOTHING_CHANGED}",
+            describe_entries(usages)
         )));
     }
-    let (chosen, left_out) = using.into_iter().partition(|c| requested.contains(&c.id));
-    Ok((chosen, left_out))
+    if let Some(other) = holders.iter().find(|u| !u.credential.holds_aws_key(key)) {
+        return Err(RotationError::PreconditionFailed(format!(
+            "Qovery credentials {} ({}) of type {} hold key {key}, and a rotation can only give a new key to static \
+             AWS credentials. Deleting the old key later would break them. Point them at another key first. \
+             {NOTHING_CHANGED}",
+            other.credential.id,
+            other.credential.name.as_deref().unwrap_or(""),
+            other.credential.object_type.as_deref().unwrap_or("unknown")
+        )));
+    }
+    Ok(holders)
+}
+
+fn describe_entries(usages: &[CredentialsUsage]) -> String {
+    if usages.is_empty() {
+        return "none".to_string();
+    }
+    usages
+        .iter()
+        .map(|u| {
+            format!(
+                "{} ({}, {}, key {})",
+                u.credential.id,
+                u.credential.name.as_deref().unwrap_or(""),
+                u.credential
+                    .object_type
+                    .as_deref()
+                    .unwrap_or("unknown type"),
+                u.credential.access_key_id.as_deref().unwrap_or("none")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every cluster of the holders, each either planned for a redeploy or skipped.
+async fn plan_clusters(
+    deps: &Deps,
+    token: &Secret,
+    organization_id: &str,
+    holders: &[&CredentialsUsage],
+) -> Result<(Vec<ClusterPlan>, Vec<SkippedCluster>), RotationError> {
+    let statuses: BTreeMap<String, ClusterStatus> = deps
+        .qovery
+        .organization_cluster_statuses(token, organization_id)
+        .await
+        .map_err(|e| e.into_rotation_error(NOTHING_CHANGED))?
+        .into_iter()
+        .map(|s| (s.cluster_id.to_ascii_lowercase(), s))
+        .collect();
+    let mut plans = Vec::new();
+    let mut skipped = Vec::new();
+    for usage in holders {
+        let credentials_id = usage.credential.id.to_ascii_lowercase();
+        for cluster in &usage.clusters {
+            let id = cluster.id.to_ascii_lowercase();
+            if plans.iter().any(|p: &ClusterPlan| p.id == id) {
+                continue;
+            }
+            let status = match statuses.get(&id) {
+                Some(status) => status.clone(),
+                None => deps
+                    .qovery
+                    .cluster_status(token, organization_id, &id)
+                    .await
+                    .map_err(|e| e.into_rotation_error(NOTHING_CHANGED))?,
+            };
+            let name = cluster.name.clone().unwrap_or_default();
+            match clusters::decide(&status) {
+                Decision::Redeploy => plans.push(ClusterPlan {
+                    id,
+                    name,
+                    credentials_id: credentials_id.clone(),
+                    status: status.status.as_str().to_string(),
+                    handover_status: None,
+                    handover_execution_id: None,
+                    handover_deployment_date: None,
+                }),
+                Decision::Skip(reason) => skipped.push(SkippedCluster {
+                    id,
+                    name,
+                    credentials_id: credentials_id.clone(),
+                    status: status.status.as_str().to_string(),
+                    reason: reason.to_string(),
+                }),
+            }
+        }
+    }
+    Ok((plans, skipped))
 }
 
 fn summary(
     input: &ExecutionInput,
-    credentials_name: &str,
+    credentials: &[CredentialsRef],
     old_key: &str,
-    clusters: &[ClusterRef],
-    left_out: &[ClusterRef],
+    clusters: &[ClusterPlan],
+    skipped: &[SkippedCluster],
 ) -> String {
-    let names = |list: &[ClusterRef]| {
-        list.iter()
-            .map(|c| format!("{} ({})", c.name, c.id))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let entries = credentials
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.id))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let planned = clusters
+        .iter()
+        .map(|c| format!("{} ({}, {})", c.name, c.id, c.status))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut text = format!(
-        "{}Rotation of IAM user {}: create a second key, prove it with STS, give it to Qovery credentials {} ({}), \
-         redeploy {} cluster(s){}, wait until every one is DEPLOYED, wait a drain of {} s, then delete the old key {}.",
+        "{}Rotation of IAM user {}: create a second key, prove it with STS, give it to {} Qovery credentials \
+         entr{} holding {old_key}: {entries}; redeploy {} cluster(s) one at a time{}, waiting until each is \
+         DEPLOYED (the first is the canary: a failure stops the rotation before the next); wait a drain of {} s; \
+         then delete the old key {old_key}.",
         if input.dry_run { "Dry run, nothing was changed. " } else { "" },
         input.iam_user_name,
-        input.credentials_id,
-        credentials_name,
+        credentials.len(),
+        if credentials.len() == 1 { "y" } else { "ies" },
         clusters.len(),
-        if clusters.is_empty() { String::new() } else { format!(": {}", names(clusters)) },
+        if planned.is_empty() { String::new() } else { format!(": {planned}") },
         input.drain_seconds,
-        old_key,
     );
-    if !left_out.is_empty() {
+    if !skipped.is_empty() {
         text.push_str(&format!(
-            " Not redeployed, because cluster_ids leaves them out (they take the new key at their next deployment, \
-             and may fail once the old key is deleted): {}.",
-            names(left_out)
+            " Not redeployed (they pick up the new key when next started or deployed): {}.",
+            skipped
+                .iter()
+                .map(|c| format!("{} ({}, {}: {})", c.name, c.id, c.status, c.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     text

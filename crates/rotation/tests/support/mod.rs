@@ -9,19 +9,31 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use qovery_fake::{FakeQovery, RunningFake, Seed, SeedCluster, SeedCredentials};
-use rotation::state::KeySummary;
+use std::sync::Mutex;
+
+use qovery_fake::{ClusterSnapshot, FakeQovery, RunningFake, Seed, SeedCluster, SeedCredentials};
+use rotation::state::{KeySummary, RotationState};
 use rotation::{Deps, Settings};
 use serde_json::{json, Value};
 
 pub const ORG: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+/// "aws-prod": holds the user's key in every world.
 pub const CREDS: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+/// "aws-us": a second entry set up with the same user (and so the same key) in
+/// `World::shared_key`.
+pub const CREDS_US: &str = "5f0c8e51-7a3b-4c2d-9e1f-2a3b4c5d6e7f";
+/// Another entry of the organization, holding something else (a role, another key).
+pub const CREDS_OTHER: &str = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
 pub const CLUSTER_A: &str = "0b7a9c2e-1d2f-4e5a-8b6c-7d8e9f0a1b2c";
 pub const CLUSTER_B: &str = "1c8b0d3f-2e3a-4f6b-9c7d-8e9f0a1b2c3d";
+pub const CLUSTER_C: &str = "2d9c1e4a-3f4b-4a7c-8d8e-9f0a1b2c3d4e";
+pub const CLUSTER_D: &str = "3eac2f5b-4a5c-4b8d-9e9f-0a1b2c3d4e5f";
 pub const TOKEN: &str = "qov_t0ken-that-must-never-leak-8c1f";
 pub const TOKEN_SECRET: &str = "test/qovery-api-token";
 pub const USER: &str = "qovery";
+pub const KEY_SECRET_PREFIX: &str = "qovery-key-rotator";
 pub const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:rotation:run-1";
+pub const EXECUTION_2: &str = "arn:aws:states:us-east-1:123456789012:execution:rotation:run-2";
 
 /// Requests moto serves before it starts checking signatures: exactly the ones that
 /// seed the admin user and its key.
@@ -165,6 +177,30 @@ pub fn allow_all() -> String {
     json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}).to_string()
 }
 
+/// What a Qovery credentials entry of the seeded organization holds.
+#[derive(Debug, Clone)]
+pub enum Holds {
+    /// The IAM user's key (with its real secret).
+    UserKey,
+    /// A key that is not the user's.
+    Key(&'static str),
+    /// Role credentials: no key at all.
+    Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub holds: Holds,
+}
+
+impl Entry {
+    pub fn new(id: &'static str, name: &'static str, holds: Holds) -> Self {
+        Self { id, name, holds }
+    }
+}
+
 /// A whole world to rotate in: the IAM user with one key that Qovery holds, the token
 /// secret, and a fake Qovery organization with clusters using the credentials.
 pub struct World {
@@ -175,31 +211,53 @@ pub struct World {
     pub old_secret: String,
     /// A state machine in moto, for preflight's guard against concurrent rotations.
     pub state_machine_arn: String,
+    /// The seed the fake started from: `reseed` keeps the clusters' behaviour from it.
+    seed: Mutex<Seed>,
 }
 
 pub struct WorldOptions {
+    pub credentials: Vec<Entry>,
     pub clusters: Vec<SeedCluster>,
+    /// Keys of the user besides the one Qovery holds, created before anything runs.
     pub extra_keys: usize,
-    /// The key id Qovery holds; `None` means the user's key.
-    pub qovery_key: Option<String>,
 }
 
 impl Default for WorldOptions {
+    /// "aws-prod" holds the user's key; `production` and `staging` use it.
     fn default() -> Self {
         Self {
+            credentials: vec![Entry::new(CREDS, "aws-prod", Holds::UserKey)],
             clusters: vec![
                 SeedCluster::new(CLUSTER_A, "production", CREDS),
                 SeedCluster::new(CLUSTER_B, "staging", CREDS),
             ],
             extra_keys: 0,
-            qovery_key: None,
         }
+    }
+}
+
+impl WorldOptions {
+    /// Two entries set up with the same user: "aws-prod" (production, staging) and
+    /// "aws-us" (us-production).
+    pub fn shared_key() -> Self {
+        let mut options = Self::default();
+        options
+            .credentials
+            .push(Entry::new(CREDS_US, "aws-us", Holds::UserKey));
+        options
+            .clusters
+            .push(SeedCluster::new(CLUSTER_C, "us-production", CREDS_US));
+        options
     }
 }
 
 impl World {
     pub async fn new() -> Self {
         Self::with(WorldOptions::default()).await
+    }
+
+    pub async fn shared_key() -> Self {
+        Self::with(WorldOptions::shared_key()).await
     }
 
     /// A world with one cluster, `production`, shaped by `configure`.
@@ -246,18 +304,32 @@ impl World {
             .unwrap();
         let state_machine_arn = machine.state_machine_arn().to_string();
 
-        let held = options.qovery_key.unwrap_or_else(|| old_key.clone());
+        let credentials = options
+            .credentials
+            .iter()
+            .map(|entry| match entry.holds {
+                Holds::UserKey => SeedCredentials::new(entry.id, entry.name, &old_key, &old_secret),
+                Holds::Key(key) => {
+                    SeedCredentials::new(entry.id, entry.name, key, "a-secret-of-another-key")
+                }
+                Holds::Role => SeedCredentials::role(
+                    entry.id,
+                    entry.name,
+                    "arn:aws:iam::123456789012:role/qovery",
+                ),
+            })
+            .collect();
         let seed = Seed {
             token: TOKEN.to_string(),
             organization_id: ORG.to_string(),
-            credentials: vec![SeedCredentials::new(CREDS, "aws-prod", &held, &old_secret)],
+            credentials,
             clusters: options.clusters,
         };
-        let fake = FakeQovery::new(seed).spawn(0).await.unwrap();
+        let fake = FakeQovery::new(seed.clone()).spawn(0).await.unwrap();
         let settings = Settings {
             qovery_api_url: fake.base_url.clone(),
             qovery_token_secret_id: TOKEN_SECRET.to_string(),
-            key_secret_prefix: "qovery-key-rotator".to_string(),
+            key_secret_prefix: KEY_SECRET_PREFIX.to_string(),
         };
         let deps = Deps::new(moto.admin.clone(), settings);
         Self {
@@ -267,17 +339,29 @@ impl World {
             old_key,
             old_secret,
             state_machine_arn,
+            seed: Mutex::new(seed),
         }
     }
 
-    pub fn preflight_event(&self, input: Value) -> Value {
-        json!({"input": input, "execution_id": EXECUTION, "state_machine_arn": self.state_machine_arn})
+    /// The execution input: no `credentials_id` (the entries are found from the key).
+    pub fn input(&self) -> Value {
+        json!({"iam_user_name": USER, "organization_id": ORG,
+               "drain_seconds": 60, "allow_short_drain": true,
+               "poll_interval_seconds": 10, "deploy_timeout_seconds": 600})
     }
 
-    pub fn input(&self) -> Value {
-        json!({"iam_user_name": USER, "organization_id": ORG, "credentials_id": CREDS,
-               "drain_seconds": 60, "allow_short_drain": true, "poll_interval_seconds": 10})
+    /// Preflight's event, built as the ASL's `Preflight` state builds it.
+    pub fn preflight_event(&self, input: Value) -> Value {
+        self.preflight_event_for(EXECUTION, input)
     }
+
+    pub fn preflight_event_for(&self, execution: &str, input: Value) -> Value {
+        let context = json!({"Execution": {"Id": execution},
+                             "StateMachine": {"Id": self.state_machine_arn}});
+        task_input("Preflight", &input, &context)
+    }
+
+    // ---- what exists in IAM ----
 
     pub async fn keys(&self) -> Vec<KeySummary> {
         rotation::iam::list_access_keys(&self.moto.iam(), USER)
@@ -296,48 +380,371 @@ impl World {
         ids
     }
 
-    /// The key id and secret the fake Qovery holds now.
-    pub fn qovery_holds(&self) -> (String, String) {
-        let credentials = self.fake.snapshot().credentials.into_iter().next().unwrap();
-        (credentials.access_key_id, credentials.secret_access_key)
+    /// `Active` or `Inactive`; `None` if the user has no such key.
+    pub async fn key_status(&self, key: &str) -> Option<String> {
+        self.keys()
+            .await
+            .into_iter()
+            .find(|k| k.access_key_id == key)
+            .map(|k| k.status)
     }
 
-    pub fn cluster_status(&self, id: &str) -> String {
+    // ---- what exists in Qovery ----
+
+    /// The key id and secret that credentials entry `id` holds now.
+    pub fn held_by(&self, id: &str) -> (String, String) {
+        let entry = self
+            .fake
+            .snapshot()
+            .credentials
+            .into_iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no credentials {id} in the fake"));
+        (entry.access_key_id, entry.secret_access_key)
+    }
+
+    /// The key each credentials entry holds now, by id.
+    pub fn holders(&self) -> Vec<(String, String)> {
+        self.fake
+            .snapshot()
+            .credentials
+            .into_iter()
+            .map(|c| (c.id, c.access_key_id))
+            .collect()
+    }
+
+    pub fn cluster(&self, id: &str) -> ClusterSnapshot {
         self.fake
             .snapshot()
             .clusters
             .into_iter()
             .find(|c| c.id == id)
-            .unwrap()
-            .status
+            .unwrap_or_else(|| panic!("no cluster {id} in the fake"))
     }
 
-    /// Every version of the key secret with its stages.
-    pub async fn key_secret_stages(&self) -> Vec<(String, Vec<String>)> {
-        let name = self.deps.settings.key_secret_name(USER);
-        let mut stages = rotation::secrets_manager::version_stages(&self.moto.secrets(), &name)
+    /// `(cluster id, deploy count)` for every cluster.
+    pub fn deploy_counts(&self) -> Vec<(String, u32)> {
+        let mut counts: Vec<(String, u32)> = self
+            .fake
+            .snapshot()
+            .clusters
+            .into_iter()
+            .map(|c| (c.id, c.deploy_count))
+            .collect();
+        counts.sort();
+        counts
+    }
+
+    /// How many calls of a Qovery operation the fake answered (since the last reseed).
+    pub fn calls(&self, operation: &str) -> usize {
+        self.fake
+            .snapshot()
+            .requests
+            .iter()
+            .filter(|r| r.operation == operation)
+            .count()
+    }
+
+    /// Changes Qovery's state behind the rotation's back, as someone in the console (or
+    /// a PUT whose answer was lost) would. Starts from what the fake holds now: each
+    /// entry's key and secret and each cluster's status, execution and date are kept;
+    /// `change` edits that. The fake's request log and deploy counts start again.
+    pub fn reseed(&self, change: impl FnOnce(&mut Seed)) {
+        let snapshot = self.fake.snapshot();
+        let mut seed = self.seed.lock().unwrap();
+        for credentials in &mut seed.credentials {
+            if let Some(now) = snapshot.credentials.iter().find(|c| c.id == credentials.id) {
+                credentials.access_key_id = now.access_key_id.clone();
+                credentials.secret_access_key = now.secret_access_key.clone();
+                if !now.access_key_id.is_empty() {
+                    credentials.role_arn = None;
+                }
+            }
+        }
+        for cluster in &mut seed.clusters {
+            if let Some(now) = snapshot.clusters.iter().find(|c| c.id == cluster.id) {
+                cluster.status = now.status.clone();
+                cluster.last_execution_id = now.last_execution_id.clone();
+                cluster.last_deployment_date = now.last_deployment_date.clone();
+            }
+        }
+        change(&mut seed);
+        self.fake.set_state(seed.clone());
+    }
+
+    /// Makes credentials entry `id` hold `key` (with `secret`), as if Qovery had taken it.
+    pub fn qovery_takes(&self, id: &str, key: &str, secret: &str) {
+        self.reseed(|seed| {
+            let entry = seed
+                .credentials
+                .iter_mut()
+                .find(|c| c.id == id)
+                .unwrap_or_else(|| panic!("no credentials {id} in the seed"));
+            entry.access_key_id = key.to_string();
+            entry.secret_access_key = secret.to_string();
+        });
+    }
+
+    // ---- what exists in Secrets Manager ----
+
+    /// The secret an execution keeps its new key in.
+    pub fn key_secret_name(&self, execution: &str) -> String {
+        self.deps.settings.key_secret_name(USER, execution)
+    }
+
+    /// Every version of every secret moto has, planned deletions and deprecated
+    /// versions included, each read by its VersionId (moto's stages are not reliable).
+    pub async fn stored_secrets(&self) -> Vec<StoredVersion> {
+        let secrets = self.moto.secrets();
+        let mut stored = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = secrets
+                .list_secrets()
+                .include_planned_deletion(true)
+                .set_next_token(next.clone())
+                .send()
+                .await
+                .unwrap();
+            for secret in page.secret_list() {
+                let arn = secret.arn().unwrap().to_string();
+                let versions = secrets
+                    .list_secret_version_ids()
+                    .secret_id(&arn)
+                    .include_deprecated(true)
+                    .send()
+                    .await
+                    .unwrap();
+                for version in versions.versions() {
+                    let version_id = version.version_id().unwrap().to_string();
+                    // A secret scheduled for deletion cannot be read, but can be restored.
+                    let text = match secrets
+                        .get_secret_value()
+                        .secret_id(&arn)
+                        .version_id(&version_id)
+                        .send()
+                        .await
+                    {
+                        Ok(value) => value.secret_string().unwrap_or_default().to_string(),
+                        Err(e) if secret.deleted_date().is_some() => format!(
+                            "(unreadable while scheduled for deletion: {})",
+                            aws_smithy_types::error::display::DisplayErrorContext(e)
+                        ),
+                        Err(e) => panic!(
+                            "{}",
+                            aws_smithy_types::error::display::DisplayErrorContext(e)
+                        ),
+                    };
+                    stored.push(StoredVersion {
+                        name: secret.name().unwrap_or_default().to_string(),
+                        version_id,
+                        stages: version.version_stages().to_vec(),
+                        planned_deletion: secret.deleted_date().is_some(),
+                        text,
+                    });
+                }
+            }
+            next = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if next.is_none() {
+                break;
+            }
+        }
+        stored
+    }
+
+    /// Names of the secrets moto has, planned deletions included.
+    pub async fn secret_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .stored_secrets()
             .await
-            .unwrap();
-        stages.sort();
-        stages
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
-    /// The secret access key stored for the new key (read by version id, as moto's
-    /// stage quirks require).
-    pub async fn stored_secret(&self, version_id: &str) -> String {
-        let name = self.deps.settings.key_secret_name(USER);
+    /// Panics if any version of any secret holds a secret access key: the field, the
+    /// old key's secret, or any of `also` (the new key's secret, read earlier); or if a
+    /// secret other than the token is only scheduled for deletion (it can be restored).
+    pub async fn assert_no_secret_holds_a_key(&self, also: &[&str]) {
+        let stored = self.stored_secrets().await;
+        assert!(
+            stored
+                .iter()
+                .any(|v| v.name == TOKEN_SECRET && v.text == TOKEN),
+            "sanity: the listing reads the token secret"
+        );
+        for version in stored {
+            let text = &version.text;
+            let leaked = version.planned_deletion
+                || text.contains("secret_access_key")
+                || text.contains(&self.old_secret)
+                || also.iter().any(|s| !s.is_empty() && text.contains(s));
+            assert!(
+                !leaked,
+                "secret {} version {} ({:?}) holds a secret access key",
+                version.name, version.version_id, version.stages
+            );
+        }
+    }
+
+    /// The secret access key stored for an execution's new key, read by VersionId.
+    pub async fn stored_secret(&self, state: &RotationState) -> String {
         let value = self
             .moto
             .secrets()
             .get_secret_value()
-            .secret_id(name)
-            .version_id(version_id)
+            .secret_id(state.key_secret_id.as_deref().unwrap())
+            .version_id(state.new_key_version_id.as_deref().unwrap())
             .send()
             .await
             .unwrap();
         let parsed: Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+        assert_eq!(
+            parsed["access_key_id"].as_str(),
+            state.new_access_key_id.as_deref()
+        );
         parsed["secret_access_key"].as_str().unwrap().to_string()
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub name: String,
+    pub version_id: String,
+    pub stages: Vec<String>,
+    /// Deleted with a recovery window: restorable, so it still holds its value.
+    pub planned_deletion: bool,
+    pub text: String,
+}
+
+// ---- the state machine's own plumbing, read from statemachine/rotation.asl.json ----
+
+/// The state machine definition the tests build step inputs from, so that a step is
+/// called with exactly what the ASL would pass it.
+pub fn asl() -> Value {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../statemachine/rotation.asl.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The state called `name`, at the top level or inside a Map.
+pub fn asl_state(name: &str) -> Value {
+    fn find(states: &Value, name: &str) -> Option<Value> {
+        let states = states.as_object()?;
+        if let Some(state) = states.get(name) {
+            return Some(state.clone());
+        }
+        states
+            .values()
+            .filter_map(|s| s.get("ItemProcessor").or_else(|| s.get("Iterator")))
+            .find_map(|inner| find(&inner["States"], name))
+    }
+    find(&asl()["States"], name).unwrap_or_else(|| panic!("no state {name} in the ASL"))
+}
+
+/// A path of the ASL (`$`, `$.a.b`, `$$.Map.Item.Value.id`) read from `input` or, for
+/// `$$`, from the context object. A missing field fails, as it does in Step Functions.
+fn read_path(path: &str, input: &Value, context: &Value) -> Value {
+    let (root, rest) = match path.strip_prefix("$$") {
+        Some(rest) => (context, rest),
+        None => (input, path.strip_prefix('$').expect("a path starts with $")),
+    };
+    rest.split('.')
+        .filter(|part| !part.is_empty())
+        .try_fold(root, |value, part| value.get(part))
+        .unwrap_or_else(|| panic!("the ASL path {path} matches nothing"))
+        .clone()
+}
+
+/// `Parameters` or `ItemSelector` applied to `input`.
+pub fn apply_template(template: &Value, input: &Value, context: &Value) -> Value {
+    match template {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, value)| match key.strip_suffix(".$") {
+                    Some(key) => (
+                        key.to_string(),
+                        read_path(value.as_str().unwrap(), input, context),
+                    ),
+                    None => (key.clone(), apply_template(value, input, context)),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// What the task state `name` passes its Lambda, given the state's input.
+pub fn task_input(name: &str, input: &Value, context: &Value) -> Value {
+    let state = asl_state(name);
+    assert_eq!(state["Type"], "Task", "{name}");
+    assert!(
+        state.get("InputPath").is_none(),
+        "{name}: InputPath is not modelled here"
+    );
+    match state.get("Parameters") {
+        Some(parameters) => apply_template(parameters, input, context),
+        None => input.clone(),
+    }
+}
+
+/// `input` with `result` stored at the `ResultPath` of state `name`.
+pub fn with_result(name: &str, input: &Value, result: Value) -> Value {
+    let state = asl_state(name);
+    let path = state["ResultPath"].as_str().expect("a ResultPath");
+    let field = path.strip_prefix("$.").expect("a ResultPath of one field");
+    let mut output = input.clone();
+    output[field] = result;
+    output
+}
+
+/// `input` with `error` stored where the `Catch` of state `name` that leads to `next`
+/// puts it.
+pub fn with_caught_error(name: &str, next: &str, input: &Value, error: Value) -> Value {
+    let state = asl_state(name);
+    let catch = state["Catch"]
+        .as_array()
+        .expect("a Catch")
+        .iter()
+        .find(|c| c["Next"] == next)
+        .unwrap_or_else(|| panic!("{name} has no Catch leading to {next}"));
+    let path = catch["ResultPath"].as_str().expect("a ResultPath");
+    let field = path.strip_prefix("$.").expect("a ResultPath of one field");
+    let mut output = input.clone();
+    output[field] = error;
+    output
+}
+
+/// The items of the `DeployClusters` Map for a state, built by its ItemSelector.
+pub fn map_items(state: &RotationState) -> Vec<Value> {
+    let map = asl_state("DeployClusters");
+    let input = serde_json::to_value(state).unwrap();
+    let items = read_path(map["ItemsPath"].as_str().unwrap(), &input, &json!({}));
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let context = json!({"Map": {"Item": {"Index": index, "Value": item}}});
+            apply_template(&map["ItemSelector"], &input, &context)
+        })
+        .collect()
+}
+
+/// The Map item of one cluster.
+pub fn map_item(state: &RotationState, cluster_id: &str) -> Value {
+    map_items(state)
+        .into_iter()
+        .find(|item| item["cluster_id"] == cluster_id)
+        .unwrap_or_else(|| panic!("cluster {cluster_id} is not in the plan"))
 }
 
 /// The error name and message of a failed step.
@@ -347,5 +754,33 @@ pub fn failure<T: std::fmt::Debug>(
     match result {
         Ok(value) => panic!("expected a failure, got {value:?}"),
         Err(e) => (e.name(), e.message().to_string()),
+    }
+}
+
+/// Any run of this many characters of a secret counts as a leak: an error page cut in
+/// the middle of a secret still gives its first part away.
+pub const PIECE: usize = 12;
+
+/// A piece of `secret` of `PIECE` characters (the whole of a shorter one) in `text`.
+pub fn leaked_piece<'a>(secret: &'a str, text: &str) -> Option<&'a str> {
+    let starts: Vec<usize> = secret
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([secret.len()])
+        .collect();
+    let n = PIECE.min(starts.len() - 1);
+    starts
+        .windows(n + 1)
+        .map(|w| &secret[w[0]..w[n]])
+        .find(|piece| !piece.is_empty() && text.contains(piece))
+}
+
+/// Fails, naming `what` but never the piece, if `text` holds a piece of `secret`.
+pub fn assert_no_piece(secret: &str, text: &str, what: &str) {
+    if let Some(piece) = leaked_piece(secret, text) {
+        panic!(
+            "SECRET LEAKED: {} characters of the {what}",
+            piece.chars().count()
+        );
     }
 }

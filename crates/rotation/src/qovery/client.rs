@@ -1,0 +1,202 @@
+//! The client: one method per Qovery call a rotation makes, and how a call is sent,
+//! retried once on a short `Retry-After`, and turned into a typed answer or error.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use super::credentials::{AwsCredentials, CredentialsUsage, CredentialsUsageList};
+use super::error::{classify, error_chain, error_detail, QoveryError, QoveryErrorKind};
+use super::status::{ClusterStatus, ClusterStatusList};
+use crate::secret::{scrub_all, Secret};
+
+/// A `Retry-After` up to this long is waited out in-process, once; a longer one goes
+/// back to the state machine's Retry.
+const MAX_INLINE_RETRY_AFTER_SECONDS: u64 = 10;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A client for Qovery's API. The token is passed to each call, not stored, so that it
+/// is read from Secrets Manager when needed and dropped afterwards.
+#[derive(Debug, Clone)]
+pub struct QoveryApi {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl QoveryApi {
+    pub fn new(base_url: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("qovery-key-rotator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a reqwest client with static settings always builds");
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// `getAWSCredentials`
+    pub async fn get_aws_credentials(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+        credentials_id: &str,
+    ) -> Result<AwsCredentials, QoveryError> {
+        let path = format!("/organization/{organization_id}/aws/credentials/{credentials_id}");
+        self.call(Method::GET, &path, token, None, None).await
+    }
+
+    /// `editAWSCredentials` with an `AWS_STATIC` body. Qovery uses the new key at the
+    /// next deployment of each cluster.
+    pub async fn put_aws_static_credentials(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+        credentials_id: &str,
+        name: &str,
+        access_key_id: &str,
+        secret_access_key: &Secret,
+    ) -> Result<AwsCredentials, QoveryError> {
+        let path = format!("/organization/{organization_id}/aws/credentials/{credentials_id}");
+        let body = json!({
+            "type": "AWS_STATIC",
+            "name": name,
+            "access_key_id": access_key_id,
+            "secret_access_key": secret_access_key.expose(),
+        });
+        self.call(
+            Method::PUT,
+            &path,
+            token,
+            Some(body),
+            Some(secret_access_key),
+        )
+        .await
+    }
+
+    /// `listOrganizationCredentials`: every credentials set with the clusters using it.
+    pub async fn list_organization_credentials(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+    ) -> Result<Vec<CredentialsUsage>, QoveryError> {
+        let path = format!("/organization/{organization_id}/credentials");
+        let list: CredentialsUsageList = self.call(Method::GET, &path, token, None, None).await?;
+        Ok(list.results)
+    }
+
+    /// `deployCluster` (no body; any 2xx is success).
+    pub async fn deploy_cluster(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+        cluster_id: &str,
+    ) -> Result<ClusterStatus, QoveryError> {
+        let path = format!("/organization/{organization_id}/cluster/{cluster_id}/deploy");
+        self.call(Method::POST, &path, token, None, None).await
+    }
+
+    /// `getClusterStatus`
+    pub async fn cluster_status(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+        cluster_id: &str,
+    ) -> Result<ClusterStatus, QoveryError> {
+        let path = format!("/organization/{organization_id}/cluster/{cluster_id}/status");
+        self.call(Method::GET, &path, token, None, None).await
+    }
+
+    /// `getOrganizationClusterStatus`: every cluster's status in one call.
+    pub async fn organization_cluster_statuses(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+    ) -> Result<Vec<ClusterStatus>, QoveryError> {
+        let path = format!("/organization/{organization_id}/cluster/status");
+        let list: ClusterStatusList = self.call(Method::GET, &path, token, None, None).await?;
+        Ok(list.results)
+    }
+
+    /// One call. `sent_secret` is a secret the body carries: an error then quotes only
+    /// Qovery's `detail` or `message`, never the body. Whatever an error quotes is
+    /// scrubbed of the token and of `sent_secret`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: &Secret,
+        body: Option<Value>,
+        sent_secret: Option<&Secret>,
+    ) -> Result<T, QoveryError> {
+        let operation = format!("{method} {path}");
+        let secrets: Vec<&Secret> = std::iter::once(token).chain(sent_secret).collect();
+        let scrub = |text: &str| scrub_all(text, &secrets);
+        let mut waited_once = false;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base_url))
+                .header("Authorization", format!("Token {}", token.expose()))
+                .header("Accept", "application/json");
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    return Err(QoveryError {
+                        kind: QoveryErrorKind::Unavailable,
+                        operation,
+                        status: None,
+                        detail: scrub(&format!("network error: {}", error_chain(&e))),
+                        retry_after_seconds: None,
+                    })
+                }
+            };
+            let status = response.status();
+            let retry_after_seconds = response
+                .headers()
+                .get("Retry-After")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let text = response.text().await.unwrap_or_default();
+            tracing::info!(operation = %operation, status = status.as_u16(), "qovery call");
+
+            if status.is_success() {
+                return serde_json::from_str(&text).map_err(|e| QoveryError {
+                    kind: QoveryErrorKind::Rejected,
+                    operation: operation.clone(),
+                    status: Some(status.as_u16()),
+                    // serde's message may quote a value of the body.
+                    detail: scrub(&format!(
+                        "the response does not match Qovery's API spec ({e})"
+                    )),
+                    retry_after_seconds: None,
+                });
+            }
+            let kind = classify(status);
+            if kind == QoveryErrorKind::Unavailable && !waited_once {
+                if let Some(wait) =
+                    retry_after_seconds.filter(|s| *s <= MAX_INLINE_RETRY_AFTER_SECONDS)
+                {
+                    tracing::warn!(operation = %operation, status = status.as_u16(), wait, "qovery asked to retry later; waiting");
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                    waited_once = true;
+                    continue;
+                }
+            }
+            return Err(QoveryError {
+                kind,
+                operation,
+                status: Some(status.as_u16()),
+                detail: error_detail(&text, sent_secret.is_none(), &secrets),
+                retry_after_seconds,
+            });
+        }
+    }
+}
