@@ -111,7 +111,7 @@ deploy: package
 	$(SAM_VENV)/bin/sam deploy --guided
 
 # Non-interactive deploy for CI, after `make package`. STACK_NAME and PARAMETER_OVERRIDES
-# ("Key=Value Key=Value", e.g. QoveryOrganizationId=... QoveryCredentialsId=...) come from
+# ("Key=Value Key=Value", e.g. QoveryOrganizationId=<uuid> IamUserName=<user>) come from
 # the environment; SAM_ARTIFACT_BUCKET and CLOUDFORMATION_ROLE_ARN, when set, are the
 # bucket and the CloudFormation role deploy/github-oidc-role.yaml creates.
 deploy-ci: tools-sam

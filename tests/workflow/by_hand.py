@@ -245,8 +245,6 @@ def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[s
             "QoveryOrganizationId": org,
             "QoveryCredentialsId": creds,
             "ExistingQoveryTokenSecretArn": stack.token_secret_arn,
-            # The shortest poll the template allows, so that a local run moves along.
-            "PollIntervalSeconds": "10",
         })
         # moto's CloudFormation makes the state machine without reading its definition
         # from S3, and moto keeps the state machines its engine runs apart from those
