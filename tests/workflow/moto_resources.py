@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import sys
 import uuid
@@ -151,6 +152,12 @@ IAMRequest.check_action_permitted = check_action_permitted  # type: ignore[metho
 IamResponse._determine_resource = iam_resource  # type: ignore[method-assign]
 SecretsManagerResponse._determine_resource = secret_resource  # type: ignore[attr-defined]
 StepFunctionResponse._determine_resource = states_resource  # type: ignore[attr-defined]
+
+if os.environ.get("QKR_MOTO_LAMBDA_ROUTES"):
+    # by_hand.py: moto's own Step Functions engine invokes the real step binaries.
+    import moto_sfn_lambda
+
+    moto_sfn_lambda.install(os.environ["QKR_MOTO_LAMBDA_ROUTES"])
 
 if __name__ == "__main__":
     moto_main(sys.argv[1:])

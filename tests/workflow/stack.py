@@ -298,6 +298,8 @@ class Stack:
         if self.lambda_mode not in ("prebuilt", "watch"):
             raise StackError(f"QKR_LAMBDA_MODE must be prebuilt or watch, not {self.lambda_mode}")
         self.procs: list[Proc] = []
+        # More environment for moto's server (by_hand.py turns on its Lambda routing).
+        self.extra_moto_env: dict[str, str] = {}
         self.function_procs: list[Proc] = []
         self.token = "qovtok_" + secrets.token_urlsafe(24)
         self.spec: Path | None = None
@@ -403,7 +405,7 @@ class Stack:
             # Only the seeding of the admin (3 calls) goes unsigned; every later request
             # must be signed by a live key whose user's policy allows the action on the
             # resource.
-            {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
+            {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "3", **self.extra_moto_env},
         )
         fake = self._spawn("qovery-fake", [str(TARGET / "qovery-fake"), "--port", "0"], {**base, "RUST_LOG": "info"})
 

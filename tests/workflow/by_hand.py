@@ -1,0 +1,308 @@
+"""The README's "Run a rotation by hand", against the local stack: the AWS CLI talks to
+moto, where template.yaml is deployed as a CloudFormation stack and moto's own Step
+Functions engine runs statemachine/rotation.asl.json, invoking the real step binaries.
+
+On top of the local stack (stack.py: moto, the fake Qovery behind Prism, cargo lambda
+and the six binaries, each signing with its template policies):
+  - template.yaml, turned into plain CloudFormation by the SAM translator (the code and
+    the definition uploaded to moto's S3), is created as the stack `qovery-key-rotator`
+    with the fake's organization and credentials, so describe-stacks gives its real
+    Outputs (ExecutionInput, StateMachineArn, ...);
+  - moto's execution engine is on (`execute_state_machine`), and moto_sfn_lambda.py
+    routes its Lambda invocations to the binaries; Waits and Retry pauses take their
+    real time;
+  - the seeded world is demo.py's: an IAM user with one key held by Qovery credentials
+    used by two clusters.
+
+What moto does not emulate: the functions' CloudWatch logs, the state machine's log
+delivery, EventBridge (the schedule and the failure notification) and the console.
+
+    python by_hand.py                      prints the environment for the AWS CLI, runs until Ctrl-C
+    python by_hand.py --run SCRIPT         runs `bash SCRIPT` in that environment, then stops
+    python by_hand.py --qovery-rejects-token ...   Qovery answers 401 to the stored token
+    python by_hand.py --check-readme       runs the README's "Run a rotation by hand" (make test-by-hand)
+
+--check-readme takes the ```sh blocks of that README section (all but those after an
+`<!-- aws only: ... -->` line) and runs them in one bash, in order, every command required
+to succeed, in two worlds: a healthy one (the dry run succeeds, the rotation starts and is
+under way when the stack stops) and one where Qovery refuses the token (the dry run fails with
+QoveryUnauthorized, read by the FAILED block). Then it checks the executions in moto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+import zipfile
+from pathlib import Path
+
+from stack import REGION, REPO, STACK_NAME, Stack, StackError, log
+from template_policies import load
+
+USER = "qovery-deployer"
+CLUSTERS = ["production", "staging"]
+BUCKET = "qkr-local-artifacts"
+
+
+def sam_transform(template: dict) -> dict:
+    """template.yaml as plain CloudFormation, as the SAM transform makes it on AWS."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    from samtranslator.translator.transform import transform
+
+    class ManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {"AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
+
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = f"s3://{BUCKET}/bootstrap.zip"
+        elif resource["Type"] == "AWS::Serverless::StateMachine":
+            resource["Properties"]["DefinitionUri"] = {"Bucket": BUCKET, "Key": "rotation.asl.json"}
+    return transform(template, {}, ManagedPolicies())
+
+
+def deploy_template(stack: Stack, parameters: dict[str, str]) -> dict[str, str]:
+    """Creates the CloudFormation stack in moto; returns logical id -> binary of each function."""
+    template = load()
+    binaries = {
+        logical: r["Metadata"]["BuildProperties"]["Binary"]
+        for logical, r in template["Resources"].items()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+    s3 = stack._client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:  # moto only stores it: the binaries run outside
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    s3.put_object(Bucket=BUCKET, Key="bootstrap.zip", Body=code.getvalue())
+    s3.put_object(Bucket=BUCKET, Key="rotation.asl.json", Body=(REPO / "statemachine" / "rotation.asl.json").read_bytes())
+    # stack.py made a state machine of the template's name for its own runs; the
+    # CloudFormation stack makes it now.
+    stack.sfn.delete_state_machine(stateMachineArn=stack.state_machine_arn)
+    cfn = stack._client("cloudformation")
+    cfn.create_stack(
+        StackName=STACK_NAME,
+        TemplateBody=json.dumps(sam_transform(template)),
+        Capabilities=["CAPABILITY_IAM"],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        status = cfn.describe_stacks(StackName=STACK_NAME)["Stacks"][0]["StackStatus"]
+        if status == "CREATE_COMPLETE":
+            break
+        if not status.endswith("_IN_PROGRESS") or time.monotonic() > deadline:
+            raise StackError(f"moto's CloudFormation: stack {STACK_NAME} is {status}")
+        time.sleep(0.2)
+    return binaries
+
+
+def substitutions() -> dict[str, str]:
+    """DefinitionSubstitutions of the state machine: key -> logical id of the function."""
+    subs = load()["Resources"]["RotationStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    out = {}
+    for key, value in subs.items():
+        logical_id, attribute = value["Fn::GetAtt"]
+        if attribute != "Arn":
+            raise StackError(f"DefinitionSubstitutions {key}: only !GetAtt <function>.Arn is resolved here")
+        out[key] = logical_id
+    return out
+
+
+def function_arn(stack: Stack, logical_id: str) -> str:
+    summaries = stack._client("cloudformation").list_stack_resources(StackName=STACK_NAME)["StackResourceSummaries"]
+    (name,) = [r["PhysicalResourceId"] for r in summaries if r["LogicalResourceId"] == logical_id]
+    return f"arn:aws:lambda:{REGION}:{stack.world.account_id}:function:{name}"
+
+
+README = REPO / "README.md"
+SECTION = "## Run a rotation by hand"
+
+
+def readme_blocks() -> list[str]:
+    """The runnable ```sh blocks of the README's section, in order."""
+    text = README.read_text()
+    start = text.index(SECTION + "\n")
+    end = text.find("\n## ", start + len(SECTION))
+    lines = text[start:end if end != -1 else len(text)].splitlines()
+    blocks, current, skip, previous = [], None, False, ""
+    for line in lines:
+        if current is None and line.strip() == "```sh":
+            current, skip = [], previous.startswith("<!-- aws only")
+        elif current is not None and line.strip() == "```":
+            if not skip:
+                blocks.append("\n".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+        if line.strip():
+            previous = line.strip()
+    return blocks
+
+
+def check_script(blocks: list[str], which: list[int]) -> str:
+    """One bash script running the chosen blocks in order; any failing command fails it."""
+    parts = ["set -Eeuo pipefail", "trap 'echo \"FAILED: $BASH_COMMAND\" >&2' ERR"]
+    for i in which:
+        parts.append(f"echo '### README block {i + 1}' >&2")
+        parts.append(blocks[i])
+    return "\n".join(parts) + "\n"
+
+
+def block_index(blocks: list[str], marker: str) -> int:
+    (index,) = [i for i, b in enumerate(blocks) if marker in b]
+    return index
+
+
+def executions(stack: Stack) -> dict[str, dict]:
+    """name -> description of every execution of the stack's state machine."""
+    out = {}
+    for e in stack.sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]:
+        out[e["name"]] = stack.sfn.describe_execution(executionArn=e["executionArn"])
+    return out
+
+
+def check_readme() -> int:
+    blocks = readme_blocks()
+    first = block_index(blocks, "STATE_MACHINE=$(output StateMachineArn)")
+    dry = block_index(blocks, "jq -c '.dry_run = true'")
+    failed = block_index(blocks, "--query cause")
+    if not first < dry < failed:
+        raise StackError("README: the outputs, the dry run and the FAILED blocks are not in that order")
+    worlds = [
+        ("healthy", False, list(range(len(blocks)))),
+        ("Qovery refuses the token", True, [first, dry, failed]),
+    ]
+    problems = []
+    for name, rejects, which in worlds:
+        log(f"README check, {name}: blocks {', '.join(str(i + 1) for i in which)} of {len(blocks)}")
+        script = Path(tempfile.mkdtemp()) / "by-hand.sh"
+        script.write_text(check_script(blocks, which))
+        code, runs = session(rejects, str(script))
+        if code != 0:
+            problems.append(f"{name}: the README's commands failed (exit {code})")
+            continue
+        dry_runs = [e for n, e in runs.items() if n.startswith("dry-run-")]
+        rotations = [e for n, e in runs.items() if n.startswith("by-hand-")]
+        if len(dry_runs) != 1:
+            problems.append(f"{name}: expected one dry run, found {sorted(runs)}")
+            continue
+        dry_run = dry_runs[0]
+        if rejects:
+            if (dry_run["status"], dry_run.get("error")) != ("FAILED", "QoveryUnauthorized"):
+                problems.append(f"{name}: dry run {dry_run['status']} {dry_run.get('error')}, expected FAILED QoveryUnauthorized")
+        else:
+            if dry_run["status"] != "SUCCEEDED" or "report" not in json.loads(dry_run["output"]):
+                problems.append(f"{name}: dry run {dry_run['status']}, expected SUCCEEDED with a report")
+            # Still running: its Waits take their real time (the drain, two hours).
+            if [e["status"] for e in rotations] != ["RUNNING"]:
+                problems.append(f"{name}: expected one rotation, RUNNING; found {[e['status'] for e in rotations]}")
+    for problem in problems:
+        print(f"by_hand: {problem}", file=sys.stderr)
+    print(f"README \"Run a rotation by hand\": {len(worlds) - len(problems)} passed, {len(problems)} failed")
+    return 1 if problems else 0
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", metavar="SCRIPT", help="run `bash SCRIPT` with the AWS CLI pointed at the stack, then stop")
+    p.add_argument("--qovery-rejects-token", action="store_true", help="the fake Qovery answers 401 to the stored token")
+    p.add_argument("--check-readme", action="store_true", help="run the README's section in two worlds and check the outcome")
+    args = p.parse_args(argv)
+    if args.check_readme:
+        return check_readme()
+    code, _ = session(args.qovery_rejects_token, args.run)
+    return code
+
+
+def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[str, dict]]:
+    """Brings the stack up with template.yaml deployed; runs `bash script` in the AWS CLI's
+    environment (or waits for Ctrl-C). Returns its exit code and the executions after it."""
+    stack = Stack()
+    routes = stack.log_dir / "lambda-routes.json"
+    stack.extra_moto_env["QKR_MOTO_LAMBDA_ROUTES"] = str(routes)
+    with stack:
+        (key_id, secret), = stack.create_user(USER, 1)
+        stack.deploy(USER)
+        org, creds = str(uuid.uuid4()), str(uuid.uuid4())
+        stack.fake.seed({
+            "token": "qovtok_not_the_stored_one" if qovery_rejects_token else stack.token,
+            "organization_id": org,
+            "credentials": [{"id": creds, "name": "aws-production", "access_key_id": key_id, "secret_access_key": secret}],
+            "clusters": [{"id": str(uuid.uuid4()), "name": n, "credentials_id": creds} for n in CLUSTERS],
+        })
+        binaries = deploy_template(stack, {
+            "IamUserName": USER,
+            "QoveryOrganizationId": org,
+            "QoveryCredentialsId": creds,
+            "ExistingQoveryTokenSecretArn": stack.token_secret_arn,
+        })
+        # moto's CloudFormation makes the state machine without reading its definition
+        # from S3, and moto keeps the state machines its engine runs apart from those
+        # CloudFormation made. So the engine gets the stack's state machine as
+        # CloudFormation would make it: same name and role, the ASL with its
+        # DefinitionSubstitutions resolved to the stack's function ARNs.
+        made = stack.sfn.describe_state_machine(stateMachineArn=stack.state_machine_arn)
+        definition = (REPO / "statemachine" / "rotation.asl.json").read_text()
+        for key, logical_id in substitutions().items():
+            definition = definition.replace("${" + key + "}", function_arn(stack, logical_id))
+        request = urllib.request.Request(
+            f"{stack.moto_url}/moto-api/config", method="POST",
+            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=10).read()
+        stack.sfn.create_state_machine(name=made["name"], definition=definition, roleArn=made["roleArn"], type="STANDARD")
+        routes.write_text(json.dumps({"invoke_url": stack.invoke_url, "functions": binaries}))
+
+        env = {
+            "AWS_ENDPOINT_URL": stack.moto_url,
+            "AWS_ACCESS_KEY_ID": stack.admin_key[0],
+            "AWS_SECRET_ACCESS_KEY": stack.admin_key[1],
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_CONFIG_FILE": str(stack.log_dir / "aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(stack.log_dir / "aws-credentials"),
+            "AWS_PAGER": "",
+            "STACK": STACK_NAME,
+        }
+        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+        (stack.log_dir / "aws-env.sh").write_text(exports)
+        log(f"stack {STACK_NAME} deployed in moto's CloudFormation; moto runs its executions")
+        if script:
+            path = os.pathsep.join([str(REPO / ".venv-sam" / "bin"), os.environ.get("PATH", "")])
+            marks = stack.log_marks()
+            done = subprocess.run(["bash", script], env={**os.environ, **env, "PATH": path})
+            # A call the template's policies deny, even one the code only logs, fails the run.
+            denials = stack.denials_since(marks)
+            for denial in denials:
+                log(f"moto denied: {denial}")
+            return (done.returncode or (1 if denials else 0)), executions(stack)
+        print(f"# The AWS CLI against the local stack: source {stack.log_dir / 'aws-env.sh'}, or paste:")
+        print(exports, end="")
+        print("# Ctrl-C stops everything.", flush=True)
+        try:
+            while True:
+                time.sleep(1)
+                for proc in stack.procs:
+                    proc.check_alive()
+        except KeyboardInterrupt:
+            pass
+    return 0, {}
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except StackError as e:
+        print(f"by_hand: {e}", file=sys.stderr)
+        sys.exit(1)
