@@ -66,6 +66,16 @@ impl Settings {
     }
 }
 
+/// Every AWS SDK call is bounded, retries included, so that a step knows how long a call
+/// can take (`deadline::AWS_CALL_BUDGET`) and never starts one Lambda would cut off.
+pub fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(8))
+        .operation_timeout(std::time::Duration::from_secs(20))
+        .build()
+}
+
 /// The clients a step needs, passed by reference into every handler.
 #[derive(Debug, Clone)]
 pub struct Deps {
@@ -93,7 +103,25 @@ impl Deps {
     /// Reads `AWS_*` (including `AWS_ENDPOINT_URL`) through aws-config.
     pub async fn from_env() -> Result<Self, RotationError> {
         let settings = Settings::from_env()?;
-        let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(aws_timeouts())
+            .load()
+            .await;
         Ok(Self::new(sdk_config, settings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_aws_call_ends_within_the_budget_a_step_keeps_for_it() {
+        let timeouts = aws_timeouts();
+        let operation = timeouts.operation_timeout().expect("an operation timeout");
+        assert!(timeouts
+            .operation_attempt_timeout()
+            .is_some_and(|a| a < operation));
+        assert!(operation < crate::deadline::AWS_CALL_BUDGET);
     }
 }

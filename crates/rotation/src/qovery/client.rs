@@ -16,6 +16,8 @@ use crate::secret::{scrub_all, Secret};
 /// back to the state machine's Retry.
 const MAX_INLINE_RETRY_AFTER_SECONDS: u64 = 10;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+// A step keeps QOVERY_CALL_BUDGET for each request: the timeout must end sooner.
+const _: () = assert!(REQUEST_TIMEOUT.as_secs() < crate::deadline::QOVERY_CALL_BUDGET.as_secs());
 
 /// A client for Qovery's API. The token is passed to each call, not stored, so that it
 /// is read from Secrets Manager when needed and dropped afterwards.

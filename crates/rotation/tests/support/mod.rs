@@ -81,6 +81,8 @@ pub fn sdk_config(endpoint: &str, key: &str, secret: &str) -> SdkConfig {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
+        // As the functions have it (config::aws_timeouts).
+        .timeout_config(rotation::config::aws_timeouts())
         .credentials_provider(
             aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
                 key, secret, None, None, "test",
