@@ -10,6 +10,9 @@ ARGS ?=
 
 .PHONY: tools build build-debug lint fmt-check clippy test-unit test-workflow test demo deploy clean
 
+# The six Lambda functions; the fake Qovery is only for tests and the demo.
+FUNCTIONS := preflight create-key update-qovery deploy-cluster check-status delete-key
+
 tools: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
 
 $(VENV)/.installed: tools/requirements.txt
@@ -25,10 +28,10 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 build-debug:
 	cargo build --workspace --bins
 
-# Release bootstraps for Lambda (arm64, cross-compiled with zig).
+# Release bootstraps for Lambda (arm64, cross-compiled with zig): the six functions only.
 build: tools
 	rustup target add aarch64-unknown-linux-gnu
-	cargo lambda build --release --arm64
+	cargo lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
 
 fmt-check:
 	cargo fmt --all --check

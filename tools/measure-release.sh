@@ -10,7 +10,7 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 
 rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 || true
 started=$(date +%s)
-cargo lambda build --release --arm64
+cargo lambda build --release --arm64 -p preflight -p create-key -p update-qovery -p deploy-cluster -p check-status -p delete-key
 elapsed=$(( $(date +%s) - started ))
 
 echo
