@@ -8,9 +8,9 @@ NODE_DIR := tests/workflow
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(NODE_DIR)/node_modules/.bin:$(PATH)
 ARGS ?=
 
-.PHONY: tools build build-debug lint fmt-check clippy test-unit test-workflow test demo deploy clean
+.PHONY: tools build build-debug build-host lint fmt-check clippy test-unit test-workflow test demo bench deploy clean
 
-# The six Lambda functions; the fake Qovery is only for tests and the demo.
+# The six Lambda functions; the fake Qovery is only for tests, the demo and the benchmark.
 FUNCTIONS := preflight create-key update-qovery deploy-cluster check-status delete-key
 
 tools: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
@@ -32,6 +32,10 @@ build-debug:
 build: tools
 	rustup target add aarch64-unknown-linux-gnu
 	cargo lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
+
+# The same release profile for this machine, and the fake Qovery: what `make bench` runs.
+build-host:
+	cargo build --release $(addprefix -p ,$(FUNCTIONS) qovery-fake)
 
 fmt-check:
 	cargo fmt --all --check
@@ -55,6 +59,11 @@ test: fmt-check clippy lint test-unit test-workflow
 
 demo: tools build-debug
 	$(NODE_DIR)/demo.sh $(ARGS)
+
+# Cold start, first and warm invocation and peak RSS of each function, on this machine.
+# `make bench ARGS='--help'` lists the options.
+bench: tools build-host
+	$(VENV)/bin/python tools/bench/bench.py $(ARGS)
 
 # Deploy to AWS with the SAM CLI (not installed by this Makefile; see the README).
 # SAM's rust-cargolambda build method finds cargo-lambda and zig in .venv through PATH.
