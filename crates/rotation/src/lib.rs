@@ -13,6 +13,7 @@
 pub mod aws;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod iam;
 pub mod input;
 pub mod lambda;
