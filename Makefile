@@ -17,7 +17,11 @@ ARGS ?=
 WORKFLOWS := .github/workflows/ci.yml .github/workflows/deploy.yml
 FUNCTIONS := PreflightFunction CreateKeyFunction UpdateQoveryFunction DeployClusterFunction CheckStatusFunction DeleteKeyFunction
 
-.PHONY: tools tools-sam tools-lint build build-debug lint lint-workflows fmt-check clippy test-unit test-template test-workflow test-by-hand test demo package deploy deploy-ci clean
+.PHONY: tools tools-sam tools-lint build build-debug build-host lint lint-workflows fmt-check clippy test-unit test-template test-workflow test-by-hand test demo bench package deploy deploy-ci clean
+
+# The six Lambda functions' crates; the fake Qovery is only for tests, the demo and the
+# benchmark. (FUNCTIONS above are their logical ids in template.yaml.)
+BINARIES := preflight create-key update-qovery deploy-cluster check-status delete-key
 
 tools: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
 tools-sam: $(SAM_VENV)/.installed
@@ -45,10 +49,14 @@ $(LINT_DIR)/node_modules/.installed: $(LINT_DIR)/package.json $(LINT_DIR)/packag
 build-debug:
 	cargo build --workspace --bins
 
-# Release bootstraps for Lambda (arm64, cross-compiled with zig).
+# Release bootstraps for Lambda (arm64, cross-compiled with zig): the six functions only.
 build: tools
 	rustup target add aarch64-unknown-linux-gnu
-	cargo lambda build --release --arm64
+	cargo lambda build --release --arm64 $(addprefix -p ,$(BINARIES))
+
+# The same release profile for this machine, and the fake Qovery: what `make bench` runs.
+build-host:
+	cargo build --release $(addprefix -p ,$(BINARIES) qovery-fake)
 
 fmt-check:
 	cargo fmt --all --check
@@ -123,6 +131,11 @@ deploy-ci: tools-sam
 	$(SAM_VENV)/bin/sam deploy --config-env ci --stack-name "$$STACK_NAME" \
 	  --parameter-overrides $$PARAMETER_OVERRIDES "$${bucket[@]}" "$${role[@]}" \
 	  --no-confirm-changeset --no-fail-on-empty-changeset
+
+# Cold start, first and warm invocation and peak RSS of each function, on this machine.
+# `make bench ARGS='--help'` lists the options.
+bench: tools build-host
+	$(VENV)/bin/python tools/bench/bench.py $(ARGS)
 
 clean:
 	cargo clean

@@ -169,6 +169,21 @@ def leaks(ex: Execution, secrets: list[str]) -> list[str]:
     return [where for s in secrets if s for where, text in places.items() if s in text]
 
 
+def billing_counts(ex: Execution) -> str:
+    """What Step Functions Standard and Lambda bill this execution for: a transition
+    per state entered, retries included, and a request per function invocation (the
+    README's cost per rotation is built from these)."""
+    entered, retried = len(ex.of("StateEntered")), len(ex.of("StateRetried"))
+    invoked: dict[str, int] = {}
+    for e in ex.of("LambdaFunctionScheduled"):
+        invoked[e["function"]] = invoked.get(e["function"], 0) + 1
+    per_function = ", ".join(f"{name} {n}" for name, n in invoked.items())
+    return (
+        f"state transitions: {entered + retried} ({entered} states entered, {retried} retries); "
+        f"Lambda invocations: {sum(invoked.values())} ({per_function})"
+    )
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     t0 = time.monotonic()
@@ -253,6 +268,7 @@ def main(argv: list[str]) -> int:
             ok = False
         if not stack.spec:
             print("WARNING: the OpenAPI spec check was skipped (spec not found)")
+        print(billing_counts(ex))
         history = stack.log_dir / "history.jsonl"
         history.write_text("".join(json.dumps(e) + "\n" for e in ex.events))
         print(f"execution {ex.duration_s:.1f} s; history and logs in {stack.log_dir}")

@@ -36,6 +36,8 @@ struct Api {
 impl Api {
     async fn start(seed: Seed) -> Self {
         let fake = FakeQovery::new(seed).spawn(0).await.expect("fake starts");
+        // The workspace builds reqwest without a crypto provider of its own (see Cargo.toml).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             fake,
             http: reqwest::Client::new(),

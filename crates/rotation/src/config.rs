@@ -100,10 +100,12 @@ impl Deps {
         }
     }
 
-    /// Reads `AWS_*` (including `AWS_ENDPOINT_URL`) through aws-config.
+    /// Reads `AWS_*` (including `AWS_ENDPOINT_URL`) through aws-config. Every SDK client
+    /// built from the config shares its HTTP client (`http::aws_http_client`).
     pub async fn from_env() -> Result<Self, RotationError> {
         let settings = Settings::from_env()?;
         let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(crate::http::aws_http_client())
             .timeout_config(aws_timeouts())
             .load()
             .await;

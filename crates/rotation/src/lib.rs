@@ -15,6 +15,7 @@ pub mod clusters;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod http;
 pub mod iam;
 pub mod input;
 pub mod lambda;

@@ -29,7 +29,7 @@ pub struct QoveryApi {
 
 impl QoveryApi {
     pub fn new(base_url: &str) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::http::reqwest_builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("qovery-key-rotator/", env!("CARGO_PKG_VERSION")))

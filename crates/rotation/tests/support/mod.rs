@@ -79,6 +79,7 @@ fn free_port() -> u16 {
 pub fn sdk_config(endpoint: &str, key: &str, secret: &str) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(rotation::http::aws_http_client())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         // As the functions have it (config::aws_timeouts).
