@@ -37,7 +37,6 @@ def execution_input(w: World) -> dict:
         "iam_user_name": w.iam_user_name,
         "organization_id": w.organization_id,
         "credentials_id": w.credentials_id,
-        "cluster_ids": [w.cluster_id],
     }
 
 
@@ -56,11 +55,16 @@ def update_qovery(w: World) -> dict:
 
 
 def deploy_cluster(w: World) -> dict:
-    # ASL DeployClusters.ItemSelector, for the Map item w.cluster_id.
+    # ASL DeployClusters.ItemSelector, for the Map item of w.cluster_id (a ClusterPlan).
     state = w.outputs["update-qovery"]
+    item = next(c for c in state["clusters"] if c["id"] == w.cluster_id)
     return {
         "organization_id": state["organization_id"],
-        "cluster_id": w.cluster_id,
+        "cluster_id": item["id"],
+        "cluster_name": item["name"],
+        "baseline_status": item["handover_status"],
+        "baseline_execution_id": item["handover_execution_id"],
+        "baseline_deployment_date": item["handover_deployment_date"],
         "poll_interval_seconds": state["poll_interval_seconds"],
         "deploy_timeout_seconds": state["deploy_timeout_seconds"],
         "iam_user_name": state["iam_user_name"],
@@ -81,7 +85,6 @@ def delete_key(w: World) -> dict:
         "mode": "retire_old_key",
         "iam_user_name": state["iam_user_name"],
         "organization_id": state["organization_id"],
-        "credentials_id": state["credentials_id"],
         "old_access_key_id": state["old_access_key_id"],
         "new_access_key_id": state["new_access_key_id"],
         "key_secret_id": state["key_secret_id"],
