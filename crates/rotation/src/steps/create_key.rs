@@ -84,7 +84,13 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         &new_key,
         &secret_access_key,
     )
-    .await;
+    .await
+    // Secrets Manager's messages are not known to quote a value, but this one carried
+    // the secret key: scrub it before it can reach an error.
+    .map_err(|mut e| {
+        e.message = crate::secret::scrub_all(&e.message, &[&secret_access_key]);
+        e
+    });
     drop(secret_access_key);
     match stored {
         Ok(secret_arn) => Ok(with_new_key(state, new_key, secret_arn, version_id)),
