@@ -58,21 +58,28 @@ pub fn fits(needed: Duration) -> bool {
     remaining().is_none_or(|left| left >= needed)
 }
 
+/// Why a call that may take `budget` must not start now, or `None` if it fits.
+pub fn shortfall(budget: Duration) -> Option<String> {
+    (!fits(budget)).then(|| {
+        format!(
+            "{} ms are left in this Lambda invocation and the call may take {} s",
+            remaining().unwrap_or_default().as_millis(),
+            budget.as_secs()
+        )
+    })
+}
+
 /// `Ok` if an AWS call named `operation` can still finish in this invocation.
 pub fn ensure_time_for(operation: &'static str) -> Result<(), AwsError> {
-    if fits(AWS_CALL_BUDGET) {
-        return Ok(());
+    match shortfall(AWS_CALL_BUDGET) {
+        None => Ok(()),
+        Some(why) => Err(AwsError {
+            operation,
+            code: Some("InvocationDeadline".to_string()),
+            message: format!("not started: {why}"),
+            transient: true,
+        }),
     }
-    Err(AwsError {
-        operation,
-        code: Some("InvocationDeadline".to_string()),
-        message: format!(
-            "not started: {} ms are left in this Lambda invocation and the call may take {} s",
-            remaining().unwrap_or_default().as_millis(),
-            AWS_CALL_BUDGET.as_secs()
-        ),
-        transient: true,
-    })
 }
 
 #[cfg(test)]
@@ -96,6 +103,22 @@ mod tests {
             with_deadline(later, async { ensure_time_for("iam:DeleteAccessKey") })
                 .await
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn lambda_deadlines_are_epoch_millis_and_the_emulator_sends_a_duration() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let left = |d: Instant| d.saturating_duration_since(Instant::now()).as_secs();
+        assert!((58..=60).contains(&left(from_epoch_millis(now_ms + 60_000))));
+        assert_eq!(left(from_epoch_millis(now_ms - 1_000)), 0);
+        assert!((598..=600).contains(&left(from_epoch_millis(600_000))));
+        assert!(
+            left(from_epoch_millis(0)) > 3600,
+            "no deadline: none enforced"
         );
     }
 }

@@ -142,16 +142,12 @@ impl QoveryApi {
         loop {
             // Never start a request the Lambda deadline could cut off halfway: a PUT
             // could apply with nobody left to see it.
-            if !crate::deadline::fits(crate::deadline::QOVERY_CALL_BUDGET) {
+            if let Some(why) = crate::deadline::shortfall(crate::deadline::QOVERY_CALL_BUDGET) {
                 return Err(QoveryError {
                     kind: QoveryErrorKind::Unavailable,
                     operation,
                     status: None,
-                    detail: format!(
-                        "not sent: {} ms are left in this Lambda invocation and the request may take {} s",
-                        crate::deadline::remaining().unwrap_or_default().as_millis(),
-                        crate::deadline::QOVERY_CALL_BUDGET.as_secs()
-                    ),
+                    detail: format!("not sent: {why}"),
                     retry_after_seconds: None,
                 });
             }
