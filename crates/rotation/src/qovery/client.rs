@@ -41,17 +41,6 @@ impl QoveryApi {
         }
     }
 
-    /// `getAWSCredentials`
-    pub async fn get_aws_credentials(
-        &self,
-        token: &Secret,
-        organization_id: &str,
-        credentials_id: &str,
-    ) -> Result<AwsCredentials, QoveryError> {
-        let path = format!("/organization/{organization_id}/aws/credentials/{credentials_id}");
-        self.call(Method::GET, &path, token, None, None).await
-    }
-
     /// `editAWSCredentials` with an `AWS_STATIC` body. Qovery uses the new key at the
     /// next deployment of each cluster.
     pub async fn put_aws_static_credentials(

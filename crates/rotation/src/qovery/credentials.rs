@@ -35,10 +35,14 @@ pub struct CredentialsHeader {
 }
 
 impl CredentialsHeader {
+    /// Whether these credentials, of any type, hold `access_key_id`.
+    pub fn holds_key(&self, access_key_id: &str) -> bool {
+        self.access_key_id.as_deref() == Some(access_key_id)
+    }
+
     /// Whether these are static AWS keys holding `access_key_id`.
     pub fn holds_aws_key(&self, access_key_id: &str) -> bool {
-        self.object_type.as_deref() == Some("AWS")
-            && self.access_key_id.as_deref() == Some(access_key_id)
+        self.object_type.as_deref() == Some("AWS") && self.holds_key(access_key_id)
     }
 }
 

@@ -41,7 +41,7 @@ pub(crate) fn holders(
 ) -> Vec<String> {
     usages
         .iter()
-        .filter(|u| u.credential.access_key_id.as_deref() == Some(access_key_id))
+        .filter(|u| u.credential.holds_key(access_key_id))
         .map(|u| {
             format!(
                 "{} ({})",

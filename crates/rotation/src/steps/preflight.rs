@@ -204,7 +204,7 @@ fn holders_of<'a>(
 ) -> Result<Vec<&'a CredentialsUsage>, RotationError> {
     let holders: Vec<&CredentialsUsage> = usages
         .iter()
-        .filter(|u| u.credential.access_key_id.as_deref() == Some(key))
+        .filter(|u| u.credential.holds_key(key))
         .collect();
     if holders.is_empty() {
         return Err(RotationError::PreconditionFailed(format!(

@@ -294,8 +294,7 @@ async fn reconcile(deps: &Deps, state: &RotationState) -> Result<ReconcileResult
     let credentials: Vec<String> = usages
         .iter()
         .filter(|u| {
-            let key = u.credential.access_key_id.as_deref();
-            key == Some(keys.new.as_str()) || key == Some(state.old_access_key_id.as_str())
+            u.credential.holds_key(&keys.new) || u.credential.holds_key(&state.old_access_key_id)
         })
         .map(|u| {
             format!(
