@@ -290,13 +290,7 @@ def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[s
         print(f"# The AWS CLI against the local stack: source {stack.log_dir / 'aws-env.sh'}, or paste:")
         print(exports, end="")
         print("# Ctrl-C stops everything.", flush=True)
-        try:
-            while True:
-                time.sleep(1)
-                for proc in stack.procs:
-                    proc.check_alive()
-        except KeyboardInterrupt:
-            pass
+        stack.serve_until_interrupted()
     return 0, {}
 
 

@@ -650,6 +650,16 @@ class Stack:
         self.procs = []
         self.function_procs = []
 
+    def serve_until_interrupted(self) -> None:
+        """Keeps the stack up until Ctrl-C, failing if one of its processes dies."""
+        try:
+            while True:
+                time.sleep(1)
+                for proc in self.procs:
+                    proc.check_alive()
+        except KeyboardInterrupt:
+            pass
+
     # ---------------------------------------------------------------- AWS helpers
 
     def create_user(self, name: str, keys: int = 1) -> list[tuple[str, str]]:
@@ -864,13 +874,7 @@ def main() -> int:
         print(f"state machine   {stack.state_machine_arn}")
         print(f"logs            {stack.log_dir}")
         print("Ctrl-C stops everything.", flush=True)
-        try:
-            while True:
-                time.sleep(1)
-                for proc in stack.procs:
-                    proc.check_alive()
-        except KeyboardInterrupt:
-            pass
+        stack.serve_until_interrupted()
     return 0
 
 
