@@ -5,7 +5,17 @@
 //! of it finds nothing to complain about. The control API under `/_fake/` (and the
 //! matching methods on [`RunningFake`]) lets a test seed the state, inject faults and
 //! read back what happened, including the secret key Qovery was given.
+//!
+//! Qovery keeps the same AWS access key in several objects, each with its own copy of
+//! the secret: credentials entries, container registries and helm repositories
+//! ([`SeedRegistry`]), a cluster's secret manager accesses and Route53 DNS provider
+//! ([`SeedSecretManagerAccess`], [`SeedDnsProvider`]). The PUTs that replace a
+//! registry or a DNS provider are strict: a body that does not send back every field
+//! unchanged is refused, so that a client which would damage an object fails in tests.
 
+mod cluster_keys;
+mod registry;
+mod replace;
 mod routes;
 mod state;
 
@@ -14,9 +24,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
+use crate::registry::RegistryList;
 use crate::state::State;
 
-/// The whole state of the fake: one organization, its AWS credentials and clusters.
+pub use crate::cluster_keys::{
+    DnsProviderSnapshot, SecretManagerAccessSnapshot, SeedDnsProvider, SeedSecretManagerAccess,
+};
+pub use crate::registry::{RegistrySnapshot, SeedRegistry};
+
+/// The whole state of the fake: one organization, its AWS credentials, clusters,
+/// container registries and helm repositories.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Seed {
@@ -31,6 +48,12 @@ pub struct Seed {
     pub credentials: Vec<SeedCredentials>,
     #[serde(default)]
     pub clusters: Vec<SeedCluster>,
+    /// Kinds from `ContainerRegistryKindEnum`.
+    #[serde(default)]
+    pub container_registries: Vec<SeedRegistry>,
+    /// Kinds from `HelmRepositoryKindEnum`.
+    #[serde(default)]
+    pub helm_repositories: Vec<SeedRegistry>,
 }
 
 /// A set of static AWS credentials (`object_type: "AWS"` in the spec), or role
@@ -80,6 +103,9 @@ pub struct SeedCluster {
     pub name: String,
     /// The id of one of the seeded credentials.
     pub credentials_id: String,
+    /// The AWS region it runs in, as the cluster list shows it.
+    #[serde(default = "default_region")]
+    pub region: String,
     /// A `ClusterStateEnum` value.
     #[serde(default = "default_status")]
     pub status: String,
@@ -98,10 +124,20 @@ pub struct SeedCluster {
     /// For a cluster seeded busy: after this many status polls it settles to `DEPLOYED`.
     #[serde(default)]
     pub busy_polls: u32,
+    /// Listed with the cluster (`listOrganizationCluster`); read-only in the fake.
+    #[serde(default)]
+    pub secret_manager_accesses: Vec<SeedSecretManagerAccess>,
+    /// `None`: the cluster uses Qovery's own DNS.
+    #[serde(default)]
+    pub dns_provider: Option<SeedDnsProvider>,
 }
 
 fn default_status() -> String {
     "DEPLOYED".to_owned()
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
 }
 
 impl SeedCluster {
@@ -111,13 +147,26 @@ impl SeedCluster {
             id: id.to_owned(),
             name: name.to_owned(),
             credentials_id: credentials_id.to_owned(),
+            region: default_region(),
             status: default_status(),
             last_execution_id: state::past_execution_id(),
             last_deployment_date: state::past_deployment_date(),
             outcome: Outcome::default(),
             stale_polls: 0,
             busy_polls: 0,
+            secret_manager_accesses: Vec::new(),
+            dns_provider: None,
         }
+    }
+
+    pub fn with_secret_manager_access(mut self, access: SeedSecretManagerAccess) -> Self {
+        self.secret_manager_accesses.push(access);
+        self
+    }
+
+    pub fn with_dns_provider(mut self, dns_provider: SeedDnsProvider) -> Self {
+        self.dns_provider = Some(dns_provider);
+        self
     }
 }
 
@@ -216,9 +265,14 @@ impl Fault {
 pub struct Snapshot {
     pub credentials: Vec<CredentialsSnapshot>,
     pub clusters: Vec<ClusterSnapshot>,
+    #[serde(default)]
+    pub container_registries: Vec<RegistrySnapshot>,
+    #[serde(default)]
+    pub helm_repositories: Vec<RegistrySnapshot>,
     pub requests: Vec<RequestRecord>,
-    /// Every `secret_access_key` a credentials PUT carried, refused ones included, in
-    /// order: what a leak check must look for, even once nothing else holds it.
+    /// Every secret key a PUT of credentials, a registry, a helm repository or a DNS
+    /// provider carried, refused ones included, in order and once each: what a leak
+    /// check must look for, even once nothing else holds it.
     #[serde(default)]
     pub received_secrets: Vec<String>,
 }
@@ -246,9 +300,14 @@ pub struct ClusterSnapshot {
     pub deploy_count: u32,
     /// `getClusterStatus` calls answered for this cluster.
     pub status_polls: u32,
+    #[serde(default)]
+    pub secret_manager_accesses: Vec<SecretManagerAccessSnapshot>,
+    #[serde(default)]
+    pub dns_provider: Option<DnsProviderSnapshot>,
 }
 
-/// One API call. Bodies are never kept: a PUT of credentials carries a secret key.
+/// One API call. Bodies are never kept: a PUT of credentials, a registry or a DNS
+/// provider carries a secret key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestRecord {
@@ -280,8 +339,10 @@ impl FakeQovery {
     }
 
     /// Fails, saying what is wrong, on ids that are not UUIDs or appear twice, a cluster
-    /// whose credentials are not seeded, a status outside `ClusterStateEnum`, or a
-    /// `last_deployment_date` that is not RFC 3339.
+    /// whose credentials are not seeded, a status outside `ClusterStateEnum`, a
+    /// `last_deployment_date` that is not RFC 3339, a registry kind outside its list's
+    /// enum, a mirroring registry of a cluster that is not seeded (or a second one for
+    /// the same cluster), or AWS fields that do not fit a kind or a mode.
     pub fn try_new(seed: Seed) -> Result<Self, String> {
         Ok(Self {
             shared: Arc::new(Mutex::new(State::from_seed(seed)?)),
@@ -344,6 +405,30 @@ impl RunningFake {
     pub fn set_state(&self, seed: Seed) {
         let state = State::from_seed(seed).unwrap_or_else(|e| panic!("invalid seed: {e}"));
         *lock(&self.shared) = state;
+    }
+
+    /// Adds a container registry, or replaces the one with the same id, as
+    /// `POST /_fake/container_registries` does: nothing else changes, not the request
+    /// log nor the faults, so a test can do it in the middle of a rotation.
+    ///
+    /// # Panics
+    /// If the registry is invalid (see [`FakeQovery::try_new`]) or no organization is seeded.
+    pub fn put_container_registry(&self, registry: SeedRegistry) {
+        self.put_registry(RegistryList::Container, registry);
+    }
+
+    /// The same for a helm repository, as `POST /_fake/helm_repositories` does.
+    ///
+    /// # Panics
+    /// If the repository is invalid or no organization is seeded.
+    pub fn put_helm_repository(&self, repository: SeedRegistry) {
+        self.put_registry(RegistryList::Helm, repository);
+    }
+
+    fn put_registry(&self, list: RegistryList, seed: SeedRegistry) {
+        lock(&self.shared)
+            .put_registry(list, seed)
+            .unwrap_or_else(|e| panic!("invalid {}: {e}", list.what()));
     }
 
     /// Stops accepting connections and waits for the open ones to finish.

@@ -12,16 +12,25 @@ use axum::{
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::{lock, state, Fault, RequestRecord, Seed, Shared};
+use crate::registry::RegistryList;
+use crate::{lock, state, Fault, RequestRecord, Seed, SeedRegistry, Shared};
 
 const AWS_CREDENTIALS: &str = "/organization/{organizationId}/aws/credentials/{credentialsId}";
 const ORGANIZATION_CREDENTIALS: &str = "/organization/{organizationId}/credentials";
 const ORGANIZATION_CLUSTER_STATUS: &str = "/organization/{organizationId}/cluster/status";
 const CLUSTER_STATUS: &str = "/organization/{organizationId}/cluster/{clusterId}/status";
 const CLUSTER_DEPLOY: &str = "/organization/{organizationId}/cluster/{clusterId}/deploy";
+const ORGANIZATION_CLUSTERS: &str = "/organization/{organizationId}/cluster";
+// The one path with no organization in it.
+const CLUSTER_DNS_PROVIDER: &str = "/cluster/{clusterId}/dnsProvider";
+const CONTAINER_REGISTRIES: &str = "/organization/{organizationId}/containerRegistry";
+const CONTAINER_REGISTRY: &str =
+    "/organization/{organizationId}/containerRegistry/{containerRegistryId}";
+const HELM_REPOSITORIES: &str = "/organization/{organizationId}/helmRepository";
+const HELM_REPOSITORY: &str = "/organization/{organizationId}/helmRepository/{helmRepositoryId}";
 
 /// (method, route, operationId): how faults and the request log name a call.
-pub(crate) const OPERATIONS: [(Method, &str, &str); 6] = [
+pub(crate) const OPERATIONS: [(Method, &str, &str); 15] = [
     (Method::GET, AWS_CREDENTIALS, "getAWSCredentials"),
     (Method::PUT, AWS_CREDENTIALS, "editAWSCredentials"),
     (
@@ -36,7 +45,35 @@ pub(crate) const OPERATIONS: [(Method, &str, &str); 6] = [
     ),
     (Method::GET, CLUSTER_STATUS, "getClusterStatus"),
     (Method::POST, CLUSTER_DEPLOY, "deployCluster"),
+    (
+        Method::GET,
+        ORGANIZATION_CLUSTERS,
+        "listOrganizationCluster",
+    ),
+    (Method::GET, CLUSTER_DNS_PROVIDER, "getClusterDnsProvider"),
+    (Method::PUT, CLUSTER_DNS_PROVIDER, "editClusterDnsProvider"),
+    (Method::GET, CONTAINER_REGISTRIES, "listContainerRegistry"),
+    (Method::GET, CONTAINER_REGISTRY, "getContainerRegistry"),
+    (Method::PUT, CONTAINER_REGISTRY, "editContainerRegistry"),
+    (Method::GET, HELM_REPOSITORIES, "listHelmRepository"),
+    (Method::GET, HELM_REPOSITORY, "getHelmRepository"),
+    (Method::PUT, HELM_REPOSITORY, "editHelmRepository"),
 ];
+
+/// The operations whose body hands Qovery a secret key, which the fake notes whether
+/// or not the call succeeds.
+const SECRET_CARRIERS: [&str; 4] = [
+    "editAWSCredentials",
+    "editContainerRegistry",
+    "editHelmRepository",
+    "editClusterDnsProvider",
+];
+
+/// The names a secret key goes by in those bodies (`config.secret_access_key` for a
+/// registry, `dns_provider.credentials.aws_secret_access_key` for Route53), and by
+/// mistake (`secret_key`, the old shell snippet's). A secret sent in the wrong place
+/// is still a secret that went to Qovery.
+const SECRET_FIELDS: [&str; 3] = ["secret_access_key", "aws_secret_access_key", "secret_key"];
 
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
@@ -51,8 +88,25 @@ pub(crate) fn router(shared: Shared) -> Router {
         )
         .route(CLUSTER_STATUS, get(get_cluster_status))
         .route(CLUSTER_DEPLOY, post(deploy_cluster))
+        .route(ORGANIZATION_CLUSTERS, get(list_organization_clusters))
+        .route(
+            CLUSTER_DNS_PROVIDER,
+            get(get_cluster_dns_provider).put(edit_cluster_dns_provider),
+        )
+        .route(CONTAINER_REGISTRIES, get(list_container_registries))
+        .route(
+            CONTAINER_REGISTRY,
+            get(get_container_registry).put(edit_container_registry),
+        )
+        .route(HELM_REPOSITORIES, get(list_helm_repositories))
+        .route(
+            HELM_REPOSITORY,
+            get(get_helm_repository).put(edit_helm_repository),
+        )
         .route("/_fake/state", get(get_state).put(put_state))
         .route("/_fake/faults", post(post_fault))
+        .route("/_fake/container_registries", post(post_container_registry))
+        .route("/_fake/helm_repositories", post(post_helm_repository))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Added last so that it also wraps the fallbacks, and sees the matched route.
@@ -127,8 +181,8 @@ async fn gate(State(shared): State<Shared>, request: Request, next: Next) -> Res
     }
 
     let operation = route.as_deref().and_then(|r| operation_of(&method, r));
-    let request = if operation == Some("editAWSCredentials") {
-        receive_secret(&shared, request).await
+    let request = if operation.is_some_and(|op| SECRET_CARRIERS.contains(&op)) {
+        receive_secrets(&shared, request).await
     } else {
         request
     };
@@ -180,21 +234,37 @@ async fn serve(shared: &Shared, operation: Option<&str>, request: Request, next:
     next.run(request).await
 }
 
-/// Notes the `secret_access_key` of a credentials PUT, whatever happens to the call.
-async fn receive_secret(shared: &Shared, request: Request) -> Request {
+/// Notes every secret key a PUT carries, whatever happens to the call.
+async fn receive_secrets(shared: &Shared, request: Request) -> Request {
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
         .unwrap_or_default();
-    let sent: Option<Value> = serde_json::from_slice(&bytes).ok();
-    if let Some(secret) = sent
-        .as_ref()
-        .and_then(|v| v.get("secret_access_key"))
-        .and_then(Value::as_str)
-    {
-        lock(shared).receive_secret(secret);
+    if let Ok(sent) = serde_json::from_slice::<Value>(&bytes) {
+        let mut secrets = Vec::new();
+        find_secrets(&sent, &mut secrets);
+        let mut state = lock(shared);
+        for secret in secrets {
+            state.receive_secret(secret);
+        }
     }
     Request::from_parts(parts, Body::from(bytes))
+}
+
+/// The strings under a `SECRET_FIELDS` name, at any depth, in document order.
+fn find_secrets<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(fields) => {
+            for (name, value) in fields {
+                match value {
+                    Value::String(s) if SECRET_FIELDS.contains(&name.as_str()) => found.push(s),
+                    _ => find_secrets(value, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| find_secrets(v, found)),
+        _ => {}
+    }
 }
 
 /// The request as a gateway page would quote it (HTML, but nothing escaped: the
@@ -432,6 +502,122 @@ fn dry_run(query: Option<&str>) -> Result<bool, ApiError> {
     Ok(dry_run)
 }
 
+async fn list_organization_clusters(
+    State(shared): State<Shared>,
+    Path(organization_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok(Json(state.list_clusters()))
+}
+
+async fn get_cluster_dns_provider(
+    State(shared): State<Shared>,
+    Path(cluster_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let cluster_id = parse_uuid("clusterId", &cluster_id)?;
+    Ok(Json(lock(&shared).get_dns_provider(cluster_id)?))
+}
+
+/// The spec answers 200 with the provider, as GET shows it.
+async fn edit_cluster_dns_provider(
+    State(shared): State<Shared>,
+    Path(cluster_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let cluster_id = parse_uuid("clusterId", &cluster_id)?;
+    let body = json_body(&body)?;
+    Ok(Json(lock(&shared).edit_dns_provider(cluster_id, &body)?))
+}
+
+async fn list_container_registries(
+    State(shared): State<Shared>,
+    Path(organization_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    list_registries(&shared, RegistryList::Container, &organization_id)
+}
+
+async fn get_container_registry(
+    State(shared): State<Shared>,
+    Path(ids): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    get_registry(&shared, RegistryList::Container, ids)
+}
+
+async fn edit_container_registry(
+    State(shared): State<Shared>,
+    Path(ids): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    edit_registry(&shared, RegistryList::Container, ids, &body)
+}
+
+async fn list_helm_repositories(
+    State(shared): State<Shared>,
+    Path(organization_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    list_registries(&shared, RegistryList::Helm, &organization_id)
+}
+
+async fn get_helm_repository(
+    State(shared): State<Shared>,
+    Path(ids): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    get_registry(&shared, RegistryList::Helm, ids)
+}
+
+async fn edit_helm_repository(
+    State(shared): State<Shared>,
+    Path(ids): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    edit_registry(&shared, RegistryList::Helm, ids, &body)
+}
+
+fn list_registries(
+    shared: &Shared,
+    list: RegistryList,
+    organization_id: &str,
+) -> Result<Json<Value>, ApiError> {
+    let organization_id = parse_uuid("organizationId", organization_id)?;
+    let state = lock(shared);
+    state.check_organization(organization_id)?;
+    Ok(Json(state.list_registries(list)))
+}
+
+fn get_registry(
+    shared: &Shared,
+    list: RegistryList,
+    (organization_id, id): (String, String),
+) -> Result<Json<Value>, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let id = parse_uuid(list.id_parameter(), &id)?;
+    let state = lock(shared);
+    state.check_organization(organization_id)?;
+    Ok(Json(state.get_registry(list, id)?))
+}
+
+fn edit_registry(
+    shared: &Shared,
+    list: RegistryList,
+    (organization_id, id): (String, String),
+    body: &[u8],
+) -> Result<Json<Value>, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let id = parse_uuid(list.id_parameter(), &id)?;
+    let body = json_body(body)?;
+    let mut state = lock(shared);
+    state.check_organization(organization_id)?;
+    Ok(Json(state.edit_registry(list, id, &body)?))
+}
+
+/// serde_json's syntax errors give a position, never the text around it.
+fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))
+}
+
 async fn get_state(State(shared): State<Shared>) -> Response {
     Json(lock(&shared).snapshot()).into_response()
 }
@@ -451,6 +637,27 @@ async fn post_fault(State(shared): State<Shared>, body: Bytes) -> Result<StatusC
     lock(&shared)
         .add_fault(fault)
         .map_err(|e| ApiError::bad_request(format!("invalid fault: {e}")))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn post_container_registry(
+    State(shared): State<Shared>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    post_registry(&shared, RegistryList::Container, &body)
+}
+
+async fn post_helm_repository(
+    State(shared): State<Shared>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    post_registry(&shared, RegistryList::Helm, &body)
+}
+
+fn post_registry(shared: &Shared, list: RegistryList, body: &[u8]) -> Result<StatusCode, ApiError> {
+    let invalid = |e: String| ApiError::bad_request(format!("invalid {}: {e}", list.what()));
+    let seed: SeedRegistry = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    lock(shared).put_registry(list, seed).map_err(invalid)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

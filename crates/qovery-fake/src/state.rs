@@ -1,12 +1,22 @@
 //! The organization the fake holds, and how a cluster moves when deployed and polled.
+//!
+//! The objects that keep other copies of an AWS key have modules of their own
+//! (`registry`, `cluster_keys`); this one holds them together and looks them up.
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::cluster_keys::{
+    check_dns_provider, check_dns_replacement, dns_json, dns_snapshot, SecretManagerAccess,
+};
+use crate::registry::{Registry, RegistryList};
 use crate::routes::{ApiError, OPERATIONS};
-use crate::{ClusterSnapshot, CredentialsSnapshot, Fault, Outcome, RequestRecord, Seed, Snapshot};
+use crate::{
+    ClusterSnapshot, CredentialsSnapshot, Fault, Outcome, RequestRecord, Seed, SeedDnsProvider,
+    SeedRegistry, Snapshot,
+};
 
 /// The spec's `ClusterStateEnum`. A status outside it would fail response validation.
 const CLUSTER_STATES: [&str; 24] = [
@@ -41,6 +51,8 @@ pub(crate) struct State {
     organization_id: Option<Uuid>,
     credentials: Vec<Credentials>,
     clusters: Vec<Cluster>,
+    container_registries: Vec<Registry>,
+    helm_repositories: Vec<Registry>,
     faults: Vec<Fault>,
     requests: Vec<RequestRecord>,
     received_secrets: Vec<String>,
@@ -57,7 +69,11 @@ struct Credentials {
 struct Cluster {
     id: Uuid,
     name: String,
+    region: String,
+    created_at: String,
     credentials_id: Uuid,
+    secret_manager_accesses: Vec<SecretManagerAccess>,
+    dns_provider: Option<SeedDnsProvider>,
     status: &'static str,
     last_execution_id: Option<String>,
     last_deployment_date: Option<String>,
@@ -83,13 +99,13 @@ pub(crate) struct ClusterStatus {
 
 impl State {
     pub(crate) fn from_seed(seed: Seed) -> Result<Self, String> {
+        let empty = seed.credentials.is_empty()
+            && seed.clusters.is_empty()
+            && seed.container_registries.is_empty()
+            && seed.helm_repositories.is_empty();
         let organization_id = match seed.organization_id.as_str() {
-            "" if seed.credentials.is_empty() && seed.clusters.is_empty() => None,
-            "" => {
-                return Err(
-                    "organization_id is required when there are credentials or clusters".into(),
-                )
-            }
+            "" if empty => None,
+            "" => return Err("organization_id is required when anything else is seeded".into()),
             id => Some(parse_seed_uuid("organization_id", id)?),
         };
         let mut credentials: Vec<Credentials> = Vec::new();
@@ -132,10 +148,36 @@ impl State {
                     format!("cluster {id}: last_deployment_date {date:?} is not RFC 3339: {e}")
                 })?;
             }
+            let mut secret_manager_accesses: Vec<SecretManagerAccess> = Vec::new();
+            for access in c.secret_manager_accesses {
+                let access = SecretManagerAccess::from_seed(id, access)?;
+                let seen = clusters
+                    .iter()
+                    .flat_map(|other| &other.secret_manager_accesses)
+                    .chain(&secret_manager_accesses)
+                    .any(|other| other.id == access.id);
+                if seen {
+                    return Err(format!(
+                        "secret manager access id {} appears twice",
+                        access.id
+                    ));
+                }
+                secret_manager_accesses.push(access);
+            }
+            if let Some(dns_provider) = &c.dns_provider {
+                check_dns_provider(id, dns_provider)?;
+            }
+            if c.region.is_empty() {
+                return Err(format!("cluster {id}: region is empty"));
+            }
             clusters.push(Cluster {
                 id,
                 name: c.name,
+                region: c.region,
+                created_at: seeded_at(),
                 credentials_id,
+                secret_manager_accesses,
+                dns_provider: c.dns_provider,
                 status,
                 last_execution_id: c.last_execution_id,
                 last_deployment_date: c.last_deployment_date,
@@ -147,15 +189,77 @@ impl State {
                 status_polls: 0,
             });
         }
-        Ok(Self {
+        let mut state = Self {
             token: seed.token,
             organization_id,
             credentials,
             clusters,
+            container_registries: Vec::new(),
+            helm_repositories: Vec::new(),
             faults: Vec::new(),
             requests: Vec::new(),
             received_secrets: Vec::new(),
-        })
+        };
+        for registry in seed.container_registries {
+            state.admit_registry(RegistryList::Container, registry, false)?;
+        }
+        for repository in seed.helm_repositories {
+            state.admit_registry(RegistryList::Helm, repository, false)?;
+        }
+        Ok(state)
+    }
+
+    /// Adds a seeded registry or helm repository; with `replace`, one with the same id
+    /// is replaced (it keeps its creation date: it is the same object, edited).
+    fn admit_registry(
+        &mut self,
+        list: RegistryList,
+        seed: SeedRegistry,
+        replace: bool,
+    ) -> Result<(), String> {
+        let cluster_ids: Vec<Uuid> = self.clusters.iter().map(|c| c.id).collect();
+        let mut registry = Registry::from_seed(list, seed, &cluster_ids)?;
+        let registries = self.registries_mut(list);
+        if let Some(cluster_id) = registry.cluster_id {
+            if let Some(other) = registries
+                .iter()
+                .find(|r| r.id != registry.id && r.cluster_id == Some(cluster_id))
+            {
+                return Err(format!(
+                    "cluster {cluster_id} already has a mirroring registry, {}",
+                    other.id
+                ));
+            }
+        }
+        match registries.iter().position(|r| r.id == registry.id) {
+            Some(_) if !replace => Err(format!("{} id {} appears twice", list.what(), registry.id)),
+            Some(i) => {
+                registry.created_at = registries[i].created_at.clone();
+                registry.updated_at = now();
+                registries[i] = registry;
+                Ok(())
+            }
+            None => {
+                registries.push(registry);
+                Ok(())
+            }
+        }
+    }
+
+    /// The control API's add-or-replace of one registry or helm repository, which
+    /// leaves everything else (request log and faults included) as it is.
+    pub(crate) fn put_registry(
+        &mut self,
+        list: RegistryList,
+        seed: SeedRegistry,
+    ) -> Result<(), String> {
+        if self.organization_id.is_none() {
+            return Err(format!(
+                "no organization is seeded, so there is nowhere to put a {}",
+                list.what()
+            ));
+        }
+        self.admit_registry(list, seed, true)
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
@@ -181,7 +285,23 @@ impl State {
                     last_deployment_date: c.last_deployment_date.clone(),
                     deploy_count: c.deploy_count,
                     status_polls: c.status_polls,
+                    secret_manager_accesses: c
+                        .secret_manager_accesses
+                        .iter()
+                        .map(SecretManagerAccess::snapshot)
+                        .collect(),
+                    dns_provider: c.dns_provider.as_ref().map(dns_snapshot),
                 })
+                .collect(),
+            container_registries: self
+                .container_registries
+                .iter()
+                .map(Registry::snapshot)
+                .collect(),
+            helm_repositories: self
+                .helm_repositories
+                .iter()
+                .map(Registry::snapshot)
                 .collect(),
             requests: self.requests.clone(),
             received_secrets: self.received_secrets.clone(),
@@ -264,7 +384,7 @@ impl State {
         self.clusters
             .iter_mut()
             .find(|c| c.id == id)
-            .ok_or_else(|| ApiError::not_found(format!("cluster {id} not found")))
+            .ok_or_else(|| cluster_not_found(id))
     }
 
     /// The spec's `AwsStaticClusterCredentials`; the secret never leaves the fake.
@@ -352,15 +472,119 @@ impl State {
 
     /// The bulk read reports without moving anything, so it cannot disturb a walk.
     pub(crate) fn all_statuses(&self) -> Value {
-        let results: Vec<ClusterStatus> = self
+        let results: Vec<ClusterStatus> = self.clusters.iter().map(Cluster::reported).collect();
+        json!({ "results": results })
+    }
+
+    /// The spec's `ClusterResponseList`. Like the bulk status, it moves nothing.
+    pub(crate) fn list_clusters(&self) -> Value {
+        let results: Vec<Value> = self
             .clusters
             .iter()
-            .map(|c| match &c.stale {
-                Some((old, _)) => old.clone(),
-                None => c.status(),
+            .map(|c| {
+                json!({
+                    "id": c.id,
+                    "created_at": c.created_at,
+                    "updated_at": c.created_at,
+                    "organization": {"id": self.organization_id},
+                    "name": c.name,
+                    "region": c.region,
+                    "cloud_provider": "AWS",
+                    "status": c.reported().status,
+                    "secret_manager_accesses": c
+                        .secret_manager_accesses
+                        .iter()
+                        .map(SecretManagerAccess::to_json)
+                        .collect::<Vec<_>>(),
+                })
             })
             .collect();
         json!({ "results": results })
+    }
+
+    fn cluster(&self, id: Uuid) -> Result<&Cluster, ApiError> {
+        self.clusters
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| cluster_not_found(id))
+    }
+
+    pub(crate) fn get_dns_provider(&self, cluster_id: Uuid) -> Result<Value, ApiError> {
+        let cluster = self.cluster(cluster_id)?;
+        Ok(dns_json(cluster.id, cluster.dns_provider.as_ref()))
+    }
+
+    pub(crate) fn edit_dns_provider(
+        &mut self,
+        cluster_id: Uuid,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let cluster = self.cluster_mut(cluster_id)?;
+        let (key, secret) = check_dns_replacement(cluster.id, cluster.dns_provider.as_ref(), body)?;
+        let provider = cluster
+            .dns_provider
+            .as_mut()
+            .expect("only a Route53 provider passes the check");
+        provider.aws_access_key_id = key.to_owned();
+        provider.aws_secret_access_key = secret.to_owned();
+        Ok(dns_json(cluster.id, cluster.dns_provider.as_ref()))
+    }
+
+    fn registries(&self, list: RegistryList) -> &Vec<Registry> {
+        match list {
+            RegistryList::Container => &self.container_registries,
+            RegistryList::Helm => &self.helm_repositories,
+        }
+    }
+
+    fn registries_mut(&mut self, list: RegistryList) -> &mut Vec<Registry> {
+        match list {
+            RegistryList::Container => &mut self.container_registries,
+            RegistryList::Helm => &mut self.helm_repositories,
+        }
+    }
+
+    fn registry_json(&self, list: RegistryList, registry: &Registry) -> Value {
+        let cluster_name = registry
+            .cluster_id
+            .and_then(|id| self.clusters.iter().find(|c| c.id == id))
+            .map(|c| c.name.as_str());
+        registry.to_json(list, cluster_name)
+    }
+
+    /// The spec's `ContainerRegistryResponseList` or `HelmRepositoryResponseList`.
+    pub(crate) fn list_registries(&self, list: RegistryList) -> Value {
+        let results: Vec<Value> = self
+            .registries(list)
+            .iter()
+            .map(|r| self.registry_json(list, r))
+            .collect();
+        json!({ "results": results })
+    }
+
+    pub(crate) fn get_registry(&self, list: RegistryList, id: Uuid) -> Result<Value, ApiError> {
+        let registry = self
+            .registries(list)
+            .iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| registry_not_found(list, id))?;
+        Ok(self.registry_json(list, registry))
+    }
+
+    pub(crate) fn edit_registry(
+        &mut self,
+        list: RegistryList,
+        id: Uuid,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let registry = self
+            .registries_mut(list)
+            .iter_mut()
+            .find(|r| r.id == id)
+            .ok_or_else(|| registry_not_found(list, id))?;
+        let (key, secret) = registry.check_replacement(list, body)?;
+        registry.set_key(key, secret);
+        self.get_registry(list, id)
     }
 }
 
@@ -384,6 +608,14 @@ impl Credentials {
 }
 
 impl Cluster {
+    /// What status reads report: the previous deployment's while it is still stale.
+    fn reported(&self) -> ClusterStatus {
+        match &self.stale {
+            Some((old, _)) => old.clone(),
+            None => self.status(),
+        }
+    }
+
     /// Qovery refuses to deploy a cluster that is queued or mid-operation.
     fn is_busy(&self) -> bool {
         self.status.ends_with("QUEUED") || self.status.ends_with("ING")
@@ -429,13 +661,30 @@ fn credentials_not_found(id: Uuid) -> ApiError {
     ApiError::not_found(format!("credentials {id} not found"))
 }
 
-fn parse_seed_uuid(what: &str, value: &str) -> Result<Uuid, String> {
+fn cluster_not_found(id: Uuid) -> ApiError {
+    ApiError::not_found(format!("cluster {id} not found"))
+}
+
+fn registry_not_found(list: RegistryList, id: Uuid) -> ApiError {
+    ApiError::not_found(format!("{} {id} not found", list.what()))
+}
+
+pub(crate) fn parse_seed_uuid(what: &str, value: &str) -> Result<Uuid, String> {
     Uuid::parse_str(value).map_err(|_| format!("{what} {value:?} is not a UUID"))
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339)
         .expect("a UTC time always formats as RFC 3339")
+}
+
+pub(crate) fn now() -> String {
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+/// When a seeded object was created: a month ago, before any deployment it had.
+pub(crate) fn seeded_at() -> String {
+    rfc3339(OffsetDateTime::now_utc() - Duration::days(30))
 }
 
 /// Qovery's execution ids look like `<uuid>-<unix seconds>`.

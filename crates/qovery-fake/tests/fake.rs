@@ -1,105 +1,11 @@
 //! The fake over real HTTP, the way the rotator's steps and the demo talk to it.
 
-use qovery_fake::{FakeQovery, Fault, Outcome, RunningFake, Seed, SeedCluster, SeedCredentials};
-use reqwest::{Response, StatusCode};
+mod support;
+
+use qovery_fake::{Fault, Outcome, Seed, SeedCluster, SeedCredentials};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-const TOKEN: &str = "qov_test_token";
-const ORG: &str = "6f1c1f9e-2a4b-4c7d-9e3f-0a1b2c3d4e5f";
-const CREDS: &str = "0b7e2d54-8c1a-4f6e-a3b9-5d2c7e8f9a01";
-const CLUSTER: &str = "3c9a7b12-4d5e-4f60-8a71-b2c3d4e5f607";
-const OTHER: &str = "9d8c7b6a-5f4e-4d3c-8b2a-190817161514";
-
-fn seed(cluster: SeedCluster) -> Seed {
-    Seed {
-        token: TOKEN.into(),
-        organization_id: ORG.into(),
-        credentials: vec![SeedCredentials::new(
-            CREDS,
-            "prod-aws",
-            "AKIAOLD",
-            "old-secret",
-        )],
-        clusters: vec![cluster],
-    }
-}
-
-fn cluster() -> SeedCluster {
-    SeedCluster::new(CLUSTER, "prod", CREDS)
-}
-
-struct Api {
-    fake: RunningFake,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn start(seed: Seed) -> Self {
-        let fake = FakeQovery::new(seed).spawn(0).await.expect("fake starts");
-        // The workspace builds reqwest without a crypto provider of its own (see Cargo.toml).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Self {
-            fake,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.fake.base_url)
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Response {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .header("Authorization", format!("Token {TOKEN}"));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("request sent")
-    }
-
-    async fn get(&self, path: &str) -> Response {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> Response {
-        self.call(reqwest::Method::PUT, path, Some(body)).await
-    }
-
-    async fn deploy(&self) -> Response {
-        self.call(reqwest::Method::POST, &deploy_path(), None).await
-    }
-
-    /// Polls once and returns the ClusterStatus body.
-    async fn poll(&self) -> Value {
-        let response = self.get(&status_path()).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.unwrap()
-    }
-}
-
-fn credentials_path() -> String {
-    format!("/organization/{ORG}/aws/credentials/{CREDS}")
-}
-
-fn deploy_path() -> String {
-    format!("/organization/{ORG}/cluster/{CLUSTER}/deploy")
-}
-
-fn status_path() -> String {
-    format!("/organization/{ORG}/cluster/{CLUSTER}/status")
-}
-
-/// Asserts the status and that the body is `{status, error, message}` JSON; returns the message.
-async fn error_message(response: Response, status: StatusCode) -> String {
-    assert_eq!(response.status(), status);
-    assert_eq!(response.headers()["content-type"], "application/json");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    assert!(body["error"].is_string(), "{body}");
-    body["message"].as_str().expect("a message").to_owned()
-}
+use support::*;
 
 #[tokio::test]
 async fn every_api_call_needs_the_seeded_token() {
@@ -490,19 +396,6 @@ fn static_request(key: &str, secret: &str) -> Value {
     json!({"type": "AWS_STATIC", "name": "prod-aws", "access_key_id": key, "secret_access_key": secret})
 }
 
-/// Asserts a gateway's `text/html` page with this status; returns the page.
-async fn gateway_page(response: Response, status: StatusCode) -> String {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/html; charset=utf-8"
-    );
-    let page = response.text().await.unwrap();
-    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap());
-    assert!(page.contains(&format!("<h1>{title}</h1>")), "{page}");
-    page
-}
-
 #[tokio::test]
 async fn an_echo_fault_answers_a_page_quoting_the_request() {
     let api = Api::start(seed(cluster())).await;
@@ -760,7 +653,8 @@ async fn the_binary_prints_its_url_serves_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(
         state,
-        json!({"credentials": [], "clusters": [], "requests": [], "received_secrets": []})
+        json!({"credentials": [], "clusters": [], "container_registries": [],
+               "helm_repositories": [], "requests": [], "received_secrets": []})
     );
 
     let pid = child.id().unwrap().to_string();
