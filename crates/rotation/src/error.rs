@@ -44,12 +44,17 @@ pub enum RotationError {
     /// An AWS API refused the call (access denied, missing resource, bad request).
     #[error("{0}")]
     AwsRejected(String),
+    /// The hand-over had started (a holder was sent the new key, or already holds it)
+    /// and could not finish. Never rolled back: the state machine reconciles and goes
+    /// forward, and both keys stay active until every holder has the new one.
+    #[error("{0}")]
+    HandOverIncomplete(String),
 }
 
 impl RotationError {
     /// Every name `error_type` can take. The ASL may match only these (and the
     /// platform's own `States.*` and `Lambda.*` names).
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 13] = [
         "InvalidInput",
         "PreconditionFailed",
         "RotationInProgress",
@@ -62,6 +67,7 @@ impl RotationError {
         "UnsafeDelete",
         "AwsUnavailable",
         "AwsRejected",
+        "HandOverIncomplete",
     ];
 
     /// The stable name Step Functions matches in `ErrorEquals`.
@@ -79,6 +85,7 @@ impl RotationError {
             Self::UnsafeDelete(_) => "UnsafeDelete",
             Self::AwsUnavailable(_) => "AwsUnavailable",
             Self::AwsRejected(_) => "AwsRejected",
+            Self::HandOverIncomplete(_) => "HandOverIncomplete",
         }
     }
 
@@ -96,7 +103,8 @@ impl RotationError {
             | Self::ClusterDeployTimedOut(m)
             | Self::UnsafeDelete(m)
             | Self::AwsUnavailable(m)
-            | Self::AwsRejected(m) => m,
+            | Self::AwsRejected(m)
+            | Self::HandOverIncomplete(m) => m,
         }
     }
 
@@ -120,6 +128,7 @@ impl RotationError {
             Self::UnsafeDelete(_) => Self::UnsafeDelete(message),
             Self::AwsUnavailable(_) => Self::AwsUnavailable(message),
             Self::AwsRejected(_) => Self::AwsRejected(message),
+            Self::HandOverIncomplete(_) => Self::HandOverIncomplete(message),
         }
     }
 }
@@ -152,6 +161,7 @@ mod tests {
             RotationError::UnsafeDelete(String::new()),
             RotationError::AwsUnavailable(String::new()),
             RotationError::AwsRejected(String::new()),
+            RotationError::HandOverIncomplete(String::new()),
         ];
         let names: Vec<_> = all.iter().map(|e| e.name()).collect();
         assert_eq!(names, RotationError::NAMES);

@@ -20,12 +20,16 @@ pub struct KeySummary {
     pub create_date: String,
 }
 
-/// A Qovery credentials entry (AWS static keys) that holds the rotated key. The unit of
-/// rotation is the IAM key: every entry holding it gets the new key.
+pub use crate::qovery::HolderRef;
+
+/// A holder that does not hold the rotated key (another key, or a role), named in the
+/// report and left alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CredentialsRef {
-    pub id: String,
-    pub name: String,
+pub struct LeftAlone {
+    #[serde(flatten)]
+    pub holder: HolderRef,
+    /// `holds AKIA…` or `uses role arn:…`.
+    pub reason: String,
 }
 
 /// A cluster the rotation redeploys, in order (the first one is the canary).
@@ -33,7 +37,8 @@ pub struct CredentialsRef {
 pub struct ClusterPlan {
     pub id: String,
     pub name: String,
-    pub credentials_id: String,
+    /// The holder that makes it redeploy: credentials it uses, or its DNS provider.
+    pub held_by: String,
     /// Its status at preflight.
     pub status: String,
     /// What Qovery reported just after it took the new key. A deployment whose
@@ -55,7 +60,7 @@ pub struct ClusterPlan {
 pub struct SkippedCluster {
     pub id: String,
     pub name: String,
-    pub credentials_id: String,
+    pub held_by: String,
     pub status: String,
     pub reason: String,
 }
@@ -67,6 +72,9 @@ pub struct PreflightReport {
     pub summary: String,
     pub keys: Vec<KeySummary>,
     pub qovery_access_key_id: String,
+    /// Holders of another key, or of a role: not touched.
+    #[serde(default)]
+    pub left_alone: Vec<LeftAlone>,
 }
 
 /// The rotation state: preflight creates it, and each later step returns it enriched.
@@ -80,8 +88,10 @@ pub struct RotationState {
     pub preflight_at: String,
     pub iam_user_name: String,
     pub organization_id: String,
-    /// Every AWS static credentials entry of the organization that holds the old key.
-    pub credentials: Vec<CredentialsRef>,
+    /// Every holder of the rotated key, of every kind (credentials, container
+    /// registries, helm repositories, DNS providers), with the key id it holds: the old
+    /// key after preflight, the new one after the hand-over.
+    pub holders: Vec<HolderRef>,
     /// The clusters to redeploy, one at a time, in this order.
     pub clusters: Vec<ClusterPlan>,
     pub skipped_clusters: Vec<SkippedCluster>,
@@ -105,16 +115,6 @@ pub struct RotationState {
     pub qovery_updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_until: Option<String>,
-}
-
-impl RotationState {
-    pub fn credentials_ids(&self) -> String {
-        self.credentials
-            .iter()
-            .map(|c| format!("{} ({})", c.id, c.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 /// Where a cluster's redeploy stands. The ASL's Choice states compare these strings.
@@ -213,9 +213,9 @@ pub struct DeleteKeyResult {
     pub deleted_access_key_id: String,
     /// True when an earlier attempt had already deleted it (its answer was lost).
     pub already_deleted: bool,
-    /// The credentials entries holding the key that was kept, asked just before.
     pub kept_access_key_id: String,
-    pub kept_by_credentials: Vec<String>,
+    /// Every holder of the key that was kept, asked just before the delete.
+    pub kept_by: Vec<String>,
     pub remaining_keys: Vec<KeySummary>,
     pub summary: String,
 }
@@ -224,19 +224,20 @@ pub struct DeleteKeyResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QoveryHolds {
-    /// No entry holds the new key: the rollback may delete it.
+    /// No holder holds the new key: the rollback may delete it.
     OldKey,
-    /// Every entry holds the new key: finish the hand-over.
+    /// Every holder holds the new key: finish the hand-over.
     NewKey,
-    /// Some entries hold the new key: finish the hand-over for the others.
+    /// Some holders hold the new key (or may: an unreadable key id counts): finish
+    /// the hand-over for the others.
     Mixed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReconcileResult {
     pub qovery_holds: QoveryHolds,
-    /// `<credentials id>: <key id>` for each entry, as Qovery reports it now.
-    pub credentials: Vec<String>,
+    /// Each holder of either key and the key it holds, as Qovery reports it now.
+    pub holders: Vec<String>,
     pub summary: String,
 }
 
@@ -310,11 +311,11 @@ impl Validate for RotationState {
         check_uuid("organization_id", &self.organization_id)?;
         check_key("old_access_key_id", &self.old_access_key_id)?;
         check_optional_key("new_access_key_id", &self.new_access_key_id)?;
-        if self.credentials.is_empty() {
-            return Err("`credentials` is empty".to_string());
+        if self.holders.is_empty() {
+            return Err("`holders` is empty".to_string());
         }
-        for c in &self.credentials {
-            check_uuid("credentials[].id", &c.id)?;
+        for h in &self.holders {
+            check_uuid("holders[].id", &h.id)?;
         }
         for c in &self.clusters {
             check_uuid("clusters[].id", &c.id)?;

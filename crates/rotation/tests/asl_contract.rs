@@ -167,8 +167,10 @@ fn only_certain_failures_are_rolled_back_without_asking_qovery() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    // A timeout, a 5xx or a lost answer may hide a PUT that applied.
+    // A timeout, a 5xx or a lost answer may hide a PUT that applied; a hand-over
+    // that started only goes forward.
     for uncertain in [
+        "HandOverIncomplete",
         "QoveryUnavailable",
         "AwsUnavailable",
         "States.Timeout",
@@ -181,14 +183,27 @@ fn only_certain_failures_are_rolled_back_without_asking_qovery() {
             "{uncertain} is rolled back blindly"
         );
     }
-    assert_eq!(catches[1]["ErrorEquals"][0], "States.ALL");
+    assert_eq!(catches[1]["ErrorEquals"][0], "HandOverIncomplete");
     assert_eq!(catches[1]["Next"], "WaitBeforeReconcile");
+    assert_eq!(catches[2]["ErrorEquals"][0], "States.ALL");
+    assert_eq!(catches[2]["Next"], "WaitBeforeReconcile");
+    assert_eq!(catches.len(), 3);
     let reconcile = state(&asl, "ReconcileHandOver").unwrap();
     assert_eq!(reconcile["Catch"][0]["Next"], "HandOverUnknown");
     assert_eq!(
         state(&asl, "FinishHandOver").unwrap()["Catch"][0]["Next"],
         "HandOverUnfinished"
     );
+    // update-qovery is told its mode, never guesses it from the input's shape.
+    for (name, mode) in [
+        ("UpdateQovery", "hand_over"),
+        ("ReconcileHandOver", "reconcile"),
+        ("FinishHandOver", "hand_over"),
+    ] {
+        let parameters = &state(&asl, name).unwrap()["Parameters"];
+        assert_eq!(parameters["mode"], mode, "{name}");
+        assert_eq!(parameters["state.$"], "$", "{name}");
+    }
     let holds = serde_json::to_value(rotation::state::QoveryHolds::OldKey).unwrap();
     assert!(asl
         .to_string()

@@ -63,16 +63,19 @@ async fn no_secret_in_outputs_logs_or_errors() {
     world
         .fake
         .inject_fault(Fault::new("editAWSCredentials", 400, 1).echoing_request());
-    let rejected = update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap())
+    let hand_over = task_input(
+        "UpdateQovery",
+        &serde_json::to_value(&state).unwrap(),
+        &json!({}),
+    );
+    let rejected = update_qovery::handle(&world.deps, hand_over.clone())
         .await
         .unwrap_err();
+    assert_eq!(rejected.name(), "HandOverIncomplete", "{rejected}");
     record(&json!(rejected.message()));
-    let state: RotationState = serde_json::from_value(
-        update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap())
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let state: RotationState =
+        serde_json::from_value(update_qovery::handle(&world.deps, hand_over).await.unwrap())
+            .unwrap();
     record(&serde_json::to_value(&state).unwrap());
     for item in map_items(&state) {
         let mut deployment: ClusterDeployment =

@@ -7,9 +7,9 @@
 mod support;
 
 use qovery_fake::{Fault, Outcome, SeedCluster, SeedCredentials};
+use rotation::qovery::HolderKind;
 use rotation::state::{
-    ClusterDeployment, CredentialsRef, DeleteKeyResult, Phase, QoveryHolds, ReconcileResult,
-    RotationState,
+    ClusterDeployment, DeleteKeyResult, Phase, QoveryHolds, ReconcileResult, RotationState,
 };
 use rotation::steps::{
     check_status, create_key, delete_key, deploy_cluster, preflight, update_qovery,
@@ -100,11 +100,25 @@ async fn poll_until_done(
     panic!("still {:?} after 20 polls", cluster.status)
 }
 
-fn creds(id: &str, name: &str) -> CredentialsRef {
-    CredentialsRef {
-        id: id.to_string(),
-        name: name.to_string(),
-    }
+/// `(id, name)` of each credentials holder the state names.
+fn creds_of(state: &RotationState) -> Vec<(String, String)> {
+    state
+        .holders
+        .iter()
+        .filter(|h| h.kind == HolderKind::Credentials)
+        .map(|h| (h.id.clone(), h.name.clone()))
+        .collect()
+}
+
+/// The id in a holder's label: `credentials aws-prod (<id>)`.
+fn held_id(label: &str) -> &str {
+    let start = label.find('(').map_or(0, |i| i + 1);
+    let end = label[start..].find(')').map_or(label.len(), |i| start + i);
+    &label[start..end]
+}
+
+fn creds(id: &str, name: &str) -> (String, String) {
+    (id.to_string(), name.to_string())
 }
 
 fn all_hold(world: &World, key: &str) -> bool {
@@ -129,11 +143,11 @@ async fn preflight_reports_the_plan_and_changes_nothing() {
     // THEN it plans the rotation of that key, for that entry and both clusters
     assert_eq!(state.old_access_key_id, world.old_key);
     assert_eq!(state.report.qovery_access_key_id, world.old_key);
-    assert_eq!(state.credentials, vec![creds(CREDS, "aws-prod")]);
+    assert_eq!(creds_of(&state), vec![creds(CREDS, "aws-prod")]);
     let planned: Vec<(&str, &str, &str)> = state
         .clusters
         .iter()
-        .map(|c| (c.id.as_str(), c.credentials_id.as_str(), c.status.as_str()))
+        .map(|c| (c.id.as_str(), held_id(&c.held_by), c.status.as_str()))
         .collect();
     assert_eq!(
         planned,
@@ -187,13 +201,13 @@ async fn preflight_takes_every_entry_holding_the_key_and_their_clusters() {
 
     // THEN both entries, and the clusters of both, are in the plan
     assert_eq!(
-        state.credentials,
+        creds_of(&state),
         vec![creds(CREDS, "aws-prod"), creds(CREDS_US, "aws-us")]
     );
     let planned: Vec<(&str, &str)> = state
         .clusters
         .iter()
-        .map(|c| (c.id.as_str(), c.credentials_id.as_str()))
+        .map(|c| (c.id.as_str(), held_id(&c.held_by)))
         .collect();
     assert_eq!(
         planned,
@@ -204,12 +218,7 @@ async fn preflight_takes_every_entry_holding_the_key_and_their_clusters() {
         ]
     );
     let summary = &state.report.summary;
-    for needle in [
-        "2 Qovery credentials entries",
-        "aws-prod",
-        "aws-us",
-        "us-production",
-    ] {
+    for needle in ["2 Qovery holder(s)", "aws-prod", "aws-us", "us-production"] {
         assert!(summary.contains(needle), "{needle}: {summary}");
     }
     assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
@@ -230,7 +239,7 @@ async fn preflight_with_credentials_id_still_takes_the_other_entries_holding_the
 
     // THEN "aws-prod" is included and named in the summary, with its clusters
     assert_eq!(
-        state.credentials,
+        creds_of(&state),
         vec![creds(CREDS, "aws-prod"), creds(CREDS_US, "aws-us")]
     );
     assert_eq!(state.clusters.len(), 3);
@@ -373,7 +382,7 @@ async fn preflight_refuses_when_qovery_holds_a_key_the_user_does_not_have() {
         failure(preflight::handle(&world.deps, world.preflight_event(world.input())).await);
     assert_eq!(name, "PreconditionFailed");
     assert!(
-        message.contains("No Qovery credentials")
+        message.contains("Nothing in the Qovery organization holds key")
             && message.contains(&world.old_key)
             && message.contains("AKIAFOREIGNKEY000000"),
         "{message}"
@@ -413,7 +422,7 @@ async fn preflight_leaves_role_credentials_alone_and_refuses_to_rotate_them() {
 
     // WHEN the entries are found from the key: the role credentials are not touched
     let state = preflighted(&world).await;
-    assert_eq!(state.credentials, vec![creds(CREDS, "aws-prod")]);
+    assert_eq!(creds_of(&state), vec![creds(CREDS, "aws-prod")]);
     let planned: Vec<&str> = state.clusters.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(planned, [CLUSTER_A]);
 
@@ -797,10 +806,10 @@ async fn create_key_rejects_a_malformed_state() {
             with(&["old_access_key_id"], json!("AKIA../../etc/passwd")),
             "old_access_key_id",
         ),
-        (with(&["credentials"], json!([])), "`credentials` is empty"),
+        (with(&["holders"], json!([])), "`holders` is empty"),
         (
-            with(&["credentials", "0", "id"], json!("aws-prod")),
-            "credentials[].id",
+            with(&["holders", "0", "id"], json!("aws-prod")),
+            "holders[].id",
         ),
         (
             with(&["clusters", "0", "id"], json!(CLUSTER_A.to_uppercase())),
@@ -844,7 +853,7 @@ async fn update_qovery_hands_the_new_key_to_every_entry_and_deletes_its_secret()
         .unwrap()
         .ends_with(":user/qovery"));
     assert_eq!(
-        state.credentials,
+        creds_of(&state),
         vec![creds(CREDS, "aws-prod"), creds(CREDS_US, "aws-us")]
     );
     // One PUT per entry, each accepted by the fake's check of the spec's body, names kept.
@@ -943,7 +952,7 @@ async fn update_qovery_called_twice_puts_once_and_succeeds_without_the_secret() 
         2,
         "one PUT per entry, once"
     );
-    assert_eq!(second.credentials, first.credentials);
+    assert_eq!(second.holders, first.holders);
     assert_eq!(second.new_access_key_id, first.new_access_key_id);
     assert_eq!(
         second
@@ -988,7 +997,7 @@ async fn update_qovery_gives_the_new_key_to_an_entry_added_since_preflight() {
     let new_key = state.new_access_key_id.clone().unwrap();
     assert!(all_hold(&world, &new_key), "{:?}", world.holders());
     assert_eq!(
-        state.credentials,
+        creds_of(&state),
         vec![creds(CREDS, "aws-prod"), creds(CREDS_OTHER, "aws-late")]
     );
 }
@@ -1041,9 +1050,10 @@ async fn update_qovery_maps_qovery_failures_and_leaves_the_old_key_held() {
         (504, "QoveryUnavailable"),
         (429, "QoveryUnavailable"),
         (500, "QoveryUnavailable"),
-        (400, "QoveryRejected"),
-        (404, "QoveryRejected"),
-        (403, "QoveryUnauthorized"),
+        // Any other failure after a PUT was sent only goes forward (reconcile).
+        (400, "HandOverIncomplete"),
+        (404, "HandOverIncomplete"),
+        (403, "HandOverIncomplete"),
     ] {
         world
             .fake
@@ -1069,9 +1079,8 @@ async fn update_qovery_never_quotes_an_error_page_that_quotes_the_request() {
     world
         .fake
         .inject_fault(Fault::new("editAWSCredentials", 400, 1).echoing_request());
-    let (name, message) =
-        failure(update_qovery::handle(&world.deps, serde_json::to_value(&state).unwrap()).await);
-    assert_eq!(name, "QoveryRejected", "{message}");
+    let (name, message) = failure(update(&world, &state).await);
+    assert_eq!(name, "HandOverIncomplete", "{message}");
     assert_eq!(
         world.fake.snapshot().received_secrets,
         std::slice::from_ref(&new_secret),
@@ -1120,11 +1129,8 @@ async fn reconcile_tells_which_key_qovery_holds_and_the_hand_over_finishes() {
     // WHEN reconcile asks, and the PUT did not apply: old_key
     let result = reconcile(&world, &state).await;
     assert_eq!(result.qovery_holds, QoveryHolds::OldKey);
-    assert_eq!(result.credentials.len(), 2);
-    assert!(result
-        .credentials
-        .iter()
-        .all(|c| c.ends_with(&world.old_key)));
+    assert_eq!(result.holders.len(), 2);
+    assert!(result.holders.iter().all(|c| c.ends_with(&world.old_key)));
 
     // WHEN the PUT did apply to one entry: mixed
     world.qovery_takes(CREDS, &new_key, &new_secret);
@@ -1453,10 +1459,10 @@ async fn delete_key_retires_the_old_key_and_a_second_call_is_already_deleted() {
     assert!(!result.already_deleted);
     assert_eq!(result.kept_access_key_id, new_key);
     assert_eq!(
-        result.kept_by_credentials,
+        result.kept_by,
         vec![
-            format!("{CREDS} (aws-prod)"),
-            format!("{CREDS_US} (aws-us)")
+            format!("credentials aws-prod ({CREDS})"),
+            format!("credentials aws-us ({CREDS_US})")
         ]
     );
     assert_eq!(world.key_ids().await, vec![new_key.clone()]);
@@ -1498,7 +1504,7 @@ async fn delete_key_refuses_while_any_entry_holds_the_old_key() {
     let (name, message) = failure(delete(&world, "DeleteOldKey", &state).await);
     assert_eq!(name, "UnsafeDelete");
     assert!(
-        message.contains("hold it right now") && message.contains(&world.old_key),
+        message.contains("Qovery holds it right now") && message.contains(&world.old_key),
         "{message}"
     );
 
@@ -1532,16 +1538,17 @@ async fn delete_key_refuses_while_any_entry_holds_the_old_key() {
 
 #[tokio::test]
 async fn rollback_deletes_the_new_key_qovery_never_took_and_a_second_call_is_already_deleted() {
-    // GIVEN the new key created, and the hand-over failed for certain
+    // GIVEN the new key created, and the hand-over failed for certain before any PUT
     let world = World::shared_key().await;
     let state = created(&world).await;
     let new_key = state.new_access_key_id.clone().unwrap();
     let new_secret = world.stored_secret(&state).await;
     world
         .fake
-        .inject_fault(Fault::new("editAWSCredentials", 400, 1));
+        .inject_fault(Fault::new("listOrganizationCredentials", 400, 1));
     let (name, _) = failure(update(&world, &state).await);
     assert_eq!(name, "QoveryRejected");
+    assert_eq!(world.calls("editAWSCredentials"), 0);
 
     // WHEN RollbackNewKey runs
     let result = delete(&world, "RollbackNewKey", &state).await.unwrap();

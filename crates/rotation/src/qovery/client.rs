@@ -113,6 +113,26 @@ impl QoveryApi {
         Ok(list.results)
     }
 
+    /// A GET whose answer the holder modules read field by field (`qovery/registries.rs`,
+    /// `qovery/secret_manager_accesses.rs`, `qovery/dns_providers.rs`): they must see
+    /// every field Qovery returns, to send each one back, or to refuse.
+    pub(super) async fn get_json(&self, token: &Secret, path: &str) -> Result<Value, QoveryError> {
+        self.call(Method::GET, path, token, None, None).await
+    }
+
+    /// A PUT of a body that carries `secret` (a new secret access key): an error quotes
+    /// only Qovery's `detail` or `message`, scrubbed of the secret.
+    pub(super) async fn put_json(
+        &self,
+        token: &Secret,
+        path: &str,
+        body: Value,
+        secret: &Secret,
+    ) -> Result<Value, QoveryError> {
+        self.call(Method::PUT, path, token, Some(body), Some(secret))
+            .await
+    }
+
     /// One call. `sent_secret` is a secret the body carries: an error then quotes only
     /// Qovery's `detail` or `message`, never the body. Whatever an error quotes is
     /// scrubbed of the token and of `sent_secret`.

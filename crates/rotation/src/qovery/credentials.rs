@@ -2,6 +2,11 @@
 
 use serde::Deserialize;
 
+use super::client::QoveryApi;
+use super::error::QoveryError;
+use super::holders::{ClusterRef, Edit, Holder, HolderKind, Holding};
+use crate::secret::Secret;
+
 /// `ClusterCredentials` (an AWS static or role variant).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct AwsCredentials {
@@ -32,6 +37,8 @@ pub struct CredentialsHeader {
     pub object_type: Option<String>,
     #[serde(default)]
     pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub role_arn: Option<String>,
 }
 
 impl CredentialsHeader {
@@ -58,4 +65,81 @@ pub struct CredentialCluster {
 pub(super) struct CredentialsUsageList {
     #[serde(default)]
     pub(super) results: Vec<CredentialsUsage>,
+}
+
+/// Every credentials entry of the organization as a holder. Static AWS keys
+/// (`object_type: "AWS"`) are given a new key with `editAWSCredentials` and take it at
+/// their clusters' next deployment, so their clusters are redeployed.
+pub(super) async fn holders(
+    api: &QoveryApi,
+    token: &Secret,
+    organization_id: &str,
+) -> Result<Vec<Holder>, QoveryError> {
+    let usages = api
+        .list_organization_credentials(token, organization_id)
+        .await?;
+    Ok(usages.iter().map(holder).collect())
+}
+
+fn holder(usage: &CredentialsUsage) -> Holder {
+    let c = &usage.credential;
+    let key = || match c.access_key_id.as_deref() {
+        Some(k) if !k.is_empty() => Holding::Key(k.to_string()),
+        _ => Holding::Unreadable,
+    };
+    let object_type = c.object_type.as_deref().unwrap_or("");
+    let (holding, cannot_give) = match object_type {
+        "AWS" => (key(), None),
+        "AWS_ROLE" => (
+            Holding::Role(c.role_arn.clone().unwrap_or_default()),
+            None,
+        ),
+        // EKS Anywhere keeps an AWS key beside vSphere credentials; the rotation only
+        // sends AWS_STATIC bodies, which would turn the entry into another type.
+        "EKS_ANYWHERE_VSPHERE" => match (&c.access_key_id, &c.role_arn) {
+            (None, Some(arn)) => (Holding::Role(arn.clone()), None),
+            _ => (
+                key(),
+                Some(
+                    "EKS Anywhere (vSphere) credentials are edited with their vSphere user and password, which \
+                     the rotation does not have"
+                        .to_string(),
+                ),
+            ),
+        },
+        // Scaleway, GCP, Azure, generic: no AWS key. An unknown type showing an AWS key
+        // id still counts, so that the key is never deleted under it.
+        _ => match &c.access_key_id {
+            Some(_) => (
+                key(),
+                Some(format!(
+                    "credentials of type {} are not static AWS keys",
+                    if object_type.is_empty() { "unknown" } else { object_type }
+                )),
+            ),
+            None => (Holding::Nothing, None),
+        },
+    };
+    let redeploy = usage
+        .clusters
+        .iter()
+        .map(|cl| ClusterRef {
+            id: cl.id.to_ascii_lowercase(),
+            name: cl.name.clone().unwrap_or_default(),
+        })
+        .collect();
+    Holder {
+        kind: HolderKind::Credentials,
+        id: c.id.to_ascii_lowercase(),
+        name: c.name.clone().unwrap_or_default(),
+        cluster: None,
+        edit: if cannot_give.is_none() && object_type == "AWS" {
+            Edit::Credentials
+        } else {
+            Edit::None
+        },
+        holding,
+        cannot_give,
+        redeploy,
+    }
 }

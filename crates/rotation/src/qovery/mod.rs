@@ -2,15 +2,23 @@
 //! `../shared/qovery-openapi.yaml` specifies them.
 //!
 //! - `client`: [`QoveryApi`], one method per call;
-//! - `credentials` and `status`: the payloads, and how a rotation reads a cluster state;
+//! - `holders`: every place Qovery keeps an AWS key, behind one interface the steps
+//!   share; one file per kind (`credentials`, `registries`, `secret_manager_accesses`,
+//!   `dns_providers`);
+//! - `status`: how a rotation reads a cluster state;
 //! - `error`: why a call failed, and what of Qovery's answer an error may quote.
 
 mod client;
 mod credentials;
+mod dns_providers;
 mod error;
+pub mod holders;
+mod registries;
+mod secret_manager_accesses;
 mod status;
 
 pub use client::QoveryApi;
 pub use credentials::{AwsCredentials, CredentialCluster, CredentialsHeader, CredentialsUsage};
 pub use error::{QoveryError, QoveryErrorKind};
+pub use holders::{ClusterRef, Holder, HolderKind, HolderRef, Holding};
 pub use status::{ClusterState, ClusterStatus, StateClass};

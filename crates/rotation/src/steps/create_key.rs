@@ -3,7 +3,7 @@
 //! Safe to run twice with the same input. A retry finds the key the first call stored.
 //! A first call that lost its answer after `CreateAccessKey` (or was killed before it
 //! stored the key) leaves a key whose secret nobody has: created after preflight, held
-//! by no Qovery credentials, stored nowhere. Such a key is useless and would block the
+//! by nothing in Qovery, stored nowhere. Such a key is useless and would block the
 //! rotation (IAM allows two keys), so it is deleted and the step goes on.
 
 use serde_json::Value;
@@ -114,7 +114,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
 }
 
 /// Deletes every key of the user that an earlier attempt of this step created and lost:
-/// not the old key, created at or after preflight, and held by no Qovery credentials.
+/// not the old key, created at or after preflight, and held by nothing in Qovery.
 /// Returns the keys left.
 async fn remove_lost_keys(
     deps: &Deps,
@@ -135,11 +135,11 @@ async fn remove_lost_keys(
         return Ok(keys);
     }
     let token = super::qovery_token(deps, context).await?;
-    let usages = super::list_credentials(deps, &token, &state.organization_id, context).await?;
+    let all = super::survey(deps, &token, &state.organization_id, context).await?;
     let mut deleted = Vec::new();
     for key in candidates {
-        let held_by = super::holders(&usages, &key.access_key_id);
-        if !held_by.is_empty() {
+        // Fail closed: a holder whose key id cannot be read might hold this key.
+        if !crate::qovery::holders::may_hold(&all, &key.access_key_id).is_empty() {
             continue;
         }
         iam::delete_access_key(&deps.iam, &state.iam_user_name, &key.access_key_id)

@@ -1,6 +1,7 @@
 //! Step 8, and the rollback. Delete exactly one key, and only when it is safe: it is
-//! not the key the other half of the rotation depends on, and no Qovery credentials
-//! entry of the organization holds it right now (asked just before the delete).
+//! not the key the other half of the rotation depends on, and nothing in Qovery holds
+//! it right now, of any kind of holder (asked just before the delete; a holder whose
+//! key id cannot be read counts as holding it).
 //!
 //! Safe to run twice: if the key is already gone and Qovery holds the key that was to
 //! be kept, an earlier attempt did the work and lost its answer; that is success.
@@ -12,7 +13,7 @@ use serde_json::Value;
 
 use crate::config::Deps;
 use crate::error::RotationError;
-use crate::qovery::CredentialsUsage;
+use crate::qovery::holders::{self, Holder};
 use crate::state::{
     describe_keys, parse_step_input, DeleteKeyRequest, DeleteKeyResult, DeleteMode, KeySummary,
 };
@@ -43,16 +44,14 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
 
     let keys = super::list_keys(deps, user, &nothing_deleted).await?;
     let token = super::qovery_token(deps, &nothing_deleted).await?;
-    let usages =
-        super::list_credentials(deps, &token, &request.organization_id, &nothing_deleted).await?;
+    let all = super::survey(deps, &token, &request.organization_id, &nothing_deleted).await?;
 
     if !keys.iter().any(|k| k.access_key_id == target) {
-        return already_deleted(deps, &request, target, keep, &keys, &usages).await;
+        return already_deleted(deps, &request, target, keep, &keys, &all).await;
     }
 
-    let holding_target = super::holders(&usages, target);
-    if !holding_target.is_empty() {
-        return Err(refusal(&request, target, &holding_target, &keys));
+    if !holders::may_hold(&all, target).is_empty() {
+        return Err(refusal(&request, target, keep, &all, &keys));
     }
 
     if request.mode == DeleteMode::RollbackNewKey {
@@ -64,13 +63,11 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
         let context = format!(
             "The new key {target} was switched off for the rollback and is switched back on."
         );
-        let usages =
-            match super::list_credentials(deps, &token, &request.organization_id, &context).await {
-                Ok(usages) => usages,
-                Err(e) => return Err(reactivate_after(deps, user, target, e).await),
-            };
-        let holding_target = super::holders(&usages, target);
-        if !holding_target.is_empty() {
+        let now = match super::survey(deps, &token, &request.organization_id, &context).await {
+            Ok(now) => now,
+            Err(e) => return Err(reactivate_after(deps, user, target, e).await),
+        };
+        if !holders::may_hold(&now, target).is_empty() {
             let reactivated = iam::set_access_key_active(&deps.iam, user, target, true).await;
             let outcome = match reactivated {
                 Ok(()) => format!("The new key {target} was turned back on."),
@@ -81,10 +78,10 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
                 ),
             };
             return Err(RotationError::UnsafeDelete(format!(
-                "Refused to roll back: Qovery credentials {} took the new key {target} while the rollback ran. \
-                 {outcome} Both keys stay. Redeploy the clusters that use those credentials so they pick up \
-                 {target}, then delete {old} by hand after two hours.",
-                holding_target.join(", ")
+                "Refused to roll back: Qovery took the new key {target} while the rollback ran. {outcome} Both keys \
+                 stay. Holders of {target}: {}. Holders of {old}: {}. Delete a key only once no holder holds it.",
+                super::describe_holding(&now, target),
+                super::describe_holding(&now, old)
             )));
         }
     }
@@ -102,7 +99,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
             ))
         })?;
     tracing::info!(deleted_access_key_id = %target, mode = ?request.mode, "deleted access key");
-    finish(deps, &request, target, keep, false, &usages).await
+    finish(deps, &request, target, keep, false, &all).await
 }
 
 /// The target is not a key of the user. If Qovery holds the key to keep, an earlier
@@ -113,25 +110,22 @@ async fn already_deleted(
     target: &str,
     keep: &str,
     keys: &[KeySummary],
-    usages: &[CredentialsUsage],
+    all: &[Holder],
 ) -> Result<DeleteKeyResult, RotationError> {
-    let holding_keep = super::holders(usages, keep);
+    let holding_keep = holders::holding(all, keep);
     let keep_is_users = keys.iter().any(|k| k.access_key_id == keep);
-    if keep_is_users && !holding_keep.is_empty() && super::holders(usages, target).is_empty() {
+    if keep_is_users && !holding_keep.is_empty() && holders::may_hold(all, target).is_empty() {
         tracing::info!(access_key_id = %target, "already deleted by an earlier attempt");
-        return finish(deps, request, target, keep, true, usages).await;
+        return finish(deps, request, target, keep, true, all).await;
     }
     Err(RotationError::UnsafeDelete(format!(
-        "Key {target} is not a key of IAM user {}, whose keys are: {}; and Qovery {}. This is not a retry of a \
-         delete that went through. Nothing was deleted. Find out which key Qovery should hold before changing \
-         either.",
+        "Key {target} is not a key of IAM user {}, whose keys are: {}. Holders of the kept key {keep}: {}. Holders \
+         of {target}: {}. This is not a retry of a delete that went through. Nothing was deleted. Find out which \
+         key each holder should hold before changing either.",
         request.iam_user_name,
         describe_keys(keys),
-        if holding_keep.is_empty() {
-            format!("credentials hold neither the kept key {keep}")
-        } else {
-            format!("credentials {} hold {keep}", holding_keep.join(", "))
-        }
+        super::describe_holding(all, keep),
+        super::describe_holding(all, target)
     )))
 }
 
@@ -141,7 +135,7 @@ async fn finish(
     target: &str,
     keep: &str,
     already_deleted: bool,
-    usages: &[CredentialsUsage],
+    all: &[Holder],
 ) -> Result<DeleteKeyResult, RotationError> {
     let user = &request.iam_user_name;
     if let Some(secret_id) = &request.key_secret_id {
@@ -163,15 +157,18 @@ async fn finish(
             tracing::warn!(error = %e.message, "could not list the keys left after the delete");
             Vec::new()
         });
-    let kept_by_credentials = super::holders(usages, keep);
+    let kept_by: Vec<String> = holders::holding(all, keep)
+        .iter()
+        .map(|h| h.label())
+        .collect();
     let summary = format!(
-        "{} key {target}; Qovery credentials {} hold {keep}; user keys now: {}.",
+        "{} key {target}; holders of {keep}: {}; user keys now: {}.",
         if already_deleted {
             "Already deleted"
         } else {
             "Deleted"
         },
-        kept_by_credentials.join(", "),
+        kept_by.join("; "),
         describe_keys(&remaining_keys)
     );
     Ok(DeleteKeyResult {
@@ -179,7 +176,7 @@ async fn finish(
         deleted_access_key_id: target.to_string(),
         already_deleted,
         kept_access_key_id: keep.to_string(),
-        kept_by_credentials,
+        kept_by,
         remaining_keys,
         summary,
     })
@@ -188,26 +185,28 @@ async fn finish(
 fn refusal(
     request: &DeleteKeyRequest,
     target: &str,
-    holding: &[String],
+    keep: &str,
+    all: &[Holder],
     keys: &[KeySummary],
 ) -> RotationError {
-    let old = &request.old_access_key_id;
     let next = match request.mode {
         DeleteMode::RollbackNewKey => format!(
             "Qovery took the new key before the failure, so the rotation cannot be rolled back. Both keys ({}) \
-             stay active. Redeploy the clusters that use those credentials so they pick up {target}, then delete \
-             {old} by hand after two hours.",
+             stay active. Give the new key to the holders still on {keep}, redeploy the clusters that use them, and \
+             delete {keep} only once no holder holds it.",
             describe_keys(keys)
         ),
         DeleteMode::RetireOldKey => format!(
-            "Deleting it would break them. Both keys ({}) stay active; give those credentials the new key (or find \
-             out why they hold the old one) before deleting it.",
+            "Deleting it would break them. Both keys ({}) stay active; give those holders the new key {keep} (or \
+             find out why they hold the old one) before deleting it.",
             describe_keys(keys)
         ),
     };
     RotationError::UnsafeDelete(format!(
-        "Refused to delete key {target}: Qovery credentials {} hold it right now. {next}",
-        holding.join(", ")
+        "Refused to delete key {target}: Qovery holds it right now. Holders of {target}: {}. Holders of {keep}: {}. \
+         {next}",
+        super::describe_holding(all, target),
+        super::describe_holding(all, keep)
     ))
 }
 

@@ -10,6 +10,7 @@ pub mod update_qovery;
 
 use crate::config::Deps;
 use crate::error::RotationError;
+use crate::qovery::holders::{self, Holder};
 use crate::secret::Secret;
 use crate::secrets_manager;
 
@@ -32,26 +33,6 @@ pub(crate) async fn qovery_token(deps: &Deps, context: &str) -> Result<Secret, R
     Ok(token)
 }
 
-/// The credentials entries of the organization that hold `access_key_id` right now,
-/// whatever their type, as `<id> (<name>)`. Asked fresh every time: the key Qovery
-/// holds is never deleted, and only Qovery knows which key it holds now.
-pub(crate) fn holders(
-    usages: &[crate::qovery::CredentialsUsage],
-    access_key_id: &str,
-) -> Vec<String> {
-    usages
-        .iter()
-        .filter(|u| u.credential.holds_key(access_key_id))
-        .map(|u| {
-            format!(
-                "{} ({})",
-                u.credential.id,
-                u.credential.name.as_deref().unwrap_or("")
-            )
-        })
-        .collect()
-}
-
 /// The user's keys, with `context` (which keys are live, what to do) on failure.
 pub(crate) async fn list_keys(
     deps: &Deps,
@@ -63,15 +44,21 @@ pub(crate) async fn list_keys(
         .map_err(|e| e.into_rotation_error(context))
 }
 
-/// Every credentials entry of the organization, asked now.
-pub(crate) async fn list_credentials(
+/// Every holder of an AWS key in the organization, of every kind, asked now. Asked
+/// fresh every time: a key any holder holds is never deleted, and only Qovery knows
+/// which key each holds now.
+pub(crate) async fn survey(
     deps: &Deps,
     token: &Secret,
     organization_id: &str,
     context: &str,
-) -> Result<Vec<crate::qovery::CredentialsUsage>, RotationError> {
-    deps.qovery
-        .list_organization_credentials(token, organization_id)
+) -> Result<Vec<Holder>, RotationError> {
+    holders::survey(&deps.qovery, token, organization_id)
         .await
         .map_err(|e| e.into_rotation_error(context))
+}
+
+/// `label holds key` for each holder that holds `key` or might; `none` when none does.
+pub(crate) fn describe_holding(all: &[Holder], key: &str) -> String {
+    holders::describe_all(holders::may_hold(all, key))
 }

@@ -1,7 +1,8 @@
 //! Step 1. Check that a rotation is safe, and change nothing: the input is valid, no
 //! other rotation of this user runs, the token works, the IAM user has exactly one key,
-//! and Qovery holds it. Finds every credentials entry holding that key and every
-//! cluster using them, and decides which clusters to redeploy.
+//! and Qovery holds it. Finds every holder of that key, of every kind (credentials,
+//! container and helm registries, secret manager accesses, DNS providers), refuses if
+//! one cannot be given a new key, and decides which clusters to redeploy.
 
 use std::collections::BTreeMap;
 
@@ -12,10 +13,11 @@ use crate::clusters::{self, Decision};
 use crate::config::Deps;
 use crate::error::RotationError;
 use crate::input::ExecutionInput;
-use crate::qovery::{ClusterStatus, CredentialsUsage};
+use crate::qovery::holders;
+use crate::qovery::{ClusterStatus, Holder, HolderKind, HolderRef, Holding};
 use crate::secret::Secret;
 use crate::state::{
-    describe_keys, ClusterPlan, CredentialsRef, KeySummary, PreflightReport, RotationState,
+    describe_keys, ClusterPlan, KeySummary, LeftAlone, PreflightReport, RotationState,
     SkippedCluster,
 };
 use crate::{iam, step_functions, timefmt};
@@ -61,8 +63,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     }
 
     let token = super::qovery_token(deps, NOTHING_CHANGED).await?;
-    let usages =
-        super::list_credentials(deps, &token, &input.organization_id, NOTHING_CHANGED).await?;
+    let all = super::survey(deps, &token, &input.organization_id, NOTHING_CHANGED).await?;
 
     let keys = iam::list_access_keys(&deps.iam, user).await.map_err(|e| {
         let context = if e.is_code("NoSuchEntity") {
@@ -72,28 +73,33 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         };
         e.into_rotation_error(&context)
     })?;
-    let qovery_key = key_to_rotate(&input, &usages, &keys)?;
-    let holders = holders_of(&usages, &qovery_key)?;
-
-    let (clusters, skipped_clusters) =
-        plan_clusters(deps, &token, &input.organization_id, &holders).await?;
-    input.check_history_budget(clusters.len())?;
-
-    let credentials: Vec<CredentialsRef> = holders
+    let qovery_key = key_to_rotate(&input, &all, &keys)?;
+    let holding = holders_of(&all, &qovery_key)?;
+    let left_alone: Vec<LeftAlone> = all
         .iter()
-        .map(|u| CredentialsRef {
-            id: u.credential.id.to_ascii_lowercase(),
-            name: u.credential.name.clone().unwrap_or_default(),
+        .filter(|h| {
+            !h.holds(&qovery_key) && matches!(h.holding, Holding::Key(_) | Holding::Role(_))
+        })
+        .map(|h| LeftAlone {
+            holder: h.to_ref(),
+            reason: h.holding_text(),
         })
         .collect();
+
+    let (clusters, skipped_clusters) =
+        plan_clusters(deps, &token, &input.organization_id, &holding).await?;
+    input.check_history_budget(clusters.len())?;
+
+    let holders: Vec<HolderRef> = holding.iter().map(|h| h.to_ref()).collect();
     let summary = summary(
         &input,
-        &credentials,
+        &holders,
         &qovery_key,
         &clusters,
         &skipped_clusters,
+        &left_alone,
     );
-    tracing::info!(old_access_key_id = %qovery_key, credentials = credentials.len(),
+    tracing::info!(old_access_key_id = %qovery_key, holders = holders.len(),
         clusters = clusters.len(), skipped = skipped_clusters.len(), "{summary}");
     Ok(RotationState {
         execution_id: event.execution_id,
@@ -101,7 +107,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         preflight_at,
         iam_user_name: input.iam_user_name.clone(),
         organization_id: input.organization_id.clone(),
-        credentials,
+        holders,
         clusters,
         skipped_clusters,
         drain_seconds: input.drain_seconds,
@@ -113,6 +119,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
             summary,
             keys,
             qovery_access_key_id: qovery_key,
+            left_alone,
         },
         new_access_key_id: None,
         key_secret_id: None,
@@ -126,34 +133,41 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
 /// `credentials_id`, the user's key. Either way it must be the user's only key.
 fn key_to_rotate(
     input: &ExecutionInput,
-    usages: &[CredentialsUsage],
+    all: &[Holder],
     keys: &[KeySummary],
 ) -> Result<String, RotationError> {
     let user = &input.iam_user_name;
     let qovery_key = match &input.credentials_id {
         Some(id) => {
-            let entry = usages
+            let entry = all
                 .iter()
-                .find(|u| u.credential.id.eq_ignore_ascii_case(id))
+                .find(|h| h.kind == HolderKind::Credentials && h.id.eq_ignore_ascii_case(id))
                 .ok_or_else(|| {
                     RotationError::PreconditionFailed(format!(
                         "Qovery organization {} has no credentials {id}; it has: {}. Fix credentials_id, or leave it \
                          out to find the credentials from the key of {user}. {NOTHING_CHANGED}",
                         input.organization_id,
-                        describe_entries(usages)
+                        holders::describe_all(all.iter().filter(|h| h.kind == HolderKind::Credentials))
                     ))
                 })?;
-            match (
-                entry.credential.object_type.as_deref(),
-                &entry.credential.access_key_id,
-            ) {
-                (Some("AWS"), Some(key)) => key.clone(),
-                (kind, _) => {
+            match (&entry.holding, &entry.cannot_give) {
+                (Holding::Key(key), None) => key.clone(),
+                (Holding::Role(_), _) => {
                     return Err(RotationError::PreconditionFailed(format!(
-                        "Qovery credentials {id} ({}) are of type {}, not static AWS keys. Role credentials \
-                         (AWS_ROLE) need no rotation. {NOTHING_CHANGED}",
-                        entry.credential.name.as_deref().unwrap_or(""),
-                        kind.unwrap_or("unknown")
+                        "Qovery {} by role, not by a static key: role credentials (AWS_ROLE) need no rotation. \
+                         {NOTHING_CHANGED}",
+                        entry.describe()
+                    )))
+                }
+                _ => {
+                    return Err(RotationError::PreconditionFailed(format!(
+                        "Qovery {} are not static AWS keys a rotation can change{}. {NOTHING_CHANGED}",
+                        entry.describe(),
+                        entry
+                            .cannot_give
+                            .as_deref()
+                            .map(|why| format!(": {why}"))
+                            .unwrap_or_default()
                     )))
                 }
             }
@@ -196,64 +210,57 @@ fn key_to_rotate(
     Ok(qovery_key)
 }
 
-/// Every credentials entry holding `key`. All must be static AWS keys, since only
-/// those can be given the new key.
-fn holders_of<'a>(
-    usages: &'a [CredentialsUsage],
-    key: &str,
-) -> Result<Vec<&'a CredentialsUsage>, RotationError> {
-    let holders: Vec<&CredentialsUsage> = usages
+/// Every holder of `key`, of every kind. Each must be one a rotation can give the new
+/// key to, and none may hide which key it holds: the old key is deleted at the end,
+/// and it must not be deleted under any of them.
+fn holders_of<'a>(all: &'a [Holder], key: &str) -> Result<Vec<&'a Holder>, RotationError> {
+    let holding = holders::holding(all, key);
+    if holding.is_empty() {
+        return Err(RotationError::PreconditionFailed(format!(
+            "Nothing in the Qovery organization holds key {key}; what holds an AWS key: {}. Check iam_user_name \
+             and organization_id. {NOTHING_CHANGED}",
+            holders::describe_all(all.iter().filter(|h| h.holding != Holding::Nothing))
+        )));
+    }
+    let unreadable: Vec<&Holder> = all
         .iter()
-        .filter(|u| u.credential.holds_key(key))
+        .filter(|h| h.holding == Holding::Unreadable)
         .collect();
-    if holders.is_empty() {
+    if !unreadable.is_empty() {
         return Err(RotationError::PreconditionFailed(format!(
-            "No Qovery credentials of the organization hold key {key}; they are: {}. Check iam_user_name and \
-             organization_id. {NOTHING_CHANGED}",
-            describe_entries(usages)
+            "Qovery does not show which key these hold: {}. Any of them could hold {key}, which the rotation \
+             deletes at the end, so it does not start. Check them in the Qovery console (give them a key again, or \
+             a role), then start again. {NOTHING_CHANGED}",
+            holders::describe_all(unreadable)
         )));
     }
-    if let Some(other) = holders.iter().find(|u| !u.credential.holds_aws_key(key)) {
+    let stuck: Vec<&&Holder> = holding.iter().filter(|h| h.cannot_give.is_some()).collect();
+    if !stuck.is_empty() {
         return Err(RotationError::PreconditionFailed(format!(
-            "Qovery credentials {} ({}) of type {} hold key {key}, and a rotation can only give a new key to static \
-             AWS credentials. Deleting the old key later would break them. Point them at another key first. \
-             {NOTHING_CHANGED}",
-            other.credential.id,
-            other.credential.name.as_deref().unwrap_or(""),
-            other.credential.object_type.as_deref().unwrap_or("unknown")
+            "These hold key {key} but cannot be given a new key by this rotation: {}. Deleting {key} later would \
+             break them. Point each at another key (an IAM user of its own) or at a role (AWS_ROLE_ARN for a \
+             secret manager access) in the Qovery console, then start again. {NOTHING_CHANGED}",
+            stuck
+                .iter()
+                .map(|h| format!(
+                    "{} ({})",
+                    h.label(),
+                    h.cannot_give.as_deref().unwrap_or_default()
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
         )));
     }
-    Ok(holders)
+    Ok(holding)
 }
 
-fn describe_entries(usages: &[CredentialsUsage]) -> String {
-    if usages.is_empty() {
-        return "none".to_string();
-    }
-    usages
-        .iter()
-        .map(|u| {
-            format!(
-                "{} ({}, {}, key {})",
-                u.credential.id,
-                u.credential.name.as_deref().unwrap_or(""),
-                u.credential
-                    .object_type
-                    .as_deref()
-                    .unwrap_or("unknown type"),
-                u.credential.access_key_id.as_deref().unwrap_or("none")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Every cluster of the holders, each either planned for a redeploy or skipped.
+/// Every cluster a holder needs redeployed (the clusters of credentials, the cluster
+/// of a DNS provider), each either planned for a redeploy or skipped.
 async fn plan_clusters(
     deps: &Deps,
     token: &Secret,
     organization_id: &str,
-    holders: &[&CredentialsUsage],
+    holding: &[&Holder],
 ) -> Result<(Vec<ClusterPlan>, Vec<SkippedCluster>), RotationError> {
     let statuses: BTreeMap<String, ClusterStatus> = deps
         .qovery
@@ -265,11 +272,12 @@ async fn plan_clusters(
         .collect();
     let mut plans = Vec::new();
     let mut skipped = Vec::new();
-    for usage in holders {
-        let credentials_id = usage.credential.id.to_ascii_lowercase();
-        for cluster in &usage.clusters {
+    for holder in holding {
+        for cluster in &holder.redeploy {
             let id = cluster.id.to_ascii_lowercase();
-            if plans.iter().any(|p: &ClusterPlan| p.id == id) {
+            if plans.iter().any(|p: &ClusterPlan| p.id == id)
+                || skipped.iter().any(|s: &SkippedCluster| s.id == id)
+            {
                 continue;
             }
             let status = match statuses.get(&id) {
@@ -280,12 +288,12 @@ async fn plan_clusters(
                     .await
                     .map_err(|e| e.into_rotation_error(NOTHING_CHANGED))?,
             };
-            let name = cluster.name.clone().unwrap_or_default();
+            let name = cluster.name.clone();
             match clusters::decide(&status) {
                 Decision::Redeploy => plans.push(ClusterPlan {
                     id,
                     name,
-                    credentials_id: credentials_id.clone(),
+                    held_by: holder.label(),
                     status: status.status.as_str().to_string(),
                     handover_status: None,
                     handover_execution_id: None,
@@ -294,7 +302,7 @@ async fn plan_clusters(
                 Decision::Skip(reason) => skipped.push(SkippedCluster {
                     id,
                     name,
-                    credentials_id: credentials_id.clone(),
+                    held_by: holder.label(),
                     status: status.status.as_str().to_string(),
                     reason: reason.to_string(),
                 }),
@@ -306,30 +314,30 @@ async fn plan_clusters(
 
 fn summary(
     input: &ExecutionInput,
-    credentials: &[CredentialsRef],
+    holders: &[HolderRef],
     old_key: &str,
     clusters: &[ClusterPlan],
     skipped: &[SkippedCluster],
+    left_alone: &[LeftAlone],
 ) -> String {
-    let entries = credentials
+    let entries = holders
         .iter()
-        .map(|c| format!("{} ({})", c.name, c.id))
+        .map(HolderRef::label)
         .collect::<Vec<_>>()
-        .join(", ");
+        .join("; ");
     let planned = clusters
         .iter()
         .map(|c| format!("{} ({}, {})", c.name, c.id, c.status))
         .collect::<Vec<_>>()
         .join(", ");
     let mut text = format!(
-        "{}Rotation of IAM user {}: create a second key, prove it with STS, give it to {} Qovery credentials \
-         entr{} holding {old_key}: {entries}; redeploy {} cluster(s) one at a time{}, waiting until each is \
-         DEPLOYED (the first is the canary: a failure stops the rotation before the next); wait a drain of {} s; \
-         then delete the old key {old_key}.",
+        "{}Rotation of IAM user {}: create a second key, prove it with STS, give it to the {} Qovery holder(s) of \
+         {old_key}: {entries}; redeploy {} cluster(s) one at a time{}, waiting until each is DEPLOYED (the first \
+         is the canary: a failure stops the rotation before the next); wait a drain of {} s; then delete the old \
+         key {old_key}.",
         if input.dry_run { "Dry run, nothing was changed. " } else { "" },
         input.iam_user_name,
-        credentials.len(),
-        if credentials.len() == 1 { "y" } else { "ies" },
+        holders.len(),
         clusters.len(),
         if planned.is_empty() { String::new() } else { format!(": {planned}") },
         input.drain_seconds,
@@ -342,6 +350,16 @@ fn summary(
                 .map(|c| format!("{} ({}, {}: {})", c.name, c.id, c.status, c.reason))
                 .collect::<Vec<_>>()
                 .join(", ")
+        ));
+    }
+    if !left_alone.is_empty() {
+        text.push_str(&format!(
+            " Left alone (they do not hold {old_key}): {}.",
+            left_alone
+                .iter()
+                .map(|l| format!("{} {}", l.holder.label(), l.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
     }
     text

@@ -1,26 +1,53 @@
-//! Steps 3 and 4. Prove the new key works with STS and give it to every Qovery
-//! credentials entry holding the old key. Then note, for each cluster, what Qovery
-//! reports right after the hand-over, and delete the key secret: its secret now lives
-//! only in Qovery.
+//! Steps 3 and 4. Prove the new key works with STS and give it to every holder of the
+//! old key in Qovery, of every kind (`qovery::holders`). Then note, for each cluster,
+//! what Qovery reports right after the hand-over, and delete the key secret: its
+//! secret now lives only in Qovery.
 //!
-//! Safe to run twice: Qovery is read before any PUT, and an entry that already holds
-//! the new key is left alone. Once every entry holds it, nothing else needs the secret.
+//! Safe to run twice: every holder is read before any PUT, and a holder that already
+//! holds the new key is left alone. Once every holder holds it, nothing else needs the
+//! secret.
 //!
-//! In `reconcile` mode (after a hand-over whose outcome is unknown) it only reads:
-//! which key does each entry hold now? The state machine then either finishes the
+//! Once the hand-over has started (a PUT was sent, or a holder already holds the new
+//! key), it only goes forward: a failure is `HandOverIncomplete` (or a retryable
+//! outage), which the state machine reconciles and never rolls back. The old secret
+//! cannot be given back: the tool never had it.
+//!
+//! With `mode: reconcile` (after a hand-over whose outcome is unknown) it only reads:
+//! which key does each holder hold now? The state machine then either finishes the
 //! hand-over or rolls back.
 
 use std::future::Future;
 use std::pin::Pin;
 
+use serde::Deserialize;
 use serde_json::Value;
 
+use crate::clusters::{self, Decision};
 use crate::config::Deps;
 use crate::error::RotationError;
-use crate::qovery::CredentialsUsage;
+use crate::qovery::holders::{self, Holder, HolderRef, Holding};
 use crate::secret::Secret;
-use crate::state::{parse_step_input, CredentialsRef, QoveryHolds, ReconcileResult, RotationState};
+use crate::state::{
+    parse_step_input, ClusterPlan, QoveryHolds, ReconcileResult, RotationState, SkippedCluster,
+};
 use crate::{secrets_manager, sts, timefmt};
+
+/// What the ASL passes: an explicit mode, and the rotation state.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateQoveryEvent {
+    mode: Mode,
+    state: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    /// Give the new key to every holder of the old one (UpdateQovery, FinishHandOver).
+    HandOver,
+    /// Only read which key each holder holds (ReconcileHandOver).
+    Reconcile,
+}
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<Value, RotationError> {
     // Type-erased: written out, this future is too deep for rustc to lay out inside the
@@ -31,21 +58,23 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<Value, RotationError> {
 }
 
 async fn run(deps: &Deps, event: Value) -> Result<Value, RotationError> {
-    // ReconcileHandOver passes `{"reconcile": <state>}` and nothing else. FinishHandOver
-    // passes the state itself, which by then carries reconcile's result at `$.reconcile`:
-    // that is a hand-over.
-    let to_reconcile = event
-        .as_object()
-        .filter(|fields| fields.len() == 1)
-        .and_then(|fields| fields.get("reconcile"));
-    if let Some(state) = to_reconcile {
-        let state: RotationState = parse_step_input("update-qovery (reconcile)", state.clone())?;
-        let result = reconcile(deps, &state).await?;
-        return Ok(serde_json::to_value(result).expect("a reconcile result always serializes"));
+    let event: UpdateQoveryEvent = serde_json::from_value(event).map_err(|e| {
+        RotationError::InvalidInput(format!(
+            "The update-qovery step got an input it cannot read: {e}. The state machine passes \
+             {{\"mode\": \"hand_over\" or \"reconcile\", \"state\": <the rotation state>}}. Nothing was changed."
+        ))
+    })?;
+    let state: RotationState = parse_step_input("update-qovery", event.state)?;
+    match event.mode {
+        Mode::Reconcile => {
+            let result = reconcile(deps, &state).await?;
+            Ok(serde_json::to_value(result).expect("a reconcile result always serializes"))
+        }
+        Mode::HandOver => {
+            let state = hand_over(deps, state).await?;
+            Ok(serde_json::to_value(state).expect("a rotation state always serializes"))
+        }
     }
-    let state: RotationState = parse_step_input("update-qovery", event)?;
-    let state = hand_over(deps, state).await?;
-    Ok(serde_json::to_value(state).expect("a rotation state always serializes"))
 }
 
 struct Keys {
@@ -72,51 +101,64 @@ fn keys_of(state: &RotationState) -> Result<Keys, RotationError> {
     }
 }
 
-/// Which key each entry of the rotation holds, and which entries hold the old key
-/// now (including any added since preflight): those get the new key too.
-fn entries_to_update(
-    state: &RotationState,
-    usages: &[CredentialsUsage],
-    new_key: &str,
-) -> Result<(Vec<CredentialsRef>, Vec<CredentialsRef>), RotationError> {
-    let old = &state.old_access_key_id;
-    let mut done = Vec::new();
-    let mut to_update = Vec::new();
-    for entry in &state.credentials {
-        let now = usages
-            .iter()
-            .find(|u| u.credential.id.eq_ignore_ascii_case(&entry.id));
-        let held = now.and_then(|u| u.credential.access_key_id.clone());
-        match held.as_deref() {
-            Some(k) if k == new_key => done.push(entry.clone()),
-            Some(k) if k == old => to_update.push(entry.clone()),
-            other => {
-                return Err(RotationError::PreconditionFailed(format!(
-                    "Qovery credentials {} ({}) now hold {}, neither the old key {old} nor the new key {new_key}: \
-                     someone changed them during the rotation. Both keys are still active. Check who holds which key \
-                     before rotating again.",
-                    entry.id,
-                    entry.name,
-                    match other {
-                        Some(k) => format!("key {k}"),
-                        None => "no key (they are gone)".to_string(),
-                    }
-                )))
+/// Where the hand-over stands, for every message: who holds which key.
+struct Progress<'a> {
+    old: &'a str,
+    new: &'a str,
+    secret_id: &'a str,
+    /// Holders on the new key (before this call, and given by it).
+    on_new: Vec<String>,
+    /// Holders still on the old key, or that might be.
+    on_old: Vec<String>,
+    /// A PUT was sent, or a holder already held the new key: only forward from here.
+    started: bool,
+}
+
+impl Progress<'_> {
+    fn text(&self) -> String {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join("; ")
             }
+        };
+        format!(
+            "Holders on the new key {}: {}. Holders still on the old key {}: {}.",
+            self.new,
+            list(&self.on_new),
+            self.old,
+            list(&self.on_old)
+        )
+    }
+
+    /// `error`, with who holds which key. Once the hand-over has started, a failure
+    /// that is not retried (a 4xx, an unexpected answer, a holder that cannot be given
+    /// the key) becomes `HandOverIncomplete`, so that the state machine reconciles and
+    /// goes forward instead of rolling back a key some holder already holds.
+    fn fail(&self, error: RotationError) -> RotationError {
+        let both = format!(
+            "{} Both keys are active and neither is deleted while a holder holds it.",
+            self.text()
+        );
+        if !self.started {
+            return error.with_context(&format!("{both} No holder was sent the new key yet."));
+        }
+        match error {
+            RotationError::QoveryUnavailable(_) | RotationError::AwsUnavailable(_) => {
+                error.with_context(&both)
+            }
+            other => RotationError::HandOverIncomplete(format!(
+                "The hand-over of the new key {} did not finish: {} {both} The new key's secret stays in secret {} \
+                 until every holder has it. The state machine asks Qovery again and finishes the hand-over; if it \
+                 fails again, fix the cause above, give the new key to the holders still on the old key, and delete \
+                 the old key only once no holder holds it.",
+                self.new,
+                other.message(),
+                self.secret_id
+            )),
         }
     }
-    for usage in usages {
-        let id = usage.credential.id.to_ascii_lowercase();
-        let known = state.credentials.iter().any(|c| c.id == id);
-        if !known && usage.credential.holds_aws_key(old) {
-            tracing::info!(credentials_id = %id, "credentials added since preflight also hold the old key");
-            to_update.push(CredentialsRef {
-                id,
-                name: usage.credential.name.clone().unwrap_or_default(),
-            });
-        }
-    }
-    Ok((done, to_update))
 }
 
 async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationState, RotationError> {
@@ -128,51 +170,76 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
         format!("Both keys are active: the old key {old} and the new key {new_key} of {user}.");
 
     let token = super::qovery_token(deps, &before).await?;
-    let usages = super::list_credentials(deps, &token, &state.organization_id, &before).await?;
-    let (mut done, to_update) = entries_to_update(&state, &usages, &new_key)?;
+    let all = super::survey(deps, &token, &state.organization_id, &before).await?;
+    let mut progress = Progress {
+        old: &old,
+        new: &new_key,
+        secret_id: &keys.secret_id,
+        on_new: holders::holding(&all, &new_key)
+            .iter()
+            .map(|h| h.label())
+            .collect(),
+        on_old: holders::may_hold(&all, &old)
+            .iter()
+            .map(|h| h.label())
+            .collect(),
+        started: false,
+    };
+    progress.started = !progress.on_new.is_empty();
+    let to_give = holders_to_give(&state, &all, &new_key).map_err(|e| progress.fail(e))?;
 
-    if !to_update.is_empty() {
-        let secret_access_key = read_new_secret(deps, &keys, &before).await?;
-        prove_with_sts(deps, &new_key, &secret_access_key, &user, &before).await?;
-        for entry in to_update {
-            let context = if done.is_empty() {
-                before.clone()
-            } else {
-                format!(
-                    "{before} Qovery credentials {} already hold the new key.",
-                    done.iter()
-                        .map(|c| c.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            let updated = deps
-                .qovery
-                .put_aws_static_credentials(
-                    &token,
-                    &state.organization_id,
-                    &entry.id,
-                    &entry.name,
-                    &new_key,
-                    &secret_access_key,
-                )
-                .await
-                .map_err(|e| e.into_rotation_error(&context))?;
-            let answered = updated.access_key_id.unwrap_or_default();
-            if answered != new_key {
-                return Err(RotationError::QoveryRejected(format!(
-                    "Qovery accepted the update of credentials {} but answers with key {answered}, not the new key \
-                     {new_key}. {context} Check the credentials in the Qovery console.",
-                    entry.id
-                )));
+    if !to_give.is_empty() {
+        let secret_access_key = read_new_secret(deps, &keys, &before)
+            .await
+            .map_err(|e| progress.fail(e))?;
+        if !progress.started {
+            // Proven before the first PUT; once a holder has the key, it is not asked again.
+            prove_with_sts(deps, &new_key, &secret_access_key, &user, &before).await?;
+        }
+        for holder in &to_give {
+            progress.started = true;
+            let answered = holders::give(
+                &deps.qovery,
+                &token,
+                &state.organization_id,
+                holder,
+                &new_key,
+                &secret_access_key,
+            )
+            .await
+            .map_err(|e| progress.fail(e.into_rotation_error("")))?;
+            if answered.as_deref() != Some(new_key.as_str()) {
+                return Err(progress.fail(RotationError::QoveryRejected(format!(
+                    "Qovery accepted the new key for {} but answers with key {}, not the new key {new_key}; check it \
+                     in the Qovery console.",
+                    holder.label(),
+                    answered.as_deref().unwrap_or("(none)")
+                ))));
             }
-            tracing::info!(new_access_key_id = %new_key, credentials_id = %entry.id, "Qovery credentials hold the new key");
-            done.push(entry);
+            tracing::info!(new_access_key_id = %new_key, holder = %holder.label(), "holder has the new key");
+            progress.on_old.retain(|label| *label != holder.label());
+            progress.on_new.push(holder.label());
         }
     } else {
-        tracing::info!(new_access_key_id = %new_key, "every credentials entry already holds the new key");
+        tracing::info!(new_access_key_id = %new_key, "every holder already holds the new key");
     }
-    state.credentials = done;
+
+    // Every holder of the old key now holds the new one; the ones added since
+    // preflight need their clusters redeployed too.
+    let preflight_holders = std::mem::take(&mut state.holders);
+    state.holders = holders::holding(&all, &new_key)
+        .into_iter()
+        .chain(to_give.iter().copied())
+        .map(|h| HolderRef {
+            access_key_id: Some(new_key.clone()),
+            ..h.to_ref()
+        })
+        .collect();
+    let added: Vec<&Holder> = to_give
+        .iter()
+        .copied()
+        .filter(|h| !preflight_holders.iter().any(|r| h.is(r)))
+        .collect();
 
     // Counted from now: Qovery took the key at the latest now, and a later drain end
     // is the safe side.
@@ -181,9 +248,12 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
     state.drain_until = Some(timefmt::after(now, state.drain_seconds));
 
     let after = format!(
-        "Qovery holds the new key {new_key}; the old key {old} is still active and is kept until the drain ends."
+        "Every Qovery holder has the new key {new_key}; the old key {old} is still active and is kept until the \
+         drain ends."
     );
-    note_clusters_at_handover(deps, &token, &mut state, &after).await?;
+    note_clusters_at_handover(deps, &token, &mut state, &added, &after)
+        .await
+        .map_err(|e| progress.fail(e))?;
 
     // The secret's only purpose was to carry the key to Qovery.
     match secrets_manager::delete_key_secret(&deps.secrets, &keys.secret_id).await {
@@ -198,15 +268,89 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
     Ok(state)
 }
 
+/// The holders to give the new key: every holder of the old key now, the ones found
+/// at preflight and any added since. Refuses when a holder found at preflight now holds
+/// a third key or is gone (someone changed it during the rotation), or when a holder of
+/// the old key cannot be given a new key or hides which key it holds.
+fn holders_to_give<'a>(
+    state: &RotationState,
+    all: &'a [Holder],
+    new_key: &str,
+) -> Result<Vec<&'a Holder>, RotationError> {
+    let old = &state.old_access_key_id;
+    for reference in &state.holders {
+        let now = all.iter().find(|h| h.is(reference));
+        match now.map(|h| &h.holding) {
+            Some(Holding::Key(k)) if k == new_key || k == old => {}
+            Some(Holding::Unreadable) => {}
+            other => {
+                return Err(RotationError::PreconditionFailed(format!(
+                    "{} now {}, neither the old key {old} nor the new key {new_key}: someone changed it during the \
+                     rotation. Check who holds which key before rotating again.",
+                    reference.label(),
+                    match (other, now) {
+                        (Some(_), Some(h)) => h.holding_text(),
+                        _ => "is gone".to_string(),
+                    }
+                )))
+            }
+        }
+    }
+    let unreadable: Vec<&Holder> = all
+        .iter()
+        .filter(|h| h.holding == Holding::Unreadable)
+        .collect();
+    if !unreadable.is_empty() {
+        return Err(RotationError::PreconditionFailed(format!(
+            "Qovery does not show which key these hold, so the rotation cannot tell whether they need the new key: \
+             {}.",
+            holders::describe_all(unreadable)
+        )));
+    }
+    let to_give: Vec<&Holder> = holders::holding(all, old);
+    let stuck: Vec<String> = to_give
+        .iter()
+        .filter_map(|h| {
+            h.cannot_give
+                .as_ref()
+                .map(|why| format!("{} ({why})", h.label()))
+        })
+        .collect();
+    if !stuck.is_empty() {
+        return Err(RotationError::PreconditionFailed(format!(
+            "These hold the old key {old} and cannot be given a new key by this rotation (they started holding it \
+             after preflight): {}. Point them at another key or a role in the Qovery console.",
+            stuck.join("; ")
+        )));
+    }
+    for holder in &to_give {
+        if !state.holders.iter().any(|r| holder.is(r)) {
+            tracing::info!(holder = %holder.label(), "a holder added since preflight also holds the old key");
+        }
+    }
+    Ok(to_give)
+}
+
 /// What Qovery reports for each planned cluster just after the hand-over: a
-/// deployment that starts later uses the new key.
+/// deployment that starts later uses the new key. The clusters of holders `added`
+/// since preflight join the plan (or the skipped list), so that they are redeployed
+/// with the new key before anything is deleted.
 async fn note_clusters_at_handover(
     deps: &Deps,
     token: &Secret,
     state: &mut RotationState,
+    added: &[&Holder],
     context: &str,
 ) -> Result<(), RotationError> {
-    if state.clusters.is_empty() {
+    let added_clusters: Vec<(&Holder, &holders::ClusterRef)> = added
+        .iter()
+        .flat_map(|h| h.redeploy.iter().map(move |c| (*h, c)))
+        .filter(|(_, c)| {
+            !state.clusters.iter().any(|p| p.id == c.id)
+                && !state.skipped_clusters.iter().any(|s| s.id == c.id)
+        })
+        .collect();
+    if state.clusters.is_empty() && added_clusters.is_empty() {
         return Ok(());
     }
     let statuses = deps
@@ -214,12 +358,47 @@ async fn note_clusters_at_handover(
         .organization_cluster_statuses(token, &state.organization_id)
         .await
         .map_err(|e| e.into_rotation_error(context))?;
-    for plan in &mut state.clusters {
-        let status = match statuses
+    let status_of = |id: &str| {
+        statuses
             .iter()
-            .find(|s| s.cluster_id.eq_ignore_ascii_case(&plan.id))
-        {
-            Some(status) => status.clone(),
+            .find(|s| s.cluster_id.eq_ignore_ascii_case(id))
+            .cloned()
+    };
+    for (holder, cluster) in added_clusters {
+        if state.clusters.iter().any(|p| p.id == cluster.id) {
+            continue; // named by two added holders
+        }
+        let status = match status_of(&cluster.id) {
+            Some(status) => status,
+            None => deps
+                .qovery
+                .cluster_status(token, &state.organization_id, &cluster.id)
+                .await
+                .map_err(|e| e.into_rotation_error(context))?,
+        };
+        tracing::info!(cluster_id = %cluster.id, holder = %holder.label(), "a cluster of a holder added since preflight");
+        match clusters::decide(&status) {
+            Decision::Redeploy => state.clusters.push(ClusterPlan {
+                id: cluster.id.clone(),
+                name: cluster.name.clone(),
+                held_by: holder.label(),
+                status: status.status.as_str().to_string(),
+                handover_status: None,
+                handover_execution_id: None,
+                handover_deployment_date: None,
+            }),
+            Decision::Skip(reason) => state.skipped_clusters.push(SkippedCluster {
+                id: cluster.id.clone(),
+                name: cluster.name.clone(),
+                held_by: holder.label(),
+                status: status.status.as_str().to_string(),
+                reason: reason.to_string(),
+            }),
+        }
+    }
+    for plan in &mut state.clusters {
+        let status = match status_of(&plan.id) {
+            Some(status) => status,
             None => deps
                 .qovery
                 .cluster_status(token, &state.organization_id, &plan.id)
@@ -240,8 +419,8 @@ async fn read_new_secret(deps: &Deps, keys: &Keys, context: &str) -> Result<Secr
     match stored {
         Some((_, stored)) if stored.access_key_id == keys.new => Ok(stored.secret_access_key),
         _ => Err(RotationError::PreconditionFailed(format!(
-            "The key secret {} (version {}) no longer holds the new key {}, and some Qovery credentials still hold \
-             the old key: the new key's secret is lost. {context} The rollback deletes the new key.",
+            "The key secret {} (version {}) no longer holds the new key {}, and some Qovery holders still hold \
+             the old key: the new key's secret is lost. {context}",
             keys.secret_id, keys.version_id, keys.new
         ))),
     }
@@ -273,60 +452,61 @@ async fn prove_with_sts(
     }
 }
 
-/// After a hand-over whose outcome is unknown (a timeout, a 5xx, a lost answer): which
-/// key do the entries hold now? Only if none holds the new key may it be rolled back.
+/// After a hand-over whose outcome is unknown (a timeout, a 5xx, a lost answer, a
+/// failure after a PUT): which key do the holders hold now? Only if none holds the new
+/// key (and none hides its key id) may it be rolled back.
 async fn reconcile(deps: &Deps, state: &RotationState) -> Result<ReconcileResult, RotationError> {
     let keys = keys_of(state)?;
+    let old = &state.old_access_key_id;
     let context = format!(
         "The outcome of the hand-over of the new key {} is unknown; both keys stay active and nothing is deleted \
          until Qovery can be asked.",
         keys.new
     );
     let token = super::qovery_token(deps, &context).await?;
-    let usages = super::list_credentials(deps, &token, &state.organization_id, &context).await?;
-    let holding_new = super::holders(&usages, &keys.new);
-    let holding_old = super::holders(&usages, &state.old_access_key_id);
-    let qovery_holds = match (holding_new.is_empty(), holding_old.is_empty()) {
-        (true, _) => QoveryHolds::OldKey,
-        (false, true) => QoveryHolds::NewKey,
-        (false, false) => QoveryHolds::Mixed,
-    };
-    let credentials: Vec<String> = usages
+    let all = super::survey(deps, &token, &state.organization_id, &context).await?;
+    let holding_new = holders::holding(&all, &keys.new);
+    let holding_old = holders::holding(&all, old);
+    let unreadable: Vec<&Holder> = all
         .iter()
-        .filter(|u| {
-            u.credential.holds_key(&keys.new) || u.credential.holds_key(&state.old_access_key_id)
-        })
-        .map(|u| {
-            format!(
-                "{}: {}",
-                u.credential.id,
-                u.credential.access_key_id.as_deref().unwrap_or("")
-            )
-        })
+        .filter(|h| h.holding == Holding::Unreadable)
+        .collect();
+    let qovery_holds = if holding_new.is_empty() && unreadable.is_empty() {
+        QoveryHolds::OldKey
+    } else if holding_old.is_empty() && unreadable.is_empty() {
+        QoveryHolds::NewKey
+    } else {
+        QoveryHolds::Mixed
+    };
+    let described: Vec<String> = holding_new
+        .iter()
+        .chain(&holding_old)
+        .chain(&unreadable)
+        .map(|h| h.describe())
         .collect();
     let summary = match qovery_holds {
         QoveryHolds::OldKey => format!(
-            "No Qovery credentials hold the new key {}: the hand-over did not apply, and the rollback may remove it.",
-            keys.new
+            "Nothing in Qovery holds the new key {}: the hand-over did not apply, and the rollback may remove it. \
+             Holders of the old key {old}: {}.",
+            keys.new,
+            holders::describe_all(holding_old.iter().copied())
         ),
         QoveryHolds::NewKey => format!(
-            "Qovery credentials {} hold the new key {}: the hand-over applied; the rotation goes on.",
-            holding_new.join(", "),
-            keys.new
+            "Every holder has the new key {}: {}. The hand-over applied; the rotation goes on.",
+            keys.new,
+            holders::describe_all(holding_new.iter().copied())
         ),
         QoveryHolds::Mixed => format!(
-            "Qovery credentials {} hold the new key {} and {} still hold the old key {}: the hand-over is finished \
-             for the others.",
-            holding_new.join(", "),
-            keys.new,
-            holding_old.join(", "),
-            state.old_access_key_id
+            "The hand-over is partly done: {}. It is finished for the others; the new key {} is never rolled back \
+             once a holder may hold it.",
+            described.join("; "),
+            keys.new
         ),
     };
     tracing::info!(?qovery_holds, "{summary}");
     Ok(ReconcileResult {
         qovery_holds,
-        credentials,
+        holders: described,
         summary,
     })
 }

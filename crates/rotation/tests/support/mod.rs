@@ -11,7 +11,9 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use std::sync::Mutex;
 
-use qovery_fake::{ClusterSnapshot, FakeQovery, RunningFake, Seed, SeedCluster, SeedCredentials};
+use qovery_fake::{
+    ClusterSnapshot, FakeQovery, RunningFake, Seed, SeedCluster, SeedCredentials, SeedRegistry,
+};
 use rotation::state::{KeySummary, RotationState};
 use rotation::{Deps, Settings};
 use serde_json::{json, Value};
@@ -32,6 +34,14 @@ pub const TOKEN: &str = "qov_t0ken-that-must-never-leak-8c1f";
 pub const TOKEN_SECRET: &str = "test/qovery-api-token";
 pub const USER: &str = "qovery";
 pub const KEY_SECRET_PREFIX: &str = "qovery-key-rotator";
+/// A container registry, a helm repository and a secret manager access.
+pub const REGISTRY_A: &str = "4fbd3a6c-5b6d-4c9e-8fa0-1b2c3d4e5f60";
+pub const REGISTRY_B: &str = "5acd4b7d-6c7e-4daf-a9b1-2c3d4e5f6071";
+pub const HELM: &str = "6bde5c8e-7d8f-4eb0-8c2d-3e4f50617283";
+pub const ACCESS: &str = "7cef6d9f-8e90-4fc1-9d3e-4f5061728394";
+/// Stands for the user's key (or its secret) in a holder seeded before the key exists:
+/// `World::with` puts the real one in its place.
+pub const USER_KEY: &str = "USER-KEY";
 pub const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:rotation:run-1";
 pub const EXECUTION_2: &str = "arn:aws:states:us-east-1:123456789012:execution:rotation:run-2";
 
@@ -221,6 +231,10 @@ pub struct World {
 pub struct WorldOptions {
     pub credentials: Vec<Entry>,
     pub clusters: Vec<SeedCluster>,
+    /// Holders of other kinds; `USER_KEY` as a key id (or secret) stands for the
+    /// user's key (or its secret), in these and in the clusters' accesses and DNS.
+    pub container_registries: Vec<SeedRegistry>,
+    pub helm_repositories: Vec<SeedRegistry>,
     /// Keys of the user besides the one Qovery holds, created before anything runs.
     pub extra_keys: usize,
 }
@@ -234,6 +248,8 @@ impl Default for WorldOptions {
                 SeedCluster::new(CLUSTER_A, "production", CREDS),
                 SeedCluster::new(CLUSTER_B, "staging", CREDS),
             ],
+            container_registries: Vec::new(),
+            helm_repositories: Vec::new(),
             extra_keys: 0,
         }
     }
@@ -322,12 +338,15 @@ impl World {
                 ),
             })
             .collect();
-        let seed = Seed {
+        let mut seed = Seed {
             token: TOKEN.to_string(),
             organization_id: ORG.to_string(),
             credentials,
             clusters: options.clusters,
+            container_registries: options.container_registries,
+            helm_repositories: options.helm_repositories,
         };
+        fill_user_key(&mut seed, &old_key, &old_secret);
         let fake = FakeQovery::new(seed.clone()).spawn(0).await.unwrap();
         let settings = Settings {
             qovery_api_url: fake.base_url.clone(),
@@ -416,6 +435,53 @@ impl World {
             .collect()
     }
 
+    /// `(kind, id, key id)` of every holder of an AWS key in the fake, of every kind.
+    pub fn every_holder(&self) -> Vec<(&'static str, String, String)> {
+        let snapshot = self.fake.snapshot();
+        let mut all: Vec<(&'static str, String, String)> = Vec::new();
+        for c in snapshot.credentials {
+            all.push(("credentials", c.id, c.access_key_id));
+        }
+        for r in snapshot.container_registries {
+            all.push((
+                "container_registry",
+                r.id,
+                r.access_key_id.unwrap_or_default(),
+            ));
+        }
+        for r in snapshot.helm_repositories {
+            all.push(("helm_repository", r.id, r.access_key_id.unwrap_or_default()));
+        }
+        for c in snapshot.clusters {
+            for a in c.secret_manager_accesses {
+                all.push((
+                    "secret_manager_access",
+                    a.id,
+                    a.access_key.unwrap_or_default(),
+                ));
+            }
+            if let Some(dns) = c.dns_provider {
+                all.push(("dns_provider", c.id, dns.aws_access_key_id));
+            }
+        }
+        all
+    }
+
+    /// The key id and secret a container registry (or helm repository) holds now.
+    pub fn registry_key(&self, id: &str) -> (String, String) {
+        let snapshot = self.fake.snapshot();
+        let registry = snapshot
+            .container_registries
+            .into_iter()
+            .chain(snapshot.helm_repositories)
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("no registry {id} in the fake"));
+        (
+            registry.access_key_id.unwrap_or_default(),
+            registry.secret_access_key.unwrap_or_default(),
+        )
+    }
+
     pub fn cluster(&self, id: &str) -> ClusterSnapshot {
         self.fake
             .snapshot()
@@ -469,6 +535,28 @@ impl World {
                 cluster.status = now.status.clone();
                 cluster.last_execution_id = now.last_execution_id.clone();
                 cluster.last_deployment_date = now.last_deployment_date.clone();
+                if let (Some(dns), Some(now)) = (&mut cluster.dns_provider, &now.dns_provider) {
+                    dns.aws_access_key_id = now.aws_access_key_id.clone();
+                    dns.aws_secret_access_key = now.aws_secret_access_key.clone();
+                }
+            }
+        }
+        let registries_now: Vec<_> = snapshot
+            .container_registries
+            .iter()
+            .chain(&snapshot.helm_repositories)
+            .collect();
+        {
+            let seed = &mut *seed;
+            for registry in seed
+                .container_registries
+                .iter_mut()
+                .chain(seed.helm_repositories.iter_mut())
+            {
+                if let Some(now) = registries_now.iter().find(|r| r.id == registry.id) {
+                    registry.access_key_id = now.access_key_id.clone();
+                    registry.secret_access_key = now.secret_access_key.clone();
+                }
             }
         }
         change(&mut seed);
@@ -785,5 +873,37 @@ pub fn assert_no_piece(secret: &str, text: &str, what: &str) {
             "SECRET LEAKED: {} characters of the {what}",
             piece.chars().count()
         );
+    }
+}
+
+/// Puts the user's key and secret where a seed says `USER_KEY`.
+fn fill_user_key(seed: &mut Seed, key: &str, secret: &str) {
+    let fill = |value: &mut String, real: &str| {
+        if value == USER_KEY {
+            *value = real.to_string();
+        }
+    };
+    let fill_opt = |value: &mut Option<String>, real: &str| {
+        if value.as_deref() == Some(USER_KEY) {
+            *value = Some(real.to_string());
+        }
+    };
+    for registry in seed
+        .container_registries
+        .iter_mut()
+        .chain(seed.helm_repositories.iter_mut())
+    {
+        fill_opt(&mut registry.access_key_id, key);
+        fill_opt(&mut registry.secret_access_key, secret);
+    }
+    for cluster in &mut seed.clusters {
+        for access in &mut cluster.secret_manager_accesses {
+            fill_opt(&mut access.access_key, key);
+            fill_opt(&mut access.secret_key, secret);
+        }
+        if let Some(dns) = &mut cluster.dns_provider {
+            fill(&mut dns.aws_access_key_id, key);
+            fill(&mut dns.aws_secret_access_key, secret);
+        }
     }
 }
