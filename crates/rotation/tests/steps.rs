@@ -8,97 +8,12 @@ mod support;
 
 use qovery_fake::{Fault, Outcome, SeedCluster, SeedCredentials};
 use rotation::qovery::HolderKind;
-use rotation::state::{
-    ClusterDeployment, DeleteKeyResult, Phase, QoveryHolds, ReconcileResult, RotationState,
-};
+use rotation::state::{DeleteKeyResult, Phase, QoveryHolds, RotationState};
 use rotation::steps::{
     check_status, create_key, delete_key, deploy_cluster, preflight, update_qovery,
 };
-use rotation::RotationError;
-use serde::Serialize;
 use serde_json::{json, Value};
 use support::*;
-
-fn value<T: Serialize>(t: &T) -> Value {
-    serde_json::to_value(t).unwrap()
-}
-
-fn no_context() -> Value {
-    json!({})
-}
-
-async fn preflighted(world: &World) -> RotationState {
-    preflight::handle(&world.deps, world.preflight_event(world.input()))
-        .await
-        .unwrap()
-}
-
-async fn create(world: &World, state: &RotationState) -> Result<RotationState, RotationError> {
-    let input = task_input("CreateKey", &value(state), &no_context());
-    create_key::handle(&world.deps, input).await
-}
-
-async fn created(world: &World) -> RotationState {
-    let state = preflighted(world).await;
-    create(world, &state).await.unwrap()
-}
-
-async fn update(world: &World, state: &RotationState) -> Result<RotationState, RotationError> {
-    let input = task_input("UpdateQovery", &value(state), &no_context());
-    update_qovery::handle(&world.deps, input)
-        .await
-        .map(|output| serde_json::from_value(output).unwrap())
-}
-
-async fn reconcile(world: &World, state: &RotationState) -> ReconcileResult {
-    let input = task_input("ReconcileHandOver", &value(state), &no_context());
-    let output = update_qovery::handle(&world.deps, input).await.unwrap();
-    serde_json::from_value(output).unwrap()
-}
-
-async fn handed_over(world: &World) -> RotationState {
-    let state = created(world).await;
-    update(world, &state).await.unwrap()
-}
-
-/// `DeleteOldKey` (retire) or `RollbackNewKey`, with the input the ASL gives it.
-async fn delete(
-    world: &World,
-    task: &str,
-    state: &RotationState,
-) -> Result<DeleteKeyResult, RotationError> {
-    delete_key::handle(&world.deps, task_input(task, &value(state), &no_context())).await
-}
-
-/// One iteration of the `DeployClusters` Map, run as its Choice states run it:
-/// DeployCluster again while `awaiting_idle`, done if `skipped`, else CheckStatus
-/// until `deployed` (errors end it).
-async fn run_iteration(world: &World, item: Value) -> Result<ClusterDeployment, RotationError> {
-    let mut cluster = deploy_cluster::handle(&world.deps, item).await?;
-    let mut deploy_calls = 1;
-    while cluster.phase == Some(Phase::AwaitingIdle) {
-        deploy_calls += 1;
-        assert!(deploy_calls < 20, "still awaiting idle: {cluster:?}");
-        cluster = deploy_cluster::handle(&world.deps, value(&cluster)).await?;
-    }
-    if cluster.phase == Some(Phase::Skipped) {
-        return Ok(cluster);
-    }
-    poll_until_done(world, cluster).await
-}
-
-async fn poll_until_done(
-    world: &World,
-    mut cluster: ClusterDeployment,
-) -> Result<ClusterDeployment, RotationError> {
-    for _ in 0..20 {
-        cluster = check_status::handle(&world.deps, value(&cluster)).await?;
-        if cluster.phase == Some(Phase::Deployed) {
-            return Ok(cluster);
-        }
-    }
-    panic!("still {:?} after 20 polls", cluster.status)
-}
 
 /// `(id, name)` of each credentials holder the state names.
 fn creds_of(state: &RotationState) -> Vec<(String, String)> {

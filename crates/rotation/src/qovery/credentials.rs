@@ -143,3 +143,39 @@ fn holder(usage: &CredentialsUsage) -> Holder {
         redeploy,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(credential: serde_json::Value) -> Holder {
+        let usage: CredentialsUsage =
+            serde_json::from_value(serde_json::json!({"credential": credential, "clusters": []}))
+                .unwrap();
+        holder(&usage)
+    }
+
+    #[test]
+    fn static_keys_without_a_readable_key_id_count_as_holding_every_key() {
+        for credential in [
+            serde_json::json!({"id": "C", "name": "c", "object_type": "AWS"}),
+            serde_json::json!({"id": "C", "name": "c", "object_type": "AWS", "access_key_id": null}),
+            serde_json::json!({"id": "C", "name": "c", "object_type": "AWS", "access_key_id": ""}),
+        ] {
+            let holder = entry(credential.clone());
+            assert_eq!(holder.holding, Holding::Unreadable, "{credential}");
+            assert!(holder.may_hold("AKIAANYKEY0000000001"));
+        }
+        let role = entry(
+            serde_json::json!({"id": "R", "name": "r", "object_type": "AWS_ROLE", "role_arn": "arn"}),
+        );
+        assert_eq!(role.holding, Holding::Role("arn".into()));
+        let scaleway = entry(serde_json::json!({"id": "S", "name": "s", "object_type": "SCW"}));
+        assert_eq!(scaleway.holding, Holding::Nothing);
+        let eks_anywhere = entry(
+            serde_json::json!({"id": "E", "name": "e", "object_type": "EKS_ANYWHERE_VSPHERE",
+                                                    "access_key_id": "AKIAOLD", "role_arn": null}),
+        );
+        assert!(eks_anywhere.holds("AKIAOLD") && eks_anywhere.cannot_give.is_some());
+    }
+}

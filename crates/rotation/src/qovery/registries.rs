@@ -204,3 +204,68 @@ pub(super) async fn give(
         .and_then(Value::as_str)
         .map(str::to_string))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap()
+    }
+
+    fn ecr(config: Value) -> Holder {
+        holder(
+            RegistryFamily::Container,
+            object(
+                json!({"id": "R", "name": "r", "kind": "ECR", "url": "https://x", "config": config}),
+            ),
+        )
+    }
+
+    #[test]
+    fn a_key_id_that_cannot_be_read_counts_as_holding_every_key() {
+        for config in [
+            json!({"region": "eu-west-3"}),
+            json!({"region": "eu-west-3", "access_key_id": null}),
+            json!({"access_key_id": ""}),
+        ] {
+            let registry = ecr(config.clone());
+            assert_eq!(registry.holding, Holding::Unreadable, "{config}");
+            assert!(registry.may_hold("AKIAANYKEY0000000001"), "{config}");
+            assert!(!registry.holds("AKIAANYKEY0000000001"), "{config}");
+        }
+        let by_role = ecr(json!({"region": "eu-west-3", "role_arn": "arn:aws:iam::1:role/r"}));
+        assert!(!by_role.may_hold("AKIAANYKEY0000000001"));
+        let docker = holder(
+            RegistryFamily::Container,
+            object(json!({"id": "D", "name": "d", "kind": "DOCKER_HUB", "config": {}})),
+        );
+        assert_eq!(docker.holding, Holding::Nothing);
+    }
+
+    #[test]
+    fn an_object_that_cannot_be_sent_back_whole_is_never_given_a_key() {
+        let plain = ecr(json!({"region": "eu-west-3", "access_key_id": "AKIAOLD"}));
+        assert!(plain.cannot_give.is_none());
+        let extra_config =
+            ecr(json!({"region": "eu-west-3", "access_key_id": "AKIAOLD", "username": "u"}));
+        assert!(extra_config.cannot_give.unwrap().contains("username"));
+        let no_region = ecr(json!({"access_key_id": "AKIAOLD"}));
+        assert!(no_region.cannot_give.unwrap().contains("region"));
+        let unknown = holder(
+            RegistryFamily::Helm,
+            object(
+                json!({"id": "H", "name": "h", "kind": "OCI_ECR", "skip_tls_verification": false,
+                          "tls_ca": "x", "config": {"region": "r", "access_key_id": "AKIAOLD"}}),
+            ),
+        );
+        assert!(unknown.cannot_give.unwrap().contains("tls_ca"));
+        let public = holder(
+            RegistryFamily::Container,
+            object(
+                json!({"id": "P", "name": "p", "kind": "PUBLIC_ECR", "config": {"access_key_id": "AKIAOLD"}}),
+            ),
+        );
+        assert!(public.holds("AKIAOLD") && public.cannot_give.is_some());
+    }
+}

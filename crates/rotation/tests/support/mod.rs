@@ -14,8 +14,15 @@ use std::sync::Mutex;
 use qovery_fake::{
     ClusterSnapshot, FakeQovery, RunningFake, Seed, SeedCluster, SeedCredentials, SeedRegistry,
 };
-use rotation::state::{KeySummary, RotationState};
+use rotation::state::{
+    ClusterDeployment, DeleteKeyResult, KeySummary, Phase, ReconcileResult, RotationState,
+};
+use rotation::steps::{
+    check_status, create_key, delete_key, deploy_cluster, preflight, update_qovery,
+};
+use rotation::RotationError;
 use rotation::{Deps, Settings};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 pub const ORG: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
@@ -846,6 +853,89 @@ pub fn failure<T: std::fmt::Debug>(
         Ok(value) => panic!("expected a failure, got {value:?}"),
         Err(e) => (e.name(), e.message().to_string()),
     }
+}
+
+// ---- each step, called with the input the ASL gives it ----
+
+pub fn value<T: Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap()
+}
+
+pub fn no_context() -> Value {
+    json!({})
+}
+
+pub async fn preflighted(world: &World) -> RotationState {
+    preflight::handle(&world.deps, world.preflight_event(world.input()))
+        .await
+        .unwrap()
+}
+
+pub async fn create(world: &World, state: &RotationState) -> Result<RotationState, RotationError> {
+    let input = task_input("CreateKey", &value(state), &no_context());
+    create_key::handle(&world.deps, input).await
+}
+
+pub async fn created(world: &World) -> RotationState {
+    let state = preflighted(world).await;
+    create(world, &state).await.unwrap()
+}
+
+pub async fn update(world: &World, state: &RotationState) -> Result<RotationState, RotationError> {
+    let input = task_input("UpdateQovery", &value(state), &no_context());
+    update_qovery::handle(&world.deps, input)
+        .await
+        .map(|output| serde_json::from_value(output).unwrap())
+}
+
+pub async fn reconcile(world: &World, state: &RotationState) -> ReconcileResult {
+    let input = task_input("ReconcileHandOver", &value(state), &no_context());
+    let output = update_qovery::handle(&world.deps, input).await.unwrap();
+    serde_json::from_value(output).unwrap()
+}
+
+pub async fn handed_over(world: &World) -> RotationState {
+    let state = created(world).await;
+    update(world, &state).await.unwrap()
+}
+
+/// `DeleteOldKey` (retire) or `RollbackNewKey`, with the input the ASL gives it.
+pub async fn delete(
+    world: &World,
+    task: &str,
+    state: &RotationState,
+) -> Result<DeleteKeyResult, RotationError> {
+    delete_key::handle(&world.deps, task_input(task, &value(state), &no_context())).await
+}
+
+/// One iteration of the `DeployClusters` Map, run as its Choice states run it:
+/// DeployCluster again while `awaiting_idle`, done if `skipped`, else CheckStatus
+/// until `deployed` (errors end it).
+pub async fn run_iteration(world: &World, item: Value) -> Result<ClusterDeployment, RotationError> {
+    let mut cluster = deploy_cluster::handle(&world.deps, item).await?;
+    let mut deploy_calls = 1;
+    while cluster.phase == Some(Phase::AwaitingIdle) {
+        deploy_calls += 1;
+        assert!(deploy_calls < 20, "still awaiting idle: {cluster:?}");
+        cluster = deploy_cluster::handle(&world.deps, value(&cluster)).await?;
+    }
+    if cluster.phase == Some(Phase::Skipped) {
+        return Ok(cluster);
+    }
+    poll_until_done(world, cluster).await
+}
+
+pub async fn poll_until_done(
+    world: &World,
+    mut cluster: ClusterDeployment,
+) -> Result<ClusterDeployment, RotationError> {
+    for _ in 0..20 {
+        cluster = check_status::handle(&world.deps, value(&cluster)).await?;
+        if cluster.phase == Some(Phase::Deployed) {
+            return Ok(cluster);
+        }
+    }
+    panic!("still {:?} after 20 polls", cluster.status)
 }
 
 /// Any run of this many characters of a secret counts as a leak: an error page cut in
