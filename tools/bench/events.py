@@ -51,7 +51,8 @@ def create_key(w: World) -> dict:
 
 
 def update_qovery(w: World) -> dict:
-    return w.outputs["create-key"]
+    # ASL UpdateQovery.Parameters: the mode, and CreateKey's output as the state.
+    return {"mode": "hand_over", "state": w.outputs["create-key"]}
 
 
 def deploy_cluster(w: World) -> dict:
