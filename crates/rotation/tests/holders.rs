@@ -429,3 +429,24 @@ async fn a_dns_provider_holding_the_key_gets_the_new_one_and_its_cluster_is_rede
     assert!(state.clusters[0].held_by.starts_with("DNS provider"));
     assert_eq!(world.calls("editClusterDnsProvider"), 1);
 }
+
+#[tokio::test]
+async fn a_hand_over_that_cannot_ask_qovery_who_holds_what_is_never_rolled_back_blindly() {
+    // GIVEN the new key, and Qovery refusing to list the registries (an earlier attempt
+    // may have sent the key somewhere already: nobody can tell)
+    let world = World::new().await;
+    let state = created(&world).await;
+    world
+        .fake
+        .inject_fault(Fault::new("listContainerRegistry", 400, 1));
+
+    // WHEN update-qovery runs
+    let (name, message) = failure(update(&world, &state).await);
+
+    // THEN it is HandOverIncomplete, which the state machine reconciles before any
+    // rollback; nothing was sent
+    assert_eq!(name, "HandOverIncomplete", "{message}");
+    assert!(message.contains("is unknown"), "{message}");
+    assert_eq!(world.calls("editAWSCredentials"), 0);
+    assert_eq!(world.key_ids().await.len(), 2);
+}

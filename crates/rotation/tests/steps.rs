@@ -6,7 +6,7 @@
 
 mod support;
 
-use qovery_fake::{Fault, Outcome, SeedCluster, SeedCredentials};
+use qovery_fake::{Fault, Outcome, SeedCluster, SeedCredentials, SeedSecretManagerAccess};
 use rotation::qovery::HolderKind;
 use rotation::state::{DeleteKeyResult, Phase, QoveryHolds, RotationState};
 use rotation::steps::{
@@ -1453,17 +1453,32 @@ async fn delete_key_refuses_while_any_entry_holds_the_old_key() {
 
 #[tokio::test]
 async fn rollback_deletes_the_new_key_qovery_never_took_and_a_second_call_is_already_deleted() {
-    // GIVEN the new key created, and the hand-over failed for certain before any PUT
+    // GIVEN the new key created, and the hand-over failed for certain before any PUT: a
+    // secret manager access, which the rotation cannot change, took the old key
     let world = World::shared_key().await;
     let state = created(&world).await;
     let new_key = state.new_access_key_id.clone().unwrap();
     let new_secret = world.stored_secret(&state).await;
-    world
-        .fake
-        .inject_fault(Fault::new("listOrganizationCredentials", 400, 1));
-    let (name, _) = failure(update(&world, &state).await);
-    assert_eq!(name, "QoveryRejected");
+    let access = SeedSecretManagerAccess::aws_static(
+        ACCESS,
+        "app-secrets",
+        "eu-west-3",
+        &world.old_key,
+        &world.old_secret,
+    );
+    world.reseed(|seed| {
+        seed.clusters[0]
+            .secret_manager_accesses
+            .push(access.clone())
+    });
+    let (name, message) = failure(update(&world, &state).await);
+    assert_eq!(name, "PreconditionFailed", "{message}");
+    assert!(
+        message.contains("No holder was sent the new key yet"),
+        "{message}"
+    );
     assert_eq!(world.calls("editAWSCredentials"), 0);
+    world.reseed(|seed| seed.clusters[0].secret_manager_accesses.clear());
 
     // WHEN RollbackNewKey runs
     let result = delete(&world, "RollbackNewKey", &state).await.unwrap();

@@ -169,8 +169,14 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
     let before =
         format!("Both keys are active: the old key {old} and the new key {new_key} of {user}.");
 
-    let token = super::qovery_token(deps, &before).await?;
-    let all = super::survey(deps, &token, &state.organization_id, &before).await?;
+    // Until Qovery answers, nobody can tell whether an earlier attempt of this step
+    // already sent the new key somewhere: never a reason to roll back.
+    let token = super::qovery_token(deps, &before)
+        .await
+        .map_err(|e| unknown_progress(e, &keys))?;
+    let all = super::survey(deps, &token, &state.organization_id, &before)
+        .await
+        .map_err(|e| unknown_progress(e, &keys))?;
     let mut progress = Progress {
         old: &old,
         new: &new_key,
@@ -266,6 +272,23 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
         }
     }
     Ok(state)
+}
+
+/// A failure before Qovery said who holds which key. An earlier attempt of this step
+/// may have sent the new key to a holder, so a failure that is not retried is
+/// `HandOverIncomplete`: the state machine asks Qovery again before any rollback.
+fn unknown_progress(error: RotationError, keys: &Keys) -> RotationError {
+    match error {
+        RotationError::QoveryUnavailable(_) | RotationError::AwsUnavailable(_) => error,
+        other => RotationError::HandOverIncomplete(format!(
+            "Qovery could not be asked which holder holds which key, so whether an earlier attempt already gave \
+             the new key {} to a holder is unknown: {} The new key's secret stays in secret {}. The state machine \
+             asks Qovery again, and rolls back only if no holder holds the new key.",
+            keys.new,
+            other.message(),
+            keys.secret_id
+        )),
+    }
 }
 
 /// The holders to give the new key: every holder of the old key now, the ones found
