@@ -21,303 +21,29 @@ import time
 import traceback
 import urllib.error
 import urllib.request
-import uuid
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import botocore.exceptions
 
 from stack import ASL, Execution, Stack, StackError, prism_problems
 from template_policies import without_action
-
-BASE_INPUT = {"drain_seconds": 60, "allow_short_drain": True, "poll_interval_seconds": 10}
-# States that change something; none of them may run when a scenario must change nothing.
-CHANGING_STATES = ["CreateKey", "UpdateQovery", "FinishHandOver", "RollbackNewKey", "DeployClusters", "DeleteOldKey"]
-IN_PROGRESS = {"DEPLOYING", "DEPLOYMENT_QUEUED", "QUEUED", "BUILDING"}
-# The worlds the running scenario made, for the checks every scenario gets.
-WORLDS: list["World"] = []
-
-
-@dataclass
-class World:
-    """One scenario's IAM user, Qovery organization, and what they held at the start."""
-
-    stack: Stack
-    tag: str
-    user: str
-    keys: list[tuple[str, str]]  # (access key id, secret) created for the user
-    org: str
-    creds: str  # the first credentials entry; all_creds lists every entry seeded
-    all_creds: list[str]
-    cluster_ids: list[str]
-    held: tuple[str, str]  # the key the fake's credentials hold at the start
-    input: dict
-    faults: bool = False
-    denials_expected: bool = False  # the scenario makes moto deny a function's call on purpose
-    before_fake: dict = field(default_factory=dict)
-    executions: list[Execution] = field(default_factory=list)
-    # New keys' secrets, read from their key secret while it exists: once the
-    # rotation deletes it, only these let the leak check look for them.
-    new_secrets: dict[str, str] = field(default_factory=dict)
-    # Every secret_access_key the fake was sent, read after each run (a later world reseeds it).
-    received_secrets: set[str] = field(default_factory=set)
-
-    def run(self, input: dict | None = None, **kw: Any) -> Execution:
-        def capture(ev: dict) -> None:
-            if ev.get("event") == "StateExited" and ev.get("state") == "CreateKey":
-                out = ev.get("output") or {}
-                try:
-                    doc = json.loads(self.stack.sm.get_secret_value(
-                        SecretId=out["key_secret_id"], VersionId=out["new_key_version_id"])["SecretString"])
-                    self.new_secrets[doc["access_key_id"]] = doc["secret_access_key"]
-                except (KeyError, botocore.exceptions.ClientError):
-                    pass  # already deleted: the hand-over outran us; the fake has the secret
-            if kw.get("on_event"):
-                kw["on_event"](ev)
-        ex = self.stack.run(self.input if input is None else input, **{**kw, "on_event": capture})
-        self.executions.append(ex)
-        self.received_secrets |= set(self.stack.fake.state().get("received_secrets", []))
-        return ex
-
-    def fault(self, operation: str, status: int, times: int = 1, **kw: Any) -> None:
-        """See FakeQovery.fault: retry_after, echo_request, apply."""
-        self.stack.fake.fault(operation, status, times, **kw)
-        self.faults = True
-
-    # ---- what the world looks like now
-    def key_ids(self) -> list[tuple[str, str]]:
-        return self.stack.keys(self.user)
-
-    def qovery_key(self, creds: str | None = None) -> tuple[str, str]:
-        c = self.stack.fake.credentials(creds or self.creds)
-        return c["access_key_id"], c["secret_access_key"]
-
-    def qovery_keys(self) -> list[str]:
-        """The key id each seeded credentials entry holds, in seed order."""
-        return [self.qovery_key(c)[0] for c in self.all_creds]
-
-    def clusters(self) -> dict[str, dict]:
-        return self.stack.fake.clusters()
-
-    def user_arn(self) -> str:
-        return f"arn:aws:iam::123456789012:user/{self.user}"
-
-
-def make_world(
-    stack: Stack,
-    tag: str,
-    *,
-    keys: int = 1,
-    clusters: list[dict] | None = None,
-    holds: tuple[str, str] | None = None,
-    token: str | None = None,
-    entries: int = 1,
-) -> World:
-    """An IAM user with `keys` keys and an organization whose `entries` AWS credentials
-    entries all hold the user's first key. A cluster spec may say which entry it uses
-    with "entry" (an index; default 0)."""
-    user = f"qkr-{tag}-{pysecrets.token_hex(3)}"
-    created = stack.create_user(user, keys)
-    # The functions' policies are the template's, for this IAM user.
-    stack.deploy(user)
-    org = str(uuid.uuid4())
-    all_creds = [str(uuid.uuid4()) for _ in range(entries)]
-    creds = all_creds[0]
-    specs = clusters if clusters is not None else [{}, {}]
-    cluster_seeds = []
-    for i, extra in enumerate(specs):
-        extra = dict(extra)
-        entry = all_creds[extra.pop("entry", 0)]
-        cluster_seeds.append({"id": str(uuid.uuid4()), "name": f"{tag}-cluster-{i + 1}", "credentials_id": entry, **extra})
-    held = holds or created[0]
-    stack.fake.seed(
-        {
-            "token": token or stack.token,
-            "organization_id": org,
-            "credentials": [
-                {"id": c, "name": f"aws-{tag}-{i + 1}", "access_key_id": held[0], "secret_access_key": held[1]}
-                for i, c in enumerate(all_creds)
-            ],
-            "clusters": cluster_seeds,
-        }
-    )
-    w = World(
-        stack=stack,
-        tag=tag,
-        user=user,
-        keys=created,
-        org=org,
-        creds=creds,
-        all_creds=all_creds,
-        cluster_ids=[c["id"] for c in cluster_seeds],
-        held=held,
-        input={"iam_user_name": user, "organization_id": org, "credentials_id": creds, **BASE_INPUT},
-    )
-    w.before_fake = stack.fake.state()
-    WORLDS.append(w)
-    return w
-
-
-# ------------------------------------------------------------------ shared checks
-
-
-def expect(ex: Execution, status: str, error: str | None = None) -> None:
-    assert ex.status == status and ex.error == error, (
-        f"expected {status} {error or ''}, got {ex.status} {ex.error}: {ex.cause_message()}\n{ex.describe()}"
-    )
-
-
-def assert_nothing_changed(w: World, ex: Execution) -> None:
-    """No key created or deleted, Qovery untouched, no deploy, no key secret."""
-    ran = [s for s in CHANGING_STATES if ex.entered(s)]
-    assert not ran, f"states that change things ran: {ran}\n{ex.describe()}"
-    assert w.key_ids() == sorted((k[0], "Active") for k in w.keys), f"IAM keys changed: {w.key_ids()}"
-    assert w.qovery_key() == w.held, f"Qovery now holds {w.qovery_key()[0]}, expected {w.held[0]}"
-    after = w.stack.fake.state()
-    before = {c["id"]: c for c in w.before_fake["clusters"]}
-    for c in after["clusters"]:
-        assert c["deploy_count"] == 0, f"cluster {c['name']} was deployed"
-        assert c["status"] == before[c["id"]]["status"], f"cluster {c['name']} is now {c['status']}"
-    changing = [r for r in after["requests"] if r["method"] not in ("GET", "HEAD")]
-    assert not changing, f"Qovery got calls that change things: {changing}"
-    assert not w.stack.key_secrets(w.user), "a key secret was created"
-
-
-def max_attempts(state: str, error: str) -> int:
-    """MaxAttempts of the ASL retrier of `state` that matches `error`."""
-    def find(states: dict) -> dict | None:
-        for name, st in states.items():
-            if name == state:
-                return st
-            inner = st.get("ItemProcessor") or st.get("Iterator")
-            if inner and (hit := find(inner["States"])):
-                return hit
-        return None
-
-    st = find(json.loads(ASL.read_text())["States"])
-    assert st is not None, f"no state {state} in the ASL"
-    for r in st.get("Retry", []):
-        if error in r["ErrorEquals"]:
-            return r.get("MaxAttempts", 3)
-    raise AssertionError(f"{state} has no Retry on {error}")
-
-
-def new_key_of(w: World) -> str:
-    ids = {k for k, _ in w.key_ids()}
-    new = ids - {k[0] for k in w.keys}
-    assert len(new) == 1, f"expected exactly one new key, the user has {sorted(ids)}"
-    return new.pop()
-
-
-def assert_key_works(w: World, key_id: str, secret: str) -> None:
-    arn = w.stack.caller_arn(key_id, secret)
-    assert arn == w.user_arn(), f"STS says {key_id} belongs to {arn}"
-
-
-def assert_key_rejected(w: World, key_id: str, secret: str) -> None:
-    try:
-        arn = w.stack.caller_arn(key_id, secret)
-    except botocore.exceptions.ClientError as e:
-        assert e.response["Error"]["Code"] == "InvalidClientTokenId", f"unexpected STS error {e}"
-        return
-    raise AssertionError(f"moto still accepts the deleted key {key_id} (as {arn})")
-
-
-def secrets_of(w: World) -> dict[str, str]:
-    """Every secret the scenario knows, read after the run: the seeded keys' secrets,
-    the token, the new key's secret from the key secret, from what the fake holds, and
-    from every credentials PUT the fake was sent (refused or rolled back ones too)."""
-    found = {"Qovery API token": w.stack.token}
-    for i, (kid, secret) in enumerate(w.keys):
-        found[f"secret of seeded key {kid}"] = secret
-    for kid, secret in w.new_secrets.items():
-        found[f"secret of new key {kid}"] = secret
-    for v in w.stack.key_secrets(w.user):
-        try:
-            doc = json.loads(v["value"])
-        except ValueError:
-            doc = None
-        # A JSON document's other fields (the key id) are not secret.
-        value = doc.get("secret_access_key") if isinstance(doc, dict) else v["value"]
-        found[f"key secret {v['name']} version {v['version']}"] = value
-    for creds in w.all_creds:
-        kid, secret = w.qovery_key(creds)
-        if secret:
-            found[f"secret Qovery holds for {kid}"] = secret
-    for i, secret in enumerate(sorted(w.received_secrets)):
-        found[f"secret sent to Qovery #{i + 1}"] = secret
-    return {k: v for k, v in found.items() if v}
-
-
-# Any run of this many characters of a secret counts as a leak: an error page cut in the
-# middle of a secret still gives its first part away.
-PIECE = 12
-
-
-def leaked_piece(secret: str, text: str) -> str | None:
-    """A PIECE-character piece of `secret` (the whole of a shorter one) found in `text`."""
-    n = min(PIECE, len(secret))
-    return next((p for p in (secret[i : i + n] for i in range(len(secret) - n + 1)) if p in text), None)
-
-
-def assert_no_key_secret_left(w: World, ex: Execution) -> None:
-    """Issue 6: the new key's secret lives only until Qovery holds it, or until the
-    rollback removed the key. Afterwards no version of any secret, deprecated and
-    scheduled-for-deletion ones included, holds a secret access key. The one exception
-    is an execution that could not tell which key Qovery holds (HandOverUnknown)."""
-    if ex.status == "RUNNING" or ex.entered("HandOverUnknown"):
-        return
-    secrets = set(w.new_secrets.values()) | {s for _, s in w.keys}
-    for v in w.stack.all_secret_versions():
-        value = v["value"] or ""
-        held = [s for s in secrets if s and s in value]
-        assert not held and '"secret_access_key"' not in value.replace(" ", "").replace('"secret_access_key":null', ""), (
-            f"secret {v['name']} version {v['version']} {v['stages']} still holds a secret access key after {ex.status}"
-        )
-
-
-def assert_no_leaks(w: World, ex: Execution) -> None:
-    """Scenario 14, in every scenario: no secret in any recorded state input or output,
-    Lambda event, error or cause, or in the functions' log output."""
-    if ex.invocations("preflight"):
-        assert ex.function_logs.strip(), "no function log output was captured: the log leak check would be vacuous"
-    places = {
-        "execution history (state inputs/outputs, errors, causes)": json.dumps(ex.events),
-        "the functions' logs": ex.function_logs,
-        "the driver's stderr": ex.driver_stderr,
-    }
-    leaks = []
-    for what, secret in secrets_of(w).items():
-        for where, text in places.items():
-            piece = leaked_piece(secret, text)
-            if piece is not None:
-                # Name the place and how much: never print the piece itself.
-                leaks.append(f"{what} in {where} ({len(piece)}+ characters of it)")
-    assert not leaks, "SECRET LEAKED: " + "; ".join(leaks)
-
-
-def assert_spec_clean(w: World, ex: Execution) -> None:
-    problems = prism_problems(ex.prism_log, w.faults)
-    assert not problems, "Qovery calls broke the OpenAPI spec (Prism):\n  " + "\n  ".join(problems)
-
-
-def assert_no_denials(w: World, ex: Execution) -> None:
-    """The template's policies allowed every AWS call the functions made, including
-    calls whose failure the code only logs (unstaging a rolled-back key, say)."""
-    assert not ex.aws_denials, "template.yaml's policies denied AWS calls:\n  " + "\n  ".join(ex.aws_denials)
-
-
-def after_every_run(w: World) -> None:
-    for ex in w.executions:
-        assert_no_leaks(w, ex)
-        assert_no_key_secret_left(w, ex)
-        assert_spec_clean(w, ex)
-        if not w.denials_expected:
-            assert_no_denials(w, ex)
-
-
-def status_of(w: World) -> dict[str, str]:
-    return {cid: c["status"] for cid, c in w.clusters().items()}
+from worlds import (
+    WORLDS,
+    after_every_run,
+    assert_holders,
+    assert_key_rejected,
+    assert_key_works,
+    assert_no_leaks,
+    assert_nothing_changed,
+    assert_rotated,
+    expect,
+    make_world,
+    max_attempts,
+    new_key_of,
+    puts_to,
+    secrets_of,
+    status_of,
+)
 
 
 # ------------------------------------------------------------------ scenarios
@@ -725,21 +451,6 @@ def s18_error_page_quotes_request(stack: Stack) -> str:
 
 
 # ------------------------------------------------------------------ issue 6: production faults
-
-
-def assert_rotated(w: World, ex: Execution) -> str:
-    """The rotation finished: only the new key is left, every entry holds it and it
-    works, the old key is dead, and no key secret is left."""
-    expect(ex, "SUCCEEDED")
-    old_id, old_secret = w.keys[0]
-    new_id = new_key_of(w)
-    assert w.key_ids() == [(new_id, "Active")], f"expected only the new key, got {w.key_ids()}"
-    assert w.qovery_keys() == [new_id] * len(w.all_creds), f"credentials hold {w.qovery_keys()}, not {new_id}"
-    for creds in w.all_creds:
-        assert_key_works(w, *w.qovery_key(creds))
-    assert_key_rejected(w, old_id, old_secret)
-    assert not w.stack.key_secrets(w.user), "a key secret outlived the rotation"
-    return new_id
 
 
 def s20_shared_key(stack: Stack) -> str:

@@ -289,6 +289,61 @@ class FakeQovery:
     def clusters(self) -> dict[str, dict]:
         return {c["id"]: c for c in self.state()["clusters"]}
 
+    def cluster(self, cluster_id: str) -> dict:
+        try:
+            return self.clusters()[cluster_id]
+        except KeyError:
+            raise StackError(f"the fake holds no cluster {cluster_id}") from None
+
+    # The other holders of an AWS key. Each snapshot carries the secret, which the API
+    # never returns: a test can prove the key Qovery holds works.
+
+    def registry(self, registry_id: str) -> dict:
+        """A container registry as the fake holds it now (RegistrySnapshot)."""
+        return self._find("container_registries", registry_id, "container registry")
+
+    def helm_repository(self, repository_id: str) -> dict:
+        return self._find("helm_repositories", repository_id, "helm repository")
+
+    def secret_manager_access(self, cluster_id: str, access_id: str) -> dict:
+        for a in self.cluster(cluster_id).get("secret_manager_accesses", []):
+            if a["id"] == access_id:
+                return a
+        raise StackError(f"cluster {cluster_id} has no secret manager access {access_id}")
+
+    def dns_provider(self, cluster_id: str) -> dict | None:
+        """The cluster's Route53 provider, or None when it uses Qovery's DNS."""
+        return self.cluster(cluster_id).get("dns_provider")
+
+    def _find(self, list_name: str, object_id: str, what: str) -> dict:
+        for r in self.state().get(list_name, []):
+            if r["id"] == object_id:
+                return r
+        raise StackError(f"the fake holds no {what} {object_id}")
+
+    def put_container_registry(self, registry: dict) -> None:
+        """Adds a container registry (a SeedRegistry object), or replaces the one with
+        its id, WITHOUT resetting the request log or the faults: usable mid-execution,
+        from an on_event callback."""
+        self._call("POST", "/_fake/container_registries", registry)
+
+    def put_helm_repository(self, repository: dict) -> None:
+        """The same for a helm repository."""
+        self._call("POST", "/_fake/helm_repositories", repository)
+
+    def requests(self, operation: str | None = None, path_contains: str | None = None) -> list[dict]:
+        """The API calls the fake answered since the last seed, optionally only those of
+        an operationId and whose path contains a string (an object's id, say)."""
+        return [
+            r for r in self.state()["requests"]
+            if (operation is None or r["operation"] == operation)
+            and (path_contains is None or path_contains in r["path"])
+        ]
+
+    def statuses(self, operation: str, path_contains: str | None = None) -> list[int]:
+        """The status each call of `operation` was answered with, in order."""
+        return [r["status"] for r in self.requests(operation, path_contains)]
+
 
 class Stack:
     def __init__(self, *, log_dir: Path | None = None, lambda_mode: str | None = None):
@@ -868,7 +923,8 @@ def main() -> int:
     with Stack() as stack:
         print(f"moto (AWS)      {stack.moto_url}   admin key {stack.admin_key[0]}; every key's secret in {stack.keys_file}")
         print(f"function users  {', '.join(stack.function_users.values())}: template policies for IAM user {stack.deployed_for}")
-        print(f"fake Qovery     {stack.fake_url}   control API: GET/PUT /_fake/state, POST /_fake/faults")
+        print(f"fake Qovery     {stack.fake_url}   control API: GET/PUT /_fake/state, POST /_fake/faults, "
+              "POST /_fake/container_registries and /_fake/helm_repositories")
         print(f"Qovery API      {stack.qovery_url}" + ("   (Prism, spec-checked)" if stack.spec else "   (NO spec check)"))
         print(f"Lambda invoke   {stack.invoke_url}/2015-03-31/functions/<name>/invocations")
         print(f"state machine   {stack.state_machine_arn}")
