@@ -4,6 +4,7 @@
 use aws_config::SdkConfig;
 
 use crate::error::RotationError;
+use crate::ledger::Ledger;
 use crate::qovery::QoveryApi;
 
 pub const DEFAULT_QOVERY_API_URL: &str = "https://api.qovery.com";
@@ -20,6 +21,9 @@ pub struct Settings {
     /// `KEY_SECRET_PREFIX`: each execution keeps its new key in the secret
     /// `<prefix>/<iam_user_name>/<execution name>`, only until Qovery holds it.
     pub key_secret_prefix: String,
+    /// `LEDGER_TABLE`: the DynamoDB table of the per-user locks and rotation records,
+    /// shared by every stack of the account and region.
+    pub ledger_table: String,
 }
 
 impl Settings {
@@ -32,7 +36,15 @@ impl Settings {
                     .to_string(),
             )
         })?;
+        let ledger_table = var("LEDGER_TABLE").ok_or_else(|| {
+            RotationError::InvalidInput(
+                "The environment variable LEDGER_TABLE is not set: it must name the DynamoDB table that holds the \
+                 per-user rotation locks and records. Nothing was changed."
+                    .to_string(),
+            )
+        })?;
         Ok(Self {
+            ledger_table,
             qovery_api_url: var("QOVERY_API_URL")
                 .unwrap_or_else(|| DEFAULT_QOVERY_API_URL.to_string()),
             qovery_token_secret_id,
@@ -85,6 +97,7 @@ pub struct Deps {
     pub iam: aws_sdk_iam::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub sfn: aws_sdk_sfn::Client,
+    pub ledger: Ledger,
     pub qovery: QoveryApi,
 }
 
@@ -94,6 +107,10 @@ impl Deps {
             iam: aws_sdk_iam::Client::new(&sdk_config),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk_config),
             sfn: aws_sdk_sfn::Client::new(&sdk_config),
+            ledger: Ledger::new(
+                aws_sdk_dynamodb::Client::new(&sdk_config),
+                &settings.ledger_table,
+            ),
             qovery: QoveryApi::new(&settings.qovery_api_url),
             settings,
             sdk_config,

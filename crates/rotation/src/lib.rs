@@ -2,7 +2,7 @@
 //! holds for an organization.
 //!
 //! One module per outside system (`qovery`, `iam`, `sts`, `secrets_manager`,
-//! `step_functions`), the domain types (`input`, `state`, `secret`), the errors, and
+//! `step_functions`, `ledger` over DynamoDB), the domain types (`input`, `state`, `secret`), the errors, and
 //! one module per step under `steps`. The Lambda binaries only call `lambda::serve`.
 //!
 //! Three invariants hold at every step, including every failure:
@@ -19,6 +19,7 @@ pub mod http;
 pub mod iam;
 pub mod input;
 pub mod lambda;
+pub mod ledger;
 pub mod qovery;
 pub mod secret;
 pub mod secrets_manager;

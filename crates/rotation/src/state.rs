@@ -65,6 +65,30 @@ pub struct SkippedCluster {
     pub reason: String,
 }
 
+/// What a run does about the record an ended run left (see `steps::recovery`). The
+/// ASL's Choice after preflight compares these strings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// Nothing to finish or undo: rotate from the start.
+    #[default]
+    Fresh,
+    /// An ended run created a key no holder took: delete it, then rotate from the start.
+    Undo,
+    /// An ended run gave some holders the new key: give it to the rest, redeploy, drain
+    /// from the recorded hand-over, delete the old key.
+    Finish,
+}
+
+/// The key an ended run created and no holder took, and the secret it kept it in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoTarget {
+    pub execution_id: String,
+    pub new_access_key_id: String,
+    #[serde(default)]
+    pub key_secret_id: Option<String>,
+}
+
 /// What preflight found, so that a dry run (and the execution history) shows what a
 /// rotation would do before it does it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +96,9 @@ pub struct PreflightReport {
     pub summary: String,
     pub keys: Vec<KeySummary>,
     pub qovery_access_key_id: String,
+    /// What this run does about the record an ended run left, in words.
+    #[serde(default)]
+    pub recovery: String,
     /// Holders of another key, or of a role: not touched.
     #[serde(default)]
     pub left_alone: Vec<LeftAlone>,
@@ -92,13 +119,21 @@ pub struct RotationState {
     /// registries, helm repositories, DNS providers), with the key id it holds: the old
     /// key after preflight, the new one after the hand-over.
     pub holders: Vec<HolderRef>,
-    /// The clusters to redeploy, one at a time, in this order.
+    /// The clusters to redeploy, one at a time, in this order. A cluster whose
+    /// `handover_*` fields preflight already set (finishing an ended run) deployed
+    /// since that run's hand-over: it is followed, not redeployed.
     pub clusters: Vec<ClusterPlan>,
     pub skipped_clusters: Vec<SkippedCluster>,
     pub drain_seconds: u64,
     pub deploy_timeout_seconds: u64,
     pub poll_interval_seconds: u64,
     pub dry_run: bool,
+    /// Fresh, or finishing or undoing what an ended run left.
+    #[serde(default)]
+    pub recovery: Recovery,
+    /// With `recovery: undo`, the key to remove before rotating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<UndoTarget>,
     /// The key Qovery held when the rotation started: the one to retire.
     pub old_access_key_id: String,
     pub report: PreflightReport,
@@ -190,12 +225,17 @@ pub enum DeleteMode {
     RetireOldKey,
     /// The hand-over failed: delete the new key, which Qovery never took.
     RollbackNewKey,
+    /// A new run removes the key an ended run created and no holder took, then goes on
+    /// rotating: the lock stays.
+    UndoPrevious,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteKeyRequest {
     pub mode: DeleteMode,
+    /// The execution that holds the user's lock (`$$.Execution.Id`).
+    pub execution_id: String,
     pub iam_user_name: String,
     pub organization_id: String,
     pub old_access_key_id: String,
@@ -205,6 +245,9 @@ pub struct DeleteKeyRequest {
     /// no longer needed.
     #[serde(default)]
     pub key_secret_id: Option<String>,
+    /// Retire only: the holders of the rotation, each of which must hold the kept key.
+    #[serde(default)]
+    pub holders: Vec<HolderRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

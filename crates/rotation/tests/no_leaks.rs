@@ -91,7 +91,7 @@ async fn no_secret_in_outputs_logs_or_errors() {
     let request = task_input(
         "DeleteOldKey",
         &serde_json::to_value(&state).unwrap(),
-        &json!({}),
+        &context_of(&state),
     );
     record(
         &serde_json::to_value(

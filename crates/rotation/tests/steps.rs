@@ -12,6 +12,7 @@ use rotation::state::{DeleteKeyResult, Phase, QoveryHolds, RotationState};
 use rotation::steps::{
     check_status, create_key, delete_key, deploy_cluster, preflight, update_qovery,
 };
+use rotation::RotationError;
 use serde_json::{json, Value};
 use support::*;
 
@@ -430,43 +431,122 @@ async fn preflight_rejects_bad_input_by_field() {
     assert_eq!(world.calls("editAWSCredentials"), 0);
 }
 
-#[tokio::test]
-async fn preflight_refuses_a_second_rotation_of_the_same_user() {
-    let world = World::new().await;
-    let sfn = world.moto.sfn();
-    let machine = world.state_machine_arn.as_str();
-    let other_user = json!({"iam_user_name": "someone-else", "organization_id": ORG});
-    sfn.start_execution()
-        .state_machine_arn(machine)
-        .input(other_user.to_string())
-        .send()
-        .await
-        .unwrap();
-
-    // A running rotation of another user does not block this one.
-    preflight::handle(&world.deps, world.preflight_event(world.input()))
-        .await
-        .unwrap();
-
-    let running = sfn
+/// An execution RUNNING in moto's Step Functions, as preflight sees a live rotation.
+async fn running_execution(world: &World) -> String {
+    world
+        .moto
+        .sfn()
         .start_execution()
-        .state_machine_arn(machine)
+        .state_machine_arn(&world.state_machine_arn)
         .input(world.input().to_string())
         .send()
         .await
-        .unwrap();
-    let (name, message) =
-        failure(preflight::handle(&world.deps, world.preflight_event(world.input())).await);
-    assert_eq!(name, "RotationInProgress");
-    assert!(message.contains(running.execution_arn()), "{message}");
-    // Its own execution does not count.
+        .unwrap()
+        .execution_arn()
+        .to_string()
+}
+
+#[tokio::test]
+async fn preflight_takes_the_users_lock_and_a_second_execution_meets_rotation_in_progress() {
+    // GIVEN a running execution that passed preflight: it holds the user's lock
+    let world = World::new().await;
+    let first = running_execution(&world).await;
     preflight::handle(
         &world.deps,
-        world.preflight_event_for(running.execution_arn(), world.input()),
+        world.preflight_event_for(&first, world.input()),
     )
     .await
     .unwrap();
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    assert_eq!(record.execution_id, first);
+    assert_eq!(record.old_access_key_id, world.old_key);
+
+    // WHEN a second execution (of this stack or any other) preflights, dry run or not
+    let second = running_execution(&world).await;
+    for dry_run in [false, true] {
+        let mut input = world.input();
+        input["dry_run"] = json!(dry_run);
+        let (name, message) = failure(
+            preflight::handle(&world.deps, world.preflight_event_for(&second, input)).await,
+        );
+        // THEN it is refused, naming the holder of the lock, and nothing changes
+        assert_eq!(name, "RotationInProgress");
+        assert!(
+            message.contains(&first) && message.contains(LEDGER_TABLE),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        world
+            .deps
+            .ledger
+            .read(USER)
+            .await
+            .unwrap()
+            .unwrap()
+            .execution_id,
+        first
+    );
+    // A retry of the holder's own preflight passes.
+    preflight::handle(
+        &world.deps,
+        world.preflight_event_for(&first, world.input()),
+    )
+    .await
+    .unwrap();
+
+    // WHEN the first execution ends (stopped before it created a key)
+    world
+        .moto
+        .sfn()
+        .stop_execution()
+        .execution_arn(&first)
+        .send()
+        .await
+        .unwrap();
+
+    // THEN the second takes the lock over and rotates from the start
+    let state = preflight::handle(
+        &world.deps,
+        world.preflight_event_for(&second, world.input()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(state.recovery, rotation::state::Recovery::Fresh);
+    assert_eq!(
+        world
+            .deps
+            .ledger
+            .read(USER)
+            .await
+            .unwrap()
+            .unwrap()
+            .execution_id,
+        second
+    );
     assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+}
+
+#[tokio::test]
+async fn two_executions_preflighting_at_the_same_moment_take_the_lock_once() {
+    let world = World::new().await;
+    let (a, b) = (
+        running_execution(&world).await,
+        running_execution(&world).await,
+    );
+    let (first, second) = tokio::join!(
+        preflight::handle(&world.deps, world.preflight_event_for(&a, world.input())),
+        preflight::handle(&world.deps, world.preflight_event_for(&b, world.input())),
+    );
+    let outcomes = [first.map(|_| ()), second.map(|_| ())];
+    let refused: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().err().map(RotationError::name))
+        .collect();
+    assert_eq!(refused, ["RotationInProgress"], "{outcomes:?}");
+    let holder = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    let winner = if outcomes[0].is_ok() { &a } else { &b };
+    assert_eq!(&holder.execution_id, winner);
 }
 
 #[tokio::test]
@@ -586,8 +666,46 @@ async fn create_key_called_twice_with_the_same_input_creates_one_key() {
 }
 
 #[tokio::test]
-async fn create_key_deletes_a_key_lost_by_an_earlier_attempt_and_creates_another() {
-    // GIVEN a first attempt created a key after preflight, and died before storing it
+async fn create_key_never_deletes_a_key_it_cannot_prove_it_made() {
+    // GIVEN a key made by someone else (a person, a script, another run) between
+    // preflight and create-key
+    let world = World::new().await;
+    let state = preflighted(&world).await;
+    let theirs = world
+        .moto
+        .iam()
+        .create_access_key()
+        .user_name(USER)
+        .send()
+        .await
+        .unwrap()
+        .access_key()
+        .unwrap()
+        .access_key_id()
+        .to_string();
+    let before = world.key_ids().await;
+
+    // WHEN create-key runs (twice: a retry sees the same)
+    for _ in 0..2 {
+        let (name, message) = failure(create(&world, &state).await);
+
+        // THEN it is refused, naming the key, and nothing is created or deleted
+        assert_eq!(name, "PreconditionFailed");
+        assert!(
+            message.contains(&theirs)
+                && message.contains("cannot prove it made")
+                && message.contains("Nothing was changed"),
+            "{message}"
+        );
+        assert_eq!(world.key_ids().await, before);
+        assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
+    }
+}
+
+#[tokio::test]
+async fn create_key_deletes_its_own_recorded_key_whose_secret_was_lost_and_creates_another() {
+    // GIVEN an earlier attempt created a key and recorded it in the ledger (the proof),
+    // then died before storing its secret
     let world = World::new().await;
     let state = preflighted(&world).await;
     let lost = world
@@ -602,11 +720,22 @@ async fn create_key_deletes_a_key_lost_by_an_earlier_attempt_and_creates_another
         .unwrap()
         .access_key_id()
         .to_string();
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    world
+        .deps
+        .ledger
+        .write(&rotation::ledger::Record {
+            phase: rotation::ledger::LedgerPhase::KeyCreated,
+            new_access_key_id: Some(lost.clone()),
+            ..record
+        })
+        .await
+        .unwrap();
 
     // WHEN create-key runs again
     let state = create(&world, &state).await.unwrap();
 
-    // THEN the lost key is gone, a new one is stored, and Qovery's key is untouched
+    // THEN the lost key is gone, a new one is stored and recorded, Qovery's key untouched
     let new_key = state.new_access_key_id.clone().unwrap();
     assert_ne!(new_key, lost);
     let mut expected = vec![world.old_key.clone(), new_key.clone()];
@@ -614,10 +743,8 @@ async fn create_key_deletes_a_key_lost_by_an_earlier_attempt_and_creates_another
     assert_eq!(world.key_ids().await, expected);
     let secret = world.stored_secret(&state).await;
     assert!(world.moto.caller(&new_key, &secret).await.is_ok());
-    assert_eq!(
-        world.key_status(&world.old_key).await.as_deref(),
-        Some("Active")
-    );
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    assert_eq!(record.new_access_key_id.as_deref(), Some(new_key.as_str()));
     assert!(all_hold(&world, &world.old_key));
 }
 
@@ -646,7 +773,11 @@ async fn create_key_refuses_a_second_key_from_before_preflight() {
 
     // THEN it is refused, listing the keys, and nothing is created or deleted
     assert_eq!(name, "PreconditionFailed");
-    for needle in [other.as_str(), world.old_key.as_str(), "No key was created"] {
+    for needle in [
+        other.as_str(),
+        world.old_key.as_str(),
+        "Nothing was changed",
+    ] {
         assert!(message.contains(needle), "{needle}: {message}");
     }
     assert_eq!(world.key_ids().await, before);
@@ -683,7 +814,7 @@ async fn create_key_never_deletes_a_new_key_that_qovery_holds() {
     // THEN it is refused; the key Qovery holds is still there
     assert_eq!(name, "PreconditionFailed");
     assert!(
-        message.contains(held.access_key_id()) && message.contains("No key was created"),
+        message.contains(held.access_key_id()) && message.contains("Nothing was changed"),
         "{message}"
     );
     assert_eq!(world.key_ids().await, before);
@@ -1570,7 +1701,7 @@ async fn rollback_turns_the_new_key_back_on_if_qovery_takes_it_meanwhile() {
     let (name, message) = failure(result);
     assert_eq!(name, "UnsafeDelete");
     assert!(
-        message.contains("while the rollback ran") && message.contains("turned back on"),
+        message.contains("while the rollback ran") && message.contains("switched back on"),
         "{message}"
     );
     assert_eq!(world.key_status(&new_key).await.as_deref(), Some("Active"));
@@ -1610,7 +1741,7 @@ async fn delete_key_refuses_keys_outside_the_rotation() {
     let world = World::new().await;
     let state = handed_over(&world).await;
     let new_key = state.new_access_key_id.clone().unwrap();
-    let request = task_input("DeleteOldKey", &value(&state), &no_context());
+    let request = task_input("DeleteOldKey", &value(&state), &context_of(&state));
 
     // The key created by this run is never retired as "old".
     let mut bad = request.clone();
@@ -1653,7 +1784,7 @@ async fn delete_key_refuses_keys_outside_the_rotation() {
 async fn delete_key_rejects_bad_ids() {
     let world = World::new().await;
     let state = handed_over(&world).await;
-    let request = task_input("DeleteOldKey", &value(&state), &no_context());
+    let request = task_input("DeleteOldKey", &value(&state), &context_of(&state));
     for (field, bad, expected) in [
         ("mode", json!("delete_everything"), "unknown variant"),
         ("iam_user_name", json!("qovery/../admin"), "iam_user_name"),

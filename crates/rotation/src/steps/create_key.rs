@@ -1,16 +1,21 @@
-//! Step 2. Create the second key and store it in this execution's key secret.
+//! Step 2. Create the second key, record it in the ledger, and store it in this
+//! execution's key secret.
 //!
-//! Safe to run twice with the same input. A retry finds the key the first call stored.
-//! A first call that lost its answer after `CreateAccessKey` (or was killed before it
-//! stored the key) leaves a key whose secret nobody has: created after preflight, held
-//! by nothing in Qovery, stored nowhere. Such a key is useless and would block the
-//! rotation (IAM allows two keys), so it is deleted and the step goes on.
+//! Provenance: a key is deleted here only when the ledger proves that this execution
+//! created it (its id recorded right after `CreateAccessKey`), its secret was lost, and
+//! no holder holds it. A key this step cannot prove it made (a person's, a script's,
+//! another execution's, or one whose `CreateAccessKey` answer was lost) is never
+//! deleted: the step fails with `PreconditionFailed`, names it, and changes nothing.
+//!
+//! Safe to run twice with the same input: a retry finds the key the first call stored.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::Deps;
 use crate::error::RotationError;
+use crate::ledger::{LedgerPhase, Record};
+use crate::qovery::holders;
 use crate::secret::Secret;
 use crate::state::{describe_keys, parse_step_input, KeySummary, RotationState};
 use crate::{iam, secrets_manager, timefmt};
@@ -29,56 +34,85 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     let secret_name = deps.settings.key_secret_name(&user, &state.execution_id);
     let version_id = version_id_for(&state.execution_id);
 
+    let mut record = own_record(deps, &state, &old_only).await?;
+    let keys = super::list_keys(deps, &user, &old_only).await?;
+
     // A retry of this step in the same execution: the first call stored the key.
     let stored = secrets_manager::read_key(&deps.secrets, &secret_name, &version_id)
         .await
         .map_err(|e| {
-            // Nothing was created yet in this call, but an earlier attempt may have: say
-            // only what is known. The retry lists the keys.
             e.into_rotation_error(&format!(
                 "This call created no key before the failure. {old_only}"
             ))
         })?;
-    let keys = super::list_keys(deps, &user, &old_only).await?;
     if let Some((secret_arn, stored)) = stored {
-        if !keys.iter().any(|k| k.access_key_id == stored.access_key_id) {
-            return Err(RotationError::PreconditionFailed(format!(
-                "This execution already created key {} (stored in {secret_arn}), but IAM user {user} no longer has \
-                 it; its keys are: {}. Someone deleted it. Delete the secret {secret_arn} and start a new rotation. \
-                 {old_only}",
+        if record.new_access_key_id.as_deref() == Some(stored.access_key_id.as_str())
+            && keys.iter().any(|k| k.access_key_id == stored.access_key_id)
+        {
+            tracing::info!(new_access_key_id = %stored.access_key_id, "key already created by this execution");
+            return Ok(with_new_key(
+                state,
                 stored.access_key_id,
-                describe_keys(&keys)
-            )));
+                secret_arn,
+                version_id,
+            ));
         }
-        tracing::info!(new_access_key_id = %stored.access_key_id, "key already created by this execution");
-        return Ok(with_new_key(
-            state,
-            stored.access_key_id,
-            secret_arn,
-            version_id,
-        ));
+    }
+    // Recorded by an earlier attempt, but its secret was never stored: the key is
+    // useless, provably ours, and (if no holder holds it) safe to delete.
+    if let Some(lost) = record.new_access_key_id.clone() {
+        if keys.iter().any(|k| k.access_key_id == lost) {
+            remove_recorded_lost_key(deps, &state, &lost, &old_only).await?;
+        }
+        record = write(
+            deps,
+            Record {
+                phase: LedgerPhase::Planned,
+                new_access_key_id: None,
+                ..record
+            },
+            &old_only,
+        )
+        .await?;
+    }
+    let keys = super::list_keys(deps, &user, &old_only).await?;
+    if keys.len() != 1 || keys[0].access_key_id != old {
+        return Err(unproven_keys(&state, &keys, &old_only));
     }
 
-    let keys = remove_lost_keys(deps, &state, keys, &old_only).await?;
-    if keys.len() != 1 || keys[0].access_key_id != old {
-        return Err(RotationError::PreconditionFailed(format!(
-            "IAM user {user} should have only the old key {old} before a new one is created, but it has {}: {}. \
-             Another process may be rotating it. Delete any key that Qovery does not hold once nothing uses it, \
-             and start again. No key was created by this execution. {old_only}",
-            keys.len(),
-            describe_keys(&keys)
+    let record = write(
+        deps,
+        Record {
+            phase: LedgerPhase::CreatingKey,
+            key_secret_id: Some(secret_name.clone()),
+            new_key_version_id: Some(version_id.clone()),
+            ..record
+        },
+        &old_only,
+    )
+    .await?;
+    let (new_key, secret_access_key) = create(deps, &state, &old_only).await?;
+    tracing::info!(new_access_key_id = %new_key, "created access key");
+    // The proof that this tool made the key, before anything else can go wrong.
+    let recorded = Record {
+        phase: LedgerPhase::KeyCreated,
+        new_access_key_id: Some(new_key.clone()),
+        updated_at: timefmt::format(timefmt::now()),
+        ..record
+    };
+    if let Err(e) = deps.ledger.write(&recorded).await {
+        let outcome = delete_unstorable(deps, &user, &new_key).await;
+        return Err(e.into_rotation_error(&format!(
+            "The new key {new_key} could not be recorded in the ledger. {outcome} {old_only}"
         )));
     }
-
-    let (new_key, secret_access_key) = create_once(deps, &state, &old_only).await?;
-    tracing::info!(new_access_key_id = %new_key, "created access key");
 
     let stored = secrets_manager::create_key_secret(
         &deps.secrets,
         &secret_name,
         &format!(
             "New access key {new_key} of IAM user {user} while qovery-key-rotator hands it to Qovery; deleted once \
-             Qovery holds it."
+             every holder in Qovery holds it."
         ),
         &version_id,
         &new_key,
@@ -93,19 +127,22 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     });
     drop(secret_access_key);
     match stored {
-        Ok(secret_arn) => Ok(with_new_key(state, new_key, secret_arn, version_id)),
+        Ok(secret_arn) => {
+            let record = Record {
+                key_secret_id: Some(secret_arn.clone()),
+                updated_at: timefmt::format(timefmt::now()),
+                ..recorded
+            };
+            // The name recorded before works as well as the ARN: only log a failure.
+            if let Err(e) = deps.ledger.write(&record).await {
+                tracing::warn!(error = %e.message, "could not record the key secret's ARN");
+            }
+            Ok(with_new_key(state, new_key, secret_arn, version_id))
+        }
         Err(store_error) => {
             // The secret exists nowhere else: a key we cannot store is useless, and would
-            // block the next rotation. Remove it.
-            let cleanup = iam::delete_access_key(&deps.iam, &user, &new_key).await;
-            let outcome = match cleanup {
-                Ok(()) => format!("The new key {new_key} was deleted again, so {old} is the only key."),
-                Err(e) => format!(
-                    "Deleting the unusable new key {new_key} failed too ({}); the next attempt deletes it, or \
-                     delete it by hand with `aws iam delete-access-key --user-name {user} --access-key-id {new_key}`.",
-                    e.message
-                ),
-            };
+            // block the next rotation. Remove it; the ledger proves it is ours.
+            let outcome = delete_unstorable(deps, &user, &new_key).await;
             Err(store_error.into_rotation_error(&format!(
                 "The new key could not be stored in {secret_name}. {outcome} {old_only}"
             )))
@@ -113,80 +150,114 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     }
 }
 
-/// Deletes every key of the user that an earlier attempt of this step created and lost:
-/// not the old key, created at or after preflight, and held by nothing in Qovery.
-/// Returns the keys left.
-async fn remove_lost_keys(
+/// The user's record: preflight took the lock for this execution.
+async fn own_record(
     deps: &Deps,
     state: &RotationState,
-    keys: Vec<KeySummary>,
     context: &str,
-) -> Result<Vec<KeySummary>, RotationError> {
-    let since = timefmt::parse(&state.preflight_at);
-    let candidates: Vec<&KeySummary> = keys
-        .iter()
-        .filter(|k| k.access_key_id != state.old_access_key_id)
-        .filter(|k| {
-            let created = timefmt::parse(&k.create_date);
-            matches!((created, since), (Some(c), Some(s)) if c >= s)
+) -> Result<Record, RotationError> {
+    super::own_record(deps, &state.iam_user_name, &state.execution_id, context)
+        .await?
+        .ok_or_else(|| {
+            RotationError::RotationInProgress(format!(
+                "This execution {} does not hold the rotation lock of IAM user {}: table {} has no record of it. \
+                 No key was created. {context}",
+                state.execution_id,
+                state.iam_user_name,
+                deps.ledger.table()
+            ))
         })
-        .collect();
-    if candidates.is_empty() {
-        return Ok(keys);
-    }
-    let token = super::qovery_token(deps, context).await?;
-    let all = super::survey(deps, &token, &state.organization_id, context).await?;
-    let mut deleted = Vec::new();
-    for key in candidates {
-        // Fail closed: a holder whose key id cannot be read might hold this key.
-        if !crate::qovery::holders::may_hold(&all, &key.access_key_id).is_empty() {
-            continue;
-        }
-        iam::delete_access_key(&deps.iam, &state.iam_user_name, &key.access_key_id)
-            .await
-            .map_err(|e| {
-                e.into_rotation_error(&format!(
-                    "Key {} was created after preflight by a lost attempt of this step and nobody holds its \
-                     secret; it could not be deleted. {context}",
-                    key.access_key_id
-                ))
-            })?;
-        tracing::warn!(access_key_id = %key.access_key_id, "deleted a key a lost attempt of this step created");
-        deleted.push(key.access_key_id.clone());
-    }
-    if deleted.is_empty() {
-        return Ok(keys);
-    }
-    super::list_keys(deps, &state.iam_user_name, context).await
 }
 
-/// `CreateAccessKey`, once more if its answer was lost: the SDK's own retry of a call
-/// that did create a key fails with `LimitExceeded`, and that key is lost.
-async fn create_once(
+async fn write(deps: &Deps, record: Record, context: &str) -> Result<Record, RotationError> {
+    super::write_record(deps, record, context).await
+}
+
+/// The key an earlier attempt of this execution created and recorded, whose secret it
+/// never stored: deleted unless a holder holds it.
+async fn remove_recorded_lost_key(
+    deps: &Deps,
+    state: &RotationState,
+    lost: &str,
+    context: &str,
+) -> Result<(), RotationError> {
+    let token = super::qovery_token(deps, context).await?;
+    let all = super::survey(deps, &token, &state.organization_id, context).await?;
+    if !holders::may_hold(&all, lost).is_empty() {
+        return Err(RotationError::PreconditionFailed(format!(
+            "Key {lost}, which an earlier attempt of this execution created and whose secret it lost, is held in \
+             Qovery: {}. It was not deleted. {context}",
+            super::describe_holding(&all, lost)
+        )));
+    }
+    iam::delete_access_key(&deps.iam, &state.iam_user_name, lost)
+        .await
+        .map_err(|e| {
+            e.into_rotation_error(&format!(
+                "Key {lost} was created by an earlier attempt of this execution (the ledger records it) and its \
+                 secret was lost; it could not be deleted. {context}"
+            ))
+        })?;
+    tracing::warn!(access_key_id = %lost, "deleted a key an earlier attempt created and could not store");
+    Ok(())
+}
+
+fn unproven_keys(state: &RotationState, keys: &[KeySummary], context: &str) -> RotationError {
+    let old = &state.old_access_key_id;
+    let others: Vec<&str> = keys
+        .iter()
+        .map(|k| k.access_key_id.as_str())
+        .filter(|k| *k != old)
+        .collect();
+    RotationError::PreconditionFailed(format!(
+        "IAM user {} should have only the old key {old} before a new one is created, but it has {}: {}. This \
+         rotation cannot prove it made {}, so it does not delete {}: a person, a script or another rotation may \
+         use it. Nothing was changed. Find out who made it; once nothing uses it, delete it and start again. \
+         {context}",
+        state.iam_user_name,
+        keys.len(),
+        describe_keys(keys),
+        if others.is_empty() { "any key".to_string() } else { others.join(", ") },
+        if others.len() == 1 { "it" } else { "them" },
+    ))
+}
+
+/// `CreateAccessKey`. If it fails, the keys are listed again: a key that appeared
+/// may be this call's own (its answer lost) or someone else's, and is never deleted.
+async fn create(
     deps: &Deps,
     state: &RotationState,
     context: &str,
 ) -> Result<(String, Secret), RotationError> {
     let user = &state.iam_user_name;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let error = match iam::create_access_key(&deps.iam, user).await {
-            Ok(created) => return Ok(created),
-            Err(error) => error,
-        };
-        // Never say what happened without looking: list the keys again.
-        let keys = super::list_keys(deps, user, context).await?;
-        let before = keys.len();
-        let keys = remove_lost_keys(deps, state, keys, context).await?;
-        if keys.len() < before && attempt == 1 {
-            tracing::warn!(error = %error.message, "CreateAccessKey failed after creating a key; deleted it, trying again");
-            continue;
+    match iam::create_access_key(&deps.iam, user).await {
+        Ok(created) => Ok(created),
+        Err(error) => {
+            let keys = super::list_keys(deps, user, context).await?;
+            if keys.len() > 1 {
+                return Err(unproven_keys(state, &keys, context).with_context(&format!(
+                    "(CreateAccessKey failed: {}; a key it created before its answer was lost cannot be told \
+                     from someone else's.)",
+                    error.message
+                )));
+            }
+            Err(error.into_rotation_error(&format!(
+                "IAM user {user} now has: {}. {context}",
+                describe_keys(&keys)
+            )))
         }
-        return Err(error.into_rotation_error(&format!(
-            "IAM user {user} now has: {}. {context}",
-            describe_keys(&keys)
-        )));
+    }
+}
+
+/// Deletes a key this call created (in memory: the proof) but could not keep.
+async fn delete_unstorable(deps: &Deps, user: &str, new_key: &str) -> String {
+    match iam::delete_access_key(&deps.iam, user, new_key).await {
+        Ok(()) => format!("The new key {new_key} was deleted again."),
+        Err(e) => format!(
+            "Deleting the unusable new key {new_key} failed too ({}); delete it with `aws iam delete-access-key \
+             --user-name {user} --access-key-id {new_key}`.",
+            e.message
+        ),
     }
 }
 

@@ -1,23 +1,33 @@
-//! Step 8, and the rollback. Delete exactly one key, and only when it is safe: it is
-//! not the key the other half of the rotation depends on, and nothing in Qovery holds
-//! it right now, of any kind of holder (asked just before the delete; a holder whose
-//! key id cannot be read counts as holding it).
+//! Step 8, the rollback, and the undo of what an ended run left. Delete exactly one
+//! key, and only when it is safe: it is not the key the other half of the rotation
+//! depends on, nothing in Qovery holds it right now, of any kind of holder (asked just
+//! before the delete; a holder whose key id cannot be read counts as holding it), and
+//! the ledger proves the tool made it (a new key) or recorded it as the old key.
+//!
+//! Retiring the old key also needs the kept key Active, every holder of the rotation
+//! holding it, and no holder holding the old key.
 //!
 //! Safe to run twice: if the key is already gone and Qovery holds the key that was to
 //! be kept, an earlier attempt did the work and lost its answer; that is success.
 //!
 //! The rollback deactivates the new key before it asks Qovery one last time, and
-//! deletes it only then: if Qovery took it at the last moment, it is turned back on.
+//! deletes it only then: if Qovery took it at the last moment, it is turned back on. A
+//! key is never left Inactive while a holder holds it, also when a retry finds it
+//! switched off by an earlier attempt.
+//!
+//! The rotation's lock is released once the rotation is finished (the old key retired)
+//! or undone (the rollback); an undo within a new run keeps it.
 
 use serde_json::Value;
 
 use crate::config::Deps;
 use crate::error::RotationError;
+use crate::ledger::{LedgerPhase, Record};
 use crate::qovery::holders::{self, Holder};
 use crate::state::{
     describe_keys, parse_step_input, DeleteKeyRequest, DeleteKeyResult, DeleteMode, KeySummary,
 };
-use crate::{iam, secrets_manager};
+use crate::{iam, secrets_manager, timefmt};
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, RotationError> {
     let request: DeleteKeyRequest = parse_step_input("delete-key", event)?;
@@ -25,7 +35,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
     let old = request.old_access_key_id.as_str();
     let (target, keep) = match (request.mode, request.new_access_key_id.as_deref()) {
         (DeleteMode::RetireOldKey, Some(new)) => (old, new),
-        (DeleteMode::RollbackNewKey, Some(new)) => (new, old),
+        (DeleteMode::RollbackNewKey | DeleteMode::UndoPrevious, Some(new)) => (new, old),
         (_, None) => {
             return Err(RotationError::InvalidInput(format!(
                 "delete-key needs new_access_key_id: the key to delete (rollback) or to keep (retire). Nothing was \
@@ -42,6 +52,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
     }
     let nothing_deleted = format!("Nothing was deleted; the keys of {user} are as they were.");
 
+    let record = super::own_record(deps, user, &request.execution_id, &nothing_deleted).await?;
     let keys = super::list_keys(deps, user, &nothing_deleted).await?;
     let token = super::qovery_token(deps, &nothing_deleted).await?;
     let all = super::survey(deps, &token, &request.organization_id, &nothing_deleted).await?;
@@ -49,17 +60,61 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
     if !keys.iter().any(|k| k.access_key_id == target) {
         return already_deleted(deps, &request, target, keep, &keys, &all).await;
     }
+    let target_active = keys
+        .iter()
+        .any(|k| k.access_key_id == target && k.status == "Active");
 
     if !holders::may_hold(&all, target).is_empty() {
-        return Err(refusal(&request, target, keep, &all, &keys));
+        // An earlier attempt of the rollback may have switched it off: never leave a
+        // key Inactive while a holder holds it.
+        let outcome = if target_active {
+            String::new()
+        } else {
+            reactivate(deps, user, target).await
+        };
+        return Err(refusal(&request, target, keep, &all, &keys, &outcome));
     }
+    if request.mode == DeleteMode::RetireOldKey {
+        check_kept_key(&request, keep, &keys, &all)?;
+    }
+    // Provenance: the record must name the key as this rotation's.
+    let proven = match (&record, request.mode) {
+        (Some(r), DeleteMode::RetireOldKey) => r.old_access_key_id == target,
+        (Some(r), _) => r.new_access_key_id.as_deref() == Some(target),
+        (None, _) => false,
+    };
+    if !proven {
+        return Err(RotationError::UnsafeDelete(format!(
+            "Refused to delete key {target}: the rotation record of IAM user {user} in table {} does not name it as \
+             this rotation's {} key ({}). {nothing_deleted}",
+            deps.ledger.table(),
+            if request.mode == DeleteMode::RetireOldKey { "old" } else { "new" },
+            record
+                .as_ref()
+                .map(Record::describe)
+                .unwrap_or_else(|| "there is no record".to_string())
+        )));
+    }
+    write_phase(
+        deps,
+        record.as_ref(),
+        if request.mode == DeleteMode::RetireOldKey {
+            LedgerPhase::Retiring
+        } else {
+            LedgerPhase::RollingBack
+        },
+        &nothing_deleted,
+    )
+    .await?;
 
-    if request.mode == DeleteMode::RollbackNewKey {
+    if request.mode != DeleteMode::RetireOldKey {
         // A hand-over whose answer was lost may still apply: switch the key off first, so
         // that Qovery's last answer can be trusted, and switch it back on if Qovery has it.
-        iam::set_access_key_active(&deps.iam, user, target, false)
-            .await
-            .map_err(|e| e.into_rotation_error(&nothing_deleted))?;
+        if target_active {
+            iam::set_access_key_active(&deps.iam, user, target, false)
+                .await
+                .map_err(|e| e.into_rotation_error(&nothing_deleted))?;
+        }
         let context = format!(
             "The new key {target} was switched off for the rollback and is switched back on."
         );
@@ -68,18 +123,10 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
             Err(e) => return Err(reactivate_after(deps, user, target, e).await),
         };
         if !holders::may_hold(&now, target).is_empty() {
-            let reactivated = iam::set_access_key_active(&deps.iam, user, target, true).await;
-            let outcome = match reactivated {
-                Ok(()) => format!("The new key {target} was turned back on."),
-                Err(e) => format!(
-                    "Turning the new key {target} back on failed ({}): do it now with `aws iam update-access-key \
-                     --user-name {user} --access-key-id {target} --status Active`.",
-                    e.message
-                ),
-            };
+            let outcome = reactivate(deps, user, target).await;
             return Err(RotationError::UnsafeDelete(format!(
                 "Refused to roll back: Qovery took the new key {target} while the rollback ran. {outcome} Both keys \
-                 stay. Holders of {target}: {}. Holders of {old}: {}. Delete a key only once no holder holds it.",
+                 stay. Holders of {target}: {}. Holders of {old}: {}. Start a new run: it finishes the hand-over.",
                 super::describe_holding(&now, target),
                 super::describe_holding(&now, old)
             )));
@@ -91,15 +138,86 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
         .map_err(|e| {
             e.into_rotation_error(&format!(
                 "Key {target} was not deleted{}. Qovery holds {keep}.",
-                if request.mode == DeleteMode::RollbackNewKey {
-                    " (it is Inactive; the retry deletes it)"
-                } else {
+                if request.mode == DeleteMode::RetireOldKey {
                     ""
+                } else {
+                    " (it is Inactive, and no holder holds it; the retry deletes it)"
                 }
             ))
         })?;
     tracing::info!(deleted_access_key_id = %target, mode = ?request.mode, "deleted access key");
     finish(deps, &request, target, keep, false, &all).await
+}
+
+async fn write_phase(
+    deps: &Deps,
+    record: Option<&Record>,
+    phase: LedgerPhase,
+    context: &str,
+) -> Result<(), RotationError> {
+    if let Some(record) = record {
+        let record = Record {
+            phase,
+            ..record.clone()
+        };
+        super::write_record(deps, record, context).await?;
+    }
+    Ok(())
+}
+
+/// Retiring the old key: the kept key must be Active, and every holder of the rotation
+/// must hold it.
+fn check_kept_key(
+    request: &DeleteKeyRequest,
+    keep: &str,
+    keys: &[KeySummary],
+    all: &[Holder],
+) -> Result<(), RotationError> {
+    let target = &request.old_access_key_id;
+    let active = keys
+        .iter()
+        .any(|k| k.access_key_id == keep && k.status == "Active");
+    if !active {
+        return Err(RotationError::UnsafeDelete(format!(
+            "Refused to delete key {target}: the key to keep, {keep}, is not Active ({}). Holders of {keep}: {}. \
+             Nothing was deleted. Switch {keep} on (`aws iam update-access-key --user-name {} --access-key-id {keep} \
+             --status Active`) and start a new run.",
+            describe_keys(keys),
+            super::describe_holding(all, keep),
+            request.iam_user_name
+        )));
+    }
+    let lacking: Vec<String> = request
+        .holders
+        .iter()
+        .filter(|r| !all.iter().any(|h| h.is(r) && h.holds(keep)))
+        .map(|r| r.label())
+        .collect();
+    if !lacking.is_empty() || holders::holding(all, keep).is_empty() {
+        return Err(RotationError::UnsafeDelete(format!(
+            "Refused to delete key {target}: not every holder of the rotation holds the kept key {keep} (lacking: \
+             {}). Holders of {keep}: {}. Nothing was deleted. Start a new run: it gives the key to the rest.",
+            if lacking.is_empty() {
+                "every holder".to_string()
+            } else {
+                lacking.join("; ")
+            },
+            super::describe_holding(all, keep)
+        )));
+    }
+    Ok(())
+}
+
+/// Switch `key` back on; says what happened, for the message.
+async fn reactivate(deps: &Deps, user: &str, key: &str) -> String {
+    match iam::set_access_key_active(&deps.iam, user, key, true).await {
+        Ok(()) => format!("The key {key} was switched back on."),
+        Err(e) => format!(
+            "Switching the key {key} back on failed ({}): do it now with `aws iam update-access-key --user-name \
+             {user} --access-key-id {key} --status Active`.",
+            e.message
+        ),
+    }
 }
 
 /// The target is not a key of the user. If Qovery holds the key to keep, an earlier
@@ -157,6 +275,7 @@ async fn finish(
             tracing::warn!(error = %e.message, "could not list the keys left after the delete");
             Vec::new()
         });
+    release_or_reset(deps, request).await;
     let kept_by: Vec<String> = holders::holding(all, keep)
         .iter()
         .map(|h| h.label())
@@ -182,23 +301,58 @@ async fn finish(
     })
 }
 
+/// The rotation is finished or undone: release the user's lock. An undo within a new
+/// run keeps the lock and records that the ended run's key is gone. A failure here is
+/// only logged: the key work is done, and the next run takes over an ended owner's lock.
+async fn release_or_reset(deps: &Deps, request: &DeleteKeyRequest) {
+    let user = &request.iam_user_name;
+    let outcome = match request.mode {
+        DeleteMode::UndoPrevious => match deps.ledger.read(user).await {
+            Ok(Some(record)) if record.execution_id == request.execution_id => deps
+                .ledger
+                .write(&Record {
+                    phase: LedgerPhase::Planned,
+                    new_access_key_id: None,
+                    key_secret_id: None,
+                    new_key_version_id: None,
+                    updated_at: timefmt::format(timefmt::now()),
+                    ..record
+                })
+                .await
+                .map(|()| true),
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        },
+        _ => deps.ledger.release(user, &request.execution_id).await,
+    };
+    match outcome {
+        Ok(done) => {
+            tracing::info!(iam_user_name = %user, mode = ?request.mode, done, "rotation lock updated")
+        }
+        Err(e) => {
+            tracing::warn!(iam_user_name = %user, error = %e.message, "could not update the rotation lock")
+        }
+    }
+}
+
 fn refusal(
     request: &DeleteKeyRequest,
     target: &str,
     keep: &str,
     all: &[Holder],
     keys: &[KeySummary],
+    outcome: &str,
 ) -> RotationError {
     let next = match request.mode {
-        DeleteMode::RollbackNewKey => format!(
-            "Qovery took the new key before the failure, so the rotation cannot be rolled back. Both keys ({}) \
-             stay active. Give the new key to the holders still on {keep}, redeploy the clusters that use them, and \
-             delete {keep} only once no holder holds it.",
+        DeleteMode::RollbackNewKey | DeleteMode::UndoPrevious => format!(
+            "Qovery took the new key, so the rotation cannot be rolled back. {outcome} Both keys ({}) stay active. \
+             Start a new run: it gives the new key to the holders still on {keep}, redeploys their clusters, and \
+             deletes {keep} once no holder holds it.",
             describe_keys(keys)
         ),
         DeleteMode::RetireOldKey => format!(
-            "Deleting it would break them. Both keys ({}) stay active; give those holders the new key {keep} (or \
-             find out why they hold the old one) before deleting it.",
+            "Deleting it would break them. {outcome} Both keys ({}) stay active. Start a new run: it gives those \
+             holders the new key {keep}; or find out why they hold the old one.",
             describe_keys(keys)
         ),
     };

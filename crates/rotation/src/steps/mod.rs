@@ -6,10 +6,12 @@ pub mod create_key;
 pub mod delete_key;
 pub mod deploy_cluster;
 pub mod preflight;
+pub mod recovery;
 pub mod update_qovery;
 
 use crate::config::Deps;
 use crate::error::RotationError;
+use crate::ledger::Record;
 use crate::qovery::holders::{self, Holder};
 use crate::secret::Secret;
 use crate::secrets_manager;
@@ -61,4 +63,45 @@ pub(crate) async fn survey(
 /// `label holds key` for each holder that holds `key` or might; `none` when none does.
 pub(crate) fn describe_holding(all: &[Holder], key: &str) -> String {
     holders::describe_all(holders::may_hold(all, key))
+}
+
+/// The user's rotation record, which must be `execution_id`'s own: `None` when there
+/// is none (released by an earlier attempt that lost its answer), `RotationInProgress`
+/// when another execution holds the lock.
+pub(crate) async fn own_record(
+    deps: &Deps,
+    user: &str,
+    execution_id: &str,
+    context: &str,
+) -> Result<Option<Record>, RotationError> {
+    let record = deps
+        .ledger
+        .read(user)
+        .await
+        .map_err(|e| e.into_rotation_error(context))?;
+    match record {
+        Some(r) if r.execution_id != execution_id => Err(RotationError::RotationInProgress(format!(
+            "The rotation lock of IAM user {user} is held by {}, not by this execution {execution_id}: it no longer \
+             owns the rotation. {context}",
+            r.describe()
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Writes `record` (stamped now) as the lock holder's.
+pub(crate) async fn write_record(
+    deps: &Deps,
+    record: Record,
+    context: &str,
+) -> Result<Record, RotationError> {
+    let record = Record {
+        updated_at: crate::timefmt::format(crate::timefmt::now()),
+        ..record
+    };
+    deps.ledger
+        .write(&record)
+        .await
+        .map_err(|e| e.into_rotation_error(context))?;
+    Ok(record)
 }

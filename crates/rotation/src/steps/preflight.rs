@@ -13,14 +13,18 @@ use crate::clusters::{self, Decision};
 use crate::config::Deps;
 use crate::error::RotationError;
 use crate::input::ExecutionInput;
+use crate::ledger::{Claim, LedgerPhase, Record};
 use crate::qovery::holders;
 use crate::qovery::{ClusterStatus, Holder, HolderKind, HolderRef, Holding};
 use crate::secret::Secret;
 use crate::state::{
-    describe_keys, ClusterPlan, KeySummary, LeftAlone, PreflightReport, RotationState,
-    SkippedCluster,
+    describe_keys, ClusterPlan, KeySummary, LeftAlone, PreflightReport, Recovery, RotationState,
+    SkippedCluster, UndoTarget,
 };
-use crate::{iam, step_functions, timefmt};
+use crate::step_functions::{self, ExecutionState};
+use crate::{iam, timefmt};
+
+use super::recovery;
 
 /// What the ASL passes in: the execution input plus ids from the context object.
 #[derive(Debug, Deserialize)]
@@ -42,29 +46,24 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     })?;
     let input = ExecutionInput::parse(&event.input)?;
     let user = &input.iam_user_name;
+    let me = event.execution_id.as_str();
     let preflight_at = timefmt::format(timefmt::now());
     tracing::info!(iam_user_name = %user, organization_id = %input.organization_id,
         credentials_id = ?input.credentials_id, dry_run = input.dry_run, "preflight");
 
-    let others = step_functions::running_rotations_for_user(
-        &deps.sfn,
-        &event.state_machine_arn,
-        &event.execution_id,
-        user,
-    )
-    .await
-    .map_err(|e| e.into_rotation_error(NOTHING_CHANGED))?;
-    if !others.is_empty() {
-        return Err(RotationError::RotationInProgress(format!(
-            "Another execution is already rotating the key of IAM user {user}: {}. Two rotations at once could \
-             delete the key the other one gave Qovery. Let it finish (or stop it) and start again. {NOTHING_CHANGED}",
-            others.join(", ")
-        )));
-    }
+    let record = deps
+        .ledger
+        .read(user)
+        .await
+        .map_err(|e| e.into_rotation_error(&ledger_context(deps)))?;
+    // A record of another execution: the lock is taken, unless that execution ended.
+    let ended = match &record {
+        Some(r) if r.execution_id != me => Some(ended_owner(deps, r).await?),
+        _ => None,
+    };
 
     let token = super::qovery_token(deps, NOTHING_CHANGED).await?;
     let all = super::survey(deps, &token, &input.organization_id, NOTHING_CHANGED).await?;
-
     let keys = iam::list_access_keys(&deps.iam, user).await.map_err(|e| {
         let context = if e.is_code("NoSuchEntity") {
             format!("IAM user {user} does not exist; check iam_user_name. {NOTHING_CHANGED}")
@@ -73,21 +72,61 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         };
         e.into_rotation_error(&context)
     })?;
-    let qovery_key = key_to_rotate(&input, &all, &keys)?;
-    let holding = holders_of(&all, &qovery_key)?;
+
+    let decision = match (&record, &ended) {
+        (Some(r), Some(_)) => recovery::decide(r, &keys, &all).map_err(|unexplained| {
+            RotationError::PreconditionFailed(format!(
+                "The last rotation of IAM user {user} did not finish, and what it left cannot be explained: \
+                 {unexplained}. A new run neither finishes nor undoes it. Fix that by hand (see the README, \
+                 \"Errors and how to recover\"), then start again. {NOTHING_CHANGED}"
+            ))
+        })?,
+        _ => recovery::Decision {
+            recovery: Recovery::Fresh,
+            why: "no unfinished rotation of this user".to_string(),
+        },
+    };
+    let previous = record.as_ref().filter(|_| ended.is_some());
+    let undo_key = previous
+        .filter(|_| decision.recovery == Recovery::Undo)
+        .and_then(|r| r.new_access_key_id.clone());
+
+    let (qovery_key, holding) = match (decision.recovery, previous) {
+        (Recovery::Finish, Some(r)) => {
+            let new = r.new_access_key_id.as_deref().unwrap_or_default();
+            (
+                r.old_access_key_id.clone(),
+                finishing_holders(&all, &r.old_access_key_id, new)?,
+            )
+        }
+        _ => {
+            // The key an undo removes does not count against the one-key rule.
+            let kept: Vec<KeySummary> = keys
+                .iter()
+                .filter(|k| Some(&k.access_key_id) != undo_key.as_ref())
+                .cloned()
+                .collect();
+            let key = key_to_rotate(&input, &all, &kept)?;
+            let holding = holders_of(&all, &key)?;
+            (key, holding)
+        }
+    };
     let left_alone: Vec<LeftAlone> = all
         .iter()
-        .filter(|h| {
-            !h.holds(&qovery_key) && matches!(h.holding, Holding::Key(_) | Holding::Role(_))
-        })
+        .filter(|h| holding.iter().all(|held| !std::ptr::eq(*held, *h)))
+        .filter(|h| matches!(h.holding, Holding::Key(_) | Holding::Role(_)))
         .map(|h| LeftAlone {
             holder: h.to_ref(),
             reason: h.holding_text(),
         })
         .collect();
 
-    let (clusters, skipped_clusters) =
+    let (mut clusters, skipped_clusters) =
         plan_clusters(deps, &token, &input.organization_id, &holding).await?;
+    if let (Recovery::Finish, Some(r)) = (decision.recovery, previous) {
+        keep_deployments_since_handover(deps, &token, &input.organization_id, r, &mut clusters)
+            .await?;
+    }
     input.check_history_budget(clusters.len())?;
 
     let holders: Vec<HolderRef> = holding.iter().map(|h| h.to_ref()).collect();
@@ -98,11 +137,12 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         &clusters,
         &skipped_clusters,
         &left_alone,
+        &decision,
     );
     tracing::info!(old_access_key_id = %qovery_key, holders = holders.len(),
-        clusters = clusters.len(), skipped = skipped_clusters.len(), "{summary}");
-    Ok(RotationState {
-        execution_id: event.execution_id,
+        clusters = clusters.len(), skipped = skipped_clusters.len(), recovery = ?decision.recovery, "{summary}");
+    let mut state = RotationState {
+        execution_id: event.execution_id.clone(),
         state_machine_arn: event.state_machine_arn,
         preflight_at,
         iam_user_name: input.iam_user_name.clone(),
@@ -114,11 +154,14 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         deploy_timeout_seconds: input.deploy_timeout_seconds,
         poll_interval_seconds: input.poll_interval_seconds,
         dry_run: input.dry_run,
+        recovery: decision.recovery,
+        undo: None,
         old_access_key_id: qovery_key.clone(),
         report: PreflightReport {
             summary,
             keys,
             qovery_access_key_id: qovery_key,
+            recovery: decision.why.clone(),
             left_alone,
         },
         new_access_key_id: None,
@@ -126,7 +169,179 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         new_key_version_id: None,
         qovery_updated_at: None,
         drain_until: None,
-    })
+    };
+    if let Some(r) = previous {
+        match decision.recovery {
+            Recovery::Finish => {
+                state.new_access_key_id = r.new_access_key_id.clone();
+                state.key_secret_id = r.key_secret_id.clone();
+                state.new_key_version_id = r.new_key_version_id.clone();
+                state.qovery_updated_at = r.handover_at.clone();
+            }
+            Recovery::Undo => {
+                state.undo = r.new_access_key_id.clone().map(|key| UndoTarget {
+                    execution_id: r.execution_id.clone(),
+                    new_access_key_id: key,
+                    key_secret_id: r.key_secret_id.clone(),
+                })
+            }
+            Recovery::Fresh => {}
+        }
+    }
+    if !state.dry_run {
+        take_lock(deps, &state, previous).await?;
+    }
+    Ok(state)
+}
+
+fn ledger_context(deps: &Deps) -> String {
+    format!(
+        "The rotation lock and record live in DynamoDB table {} (LEDGER_TABLE). {NOTHING_CHANGED}",
+        deps.ledger.table()
+    )
+}
+
+/// The record of another execution: refuse while it runs (or nobody can tell);
+/// otherwise say how it ended.
+async fn ended_owner(deps: &Deps, record: &Record) -> Result<String, RotationError> {
+    let user = &record.iam_user_name;
+    match step_functions::execution_state(&deps.sfn, &record.execution_id).await {
+        Ok(ExecutionState::Ended(how)) => Ok(how),
+        Ok(ExecutionState::Running) => Err(RotationError::RotationInProgress(format!(
+            "IAM user {user} is being rotated by {}, which holds the rotation lock in table {}. Two rotations at \
+             once could delete the key the other one gave Qovery. Let it finish (or stop it: the next run then \
+             finishes or undoes what it did) and start again. {NOTHING_CHANGED}",
+            record.describe(),
+            deps.ledger.table()
+        ))),
+        Err(e) if e.transient => Err(e.into_rotation_error(NOTHING_CHANGED)),
+        Err(e) => Err(RotationError::RotationInProgress(format!(
+            "IAM user {user}'s rotation lock in table {} is held by {}, and whether that execution ended cannot be \
+             told ({}: {}); it may belong to another stack. Let it finish, or stop it, and start again. \
+             {NOTHING_CHANGED}",
+            deps.ledger.table(),
+            record.describe(),
+            e.operation,
+            e.message
+        ))),
+    }
+}
+
+/// Takes the user's lock for this run, or takes it over from the ended execution whose
+/// record it read. Losing a race to another run is `RotationInProgress`.
+async fn take_lock(
+    deps: &Deps,
+    state: &RotationState,
+    previous: Option<&Record>,
+) -> Result<(), RotationError> {
+    let record = match (state.recovery, previous) {
+        (Recovery::Finish, Some(r)) => Record {
+            execution_id: state.execution_id.clone(),
+            updated_at: timefmt::format(timefmt::now()),
+            ..r.clone()
+        },
+        _ => Record {
+            iam_user_name: state.iam_user_name.clone(),
+            execution_id: state.execution_id.clone(),
+            organization_id: state.organization_id.clone(),
+            phase: if state.undo.is_some() {
+                LedgerPhase::Undoing
+            } else {
+                LedgerPhase::Planned
+            },
+            old_access_key_id: state.old_access_key_id.clone(),
+            new_access_key_id: state.undo.as_ref().map(|u| u.new_access_key_id.clone()),
+            key_secret_id: state.undo.as_ref().and_then(|u| u.key_secret_id.clone()),
+            new_key_version_id: None,
+            holders: state.holders.clone(),
+            clusters: Vec::new(),
+            handover_at: None,
+            updated_at: timefmt::format(timefmt::now()),
+        },
+    };
+    let claim = deps
+        .ledger
+        .claim(&record, previous.map(|r| r.execution_id.as_str()))
+        .await
+        .map_err(|e| e.into_rotation_error(&ledger_context(deps)))?;
+    match claim {
+        Claim::Taken => {
+            tracing::info!(iam_user_name = %record.iam_user_name, taken_over = ?previous.map(|r| &r.execution_id), "rotation lock taken");
+            Ok(())
+        }
+        Claim::HeldBy(other) => Err(RotationError::RotationInProgress(format!(
+            "Another run took the rotation lock of IAM user {} first: {}. Let it finish and start again. \
+             {NOTHING_CHANGED}",
+            record.iam_user_name,
+            other.describe()
+        ))),
+    }
+}
+
+/// Finishing an ended run: every holder of the old or the new key. Each holder still
+/// on the old key must be one the rotation can change.
+fn finishing_holders<'a>(
+    all: &'a [Holder],
+    old: &str,
+    new: &str,
+) -> Result<Vec<&'a Holder>, RotationError> {
+    let stuck: Vec<String> = holders::holding(all, old)
+        .iter()
+        .filter_map(|h| {
+            h.cannot_give
+                .as_ref()
+                .map(|why| format!("{} ({why})", h.label()))
+        })
+        .collect();
+    if !stuck.is_empty() {
+        return Err(RotationError::PreconditionFailed(format!(
+            "These hold the old key {old} and cannot be given the new key {new}: {}. Point them at the new key or a \
+             role in the Qovery console, then start again. {NOTHING_CHANGED}",
+            stuck.join("; ")
+        )));
+    }
+    Ok(all
+        .iter()
+        .filter(|h| h.holds(old) || h.holds(new))
+        .collect())
+}
+
+/// Finishing an ended run: a cluster that reached DEPLOYED with a deployment started
+/// after the recorded hand-over already runs with the new key. It keeps the recorded
+/// baseline, so that deploy-cluster follows that deployment instead of starting one.
+/// Every other cluster (a failed or no deployment since) is redeployed.
+async fn keep_deployments_since_handover(
+    deps: &Deps,
+    token: &Secret,
+    organization_id: &str,
+    record: &Record,
+    clusters: &mut [ClusterPlan],
+) -> Result<(), RotationError> {
+    if record.clusters.is_empty() {
+        return Ok(());
+    }
+    let statuses = deps
+        .qovery
+        .organization_cluster_statuses(token, organization_id)
+        .await
+        .map_err(|e| e.into_rotation_error(NOTHING_CHANGED))?;
+    for plan in clusters.iter_mut() {
+        let recorded = record.clusters.iter().find(|c| c.id == plan.id);
+        let now = statuses
+            .iter()
+            .find(|s| s.cluster_id.eq_ignore_ascii_case(&plan.id));
+        if let (Some(recorded), Some(now)) = (recorded, now) {
+            let deployed_since = now.status.as_str() == "DEPLOYED"
+                && recorded.handover_status.is_some()
+                && now.last_execution_id != recorded.handover_execution_id;
+            if deployed_since {
+                plan.handover_status = recorded.handover_status.clone();
+                plan.handover_execution_id = recorded.handover_execution_id.clone();
+                plan.handover_deployment_date = recorded.handover_deployment_date.clone();
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The key to rotate: the one the named credentials hold, or, without
@@ -319,6 +534,7 @@ fn summary(
     clusters: &[ClusterPlan],
     skipped: &[SkippedCluster],
     left_alone: &[LeftAlone],
+    decision: &recovery::Decision,
 ) -> String {
     let entries = holders
         .iter()
@@ -330,8 +546,12 @@ fn summary(
         .map(|c| format!("{} ({}, {})", c.name, c.id, c.status))
         .collect::<Vec<_>>()
         .join(", ");
+    let what = match decision.recovery {
+        Recovery::Fresh => String::new(),
+        _ => format!("{}. ", decision.why),
+    };
     let mut text = format!(
-        "{}Rotation of IAM user {}: create a second key, prove it with STS, give it to the {} Qovery holder(s) of \
+        "{}{what}Rotation of IAM user {}: create a second key, prove it with STS, give it to the {} Qovery holder(s) of \
          {old_key}: {entries}; redeploy {} cluster(s) one at a time{}, waiting until each is DEPLOYED (the first \
          is the canary: a failure stops the rotation before the next); wait a drain of {} s; then delete the old \
          key {old_key}.",

@@ -25,6 +25,7 @@ use serde_json::Value;
 use crate::clusters::{self, Decision};
 use crate::config::Deps;
 use crate::error::RotationError;
+use crate::ledger::{LedgerPhase, Record};
 use crate::qovery::holders::{self, Holder, HolderRef, Holding};
 use crate::secret::Secret;
 use crate::state::{
@@ -193,6 +194,16 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
     };
     progress.started = !progress.on_new.is_empty();
     let to_give = holders_to_give(&state, &all, &new_key).map_err(|e| progress.fail(e))?;
+    let record = super::own_record(deps, &user, &state.execution_id, &before)
+        .await
+        .map_err(|e| progress.fail(e))?
+        .ok_or_else(|| {
+            progress.fail(RotationError::RotationInProgress(format!(
+                "This execution {} does not hold the rotation lock of IAM user {user}: table {} has no record of it.",
+                state.execution_id,
+                deps.ledger.table()
+            )))
+        })?;
 
     if !to_give.is_empty() {
         let secret_access_key = read_new_secret(deps, &keys, &before)
@@ -202,6 +213,23 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
             // Proven before the first PUT; once a holder has the key, it is not asked again.
             prove_with_sts(deps, &new_key, &secret_access_key, &user, &before).await?;
         }
+        // Written before the first PUT: a run that ends from here on is finished, not
+        // undone, by the next one if any holder took the key.
+        let handing_over = Record {
+            phase: LedgerPhase::HandingOver,
+            new_access_key_id: Some(new_key.clone()),
+            key_secret_id: Some(keys.secret_id.clone()),
+            new_key_version_id: Some(keys.version_id.clone()),
+            holders: all
+                .iter()
+                .filter(|h| h.holds(&old) || h.holds(&new_key))
+                .map(|h| h.to_ref())
+                .collect(),
+            ..record.clone()
+        };
+        super::write_record(deps, handing_over, &before)
+            .await
+            .map_err(|e| progress.fail(e))?;
         for holder in &to_give {
             progress.started = true;
             let answered = holders::give(
@@ -248,16 +276,35 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
         .collect();
 
     // Counted from now: Qovery took the key at the latest now, and a later drain end
-    // is the safe side.
-    let now = timefmt::now();
-    state.qovery_updated_at = Some(timefmt::format(now));
-    state.drain_until = Some(timefmt::after(now, state.drain_seconds));
+    // is the safe side. Finishing an ended run that sends nothing more keeps its
+    // recorded hand-over time, and the clusters' records of it.
+    let recorded = state.qovery_updated_at.as_deref().and_then(timefmt::parse);
+    let handover_now = !to_give.is_empty() || recorded.is_none();
+    let handover_at = match recorded {
+        Some(at) if !handover_now => at,
+        _ => timefmt::now(),
+    };
+    state.qovery_updated_at = Some(timefmt::format(handover_at));
+    state.drain_until = Some(timefmt::after(handover_at, state.drain_seconds));
 
     let after = format!(
         "Every Qovery holder has the new key {new_key}; the old key {old} is still active and is kept until the \
          drain ends."
     );
-    note_clusters_at_handover(deps, &token, &mut state, &added, &after)
+    note_clusters_at_handover(deps, &token, &mut state, &added, handover_now, &after)
+        .await
+        .map_err(|e| progress.fail(e))?;
+    let handed_over = Record {
+        phase: LedgerPhase::HandedOver,
+        new_access_key_id: Some(new_key.clone()),
+        key_secret_id: Some(keys.secret_id.clone()),
+        new_key_version_id: Some(keys.version_id.clone()),
+        holders: state.holders.clone(),
+        clusters: state.clusters.clone(),
+        handover_at: state.qovery_updated_at.clone(),
+        ..record
+    };
+    super::write_record(deps, handed_over, &after)
         .await
         .map_err(|e| progress.fail(e))?;
 
@@ -363,6 +410,7 @@ async fn note_clusters_at_handover(
     token: &Secret,
     state: &mut RotationState,
     added: &[&Holder],
+    handover_now: bool,
     context: &str,
 ) -> Result<(), RotationError> {
     let added_clusters: Vec<(&Holder, &holders::ClusterRef)> = added
@@ -420,6 +468,11 @@ async fn note_clusters_at_handover(
         }
     }
     for plan in &mut state.clusters {
+        // Finishing an ended run: a cluster that deployed since its hand-over keeps
+        // that record (preflight set it), and is followed rather than redeployed.
+        if !handover_now && plan.handover_status.is_some() {
+            continue;
+        }
         let status = match status_of(&plan.id) {
             Some(status) => status,
             None => deps

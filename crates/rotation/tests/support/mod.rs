@@ -41,6 +41,7 @@ pub const TOKEN: &str = "qov_t0ken-that-must-never-leak-8c1f";
 pub const TOKEN_SECRET: &str = "test/qovery-api-token";
 pub const USER: &str = "qovery";
 pub const KEY_SECRET_PREFIX: &str = "qovery-key-rotator";
+pub const LEDGER_TABLE: &str = "qovery-key-rotator-ledger";
 /// A container registry, a helm repository and a secret manager access.
 pub const REGISTRY_A: &str = "4fbd3a6c-5b6d-4c9e-8fa0-1b2c3d4e5f60";
 pub const REGISTRY_B: &str = "5acd4b7d-6c7e-4daf-a9b1-2c3d4e5f6071";
@@ -151,6 +152,38 @@ impl Moto {
 
     pub fn sfn(&self) -> aws_sdk_sfn::Client {
         aws_sdk_sfn::Client::new(&self.admin)
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.admin)
+    }
+
+    /// The ledger table, as template.yaml creates it: one item per IAM user.
+    pub async fn create_ledger_table(&self, name: &str) {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        self.dynamodb()
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("iam_user_name")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("iam_user_name")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
     }
 
     /// Whether STS accepts this key pair, and as whom.
@@ -355,10 +388,12 @@ impl World {
         };
         fill_user_key(&mut seed, &old_key, &old_secret);
         let fake = FakeQovery::new(seed.clone()).spawn(0).await.unwrap();
+        moto.create_ledger_table(LEDGER_TABLE).await;
         let settings = Settings {
             qovery_api_url: fake.base_url.clone(),
             qovery_token_secret_id: TOKEN_SECRET.to_string(),
             key_secret_prefix: KEY_SECRET_PREFIX.to_string(),
+            ledger_table: LEDGER_TABLE.to_string(),
         };
         let deps = Deps::new(moto.admin.clone(), settings);
         Self {
@@ -861,6 +896,11 @@ pub fn value<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).unwrap()
 }
 
+/// The context object of the execution a state belongs to (`$$.Execution.Id`).
+pub fn context_of(state: &RotationState) -> Value {
+    json!({"Execution": {"Id": state.execution_id}, "StateMachine": {"Id": state.state_machine_arn}})
+}
+
 pub fn no_context() -> Value {
     json!({})
 }
@@ -905,7 +945,11 @@ pub async fn delete(
     task: &str,
     state: &RotationState,
 ) -> Result<DeleteKeyResult, RotationError> {
-    delete_key::handle(&world.deps, task_input(task, &value(state), &no_context())).await
+    delete_key::handle(
+        &world.deps,
+        task_input(task, &value(state), &context_of(state)),
+    )
+    .await
 }
 
 /// One iteration of the `DeployClusters` Map, run as its Choice states run it:

@@ -1,0 +1,112 @@
+//! What a new run does about the record an ended run left: rotate from the start,
+//! undo the new key no holder took, or finish the hand-over. Decided from the record
+//! and from what IAM and Qovery show now; anything the record cannot explain is
+//! refused, and nothing changes.
+
+use std::collections::BTreeSet;
+
+use crate::ledger::{LedgerPhase, Record};
+use crate::qovery::holders::{self, Holder, Holding};
+use crate::state::{describe_keys, KeySummary, Recovery};
+
+/// The decision, and why, in words for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub recovery: Recovery,
+    pub why: String,
+}
+
+/// Decides what to do about `record`, left by an ended execution. `Err` says what
+/// the record cannot explain.
+pub fn decide(record: &Record, keys: &[KeySummary], all: &[Holder]) -> Result<Decision, String> {
+    let run = record.describe();
+    let old = record.old_access_key_id.as_str();
+    let ids: BTreeSet<&str> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
+    let unreadable: Vec<&Holder> = all
+        .iter()
+        .filter(|h| h.holding == Holding::Unreadable)
+        .collect();
+    if !unreadable.is_empty() {
+        return Err(format!(
+            "{run} ended, and Qovery does not show which key these hold: {}; the record cannot tell whether they \
+             need the new key",
+            holders::describe_all(unreadable)
+        ));
+    }
+    let Some(new) = record.new_access_key_id.as_deref() else {
+        if record.phase == LedgerPhase::CreatingKey && keys.len() > 1 {
+            return Err(format!(
+                "{run} was creating a key when it ended, and IAM user {} now has {}: the key that is not {old} may \
+                 be the one it created (its answer lost) or someone else's, and the record cannot prove which",
+                record.iam_user_name,
+                describe_keys(keys)
+            ));
+        }
+        return Ok(Decision {
+            recovery: Recovery::Fresh,
+            why: format!("{run} ended before it created a key: nothing to finish or undo"),
+        });
+    };
+
+    let third: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|k| *k != old && *k != new)
+        .collect();
+    if !third.is_empty() {
+        return Err(format!(
+            "{run} ended with keys {old} (old) and {new} (new), but IAM user {} now has {}: {} is neither",
+            record.iam_user_name,
+            describe_keys(keys),
+            third.join(", ")
+        ));
+    }
+    let strays: Vec<&Holder> = record
+        .holders
+        .iter()
+        .filter_map(|r| all.iter().find(|h| h.is(r)))
+        .filter(|h| !h.holds(old) && !h.holds(new))
+        .collect();
+    if !strays.is_empty() {
+        return Err(format!(
+            "{run} ended, and holders it recorded now hold neither {old} nor {new}: {}",
+            holders::describe_all(strays)
+        ));
+    }
+    let holding_new = holders::holding(all, new);
+    match (ids.contains(new), holding_new.is_empty(), ids.contains(old)) {
+        (true, true, true) => Ok(Decision {
+            recovery: Recovery::Undo,
+            why: format!(
+                "{run} ended after it created key {new}, which no holder took: delete it and its secret, then rotate \
+                 {old} from the start"
+            ),
+        }),
+        (true, false, _) => Ok(Decision {
+            recovery: Recovery::Finish,
+            why: format!(
+                "{run} ended after it gave key {new} to {}: give it to the holders still on {old}, redeploy the \
+                 clusters that did not deploy since, drain from the hand-over, and delete {old}",
+                holders::describe_all(holding_new)
+            ),
+        }),
+        (false, true, true) => Ok(Decision {
+            recovery: Recovery::Undo,
+            why: format!(
+                "{run} ended, and its key {new} is already gone: remove what is left of it (its secret), then rotate \
+                 {old} from the start"
+            ),
+        }),
+        (false, false, _) => Err(format!(
+            "{run} ended, and these hold its key {new}, which IAM user {} no longer has: {}",
+            record.iam_user_name,
+            holders::describe_all(holding_new)
+        )),
+        (true, true, false) | (false, true, false) => Err(format!(
+            "{run} ended, and IAM user {} has {} while no holder holds the new key {new} and the old key {old} is \
+             gone",
+            record.iam_user_name,
+            describe_keys(keys)
+        )),
+    }
+}

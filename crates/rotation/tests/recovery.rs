@@ -1,0 +1,340 @@
+//! The lock and the ledger: a run that ended (stopped, failed) is finished or undone by
+//! the next one; keys are deleted only with the record's proof; a retried rollback and
+//! the old key's delete are safe. Each step handler against moto (DynamoDB included)
+//! and the fake Qovery. `EXECUTION` never exists in moto's Step Functions, so once a
+//! second execution looks, the first has ended.
+
+mod support;
+
+use qovery_fake::{Fault, SeedRegistry};
+use rotation::ledger::LedgerPhase;
+use rotation::state::{Recovery, RotationState};
+use rotation::steps::preflight;
+use support::*;
+
+async fn preflight_of_the_next_run(world: &World) -> RotationState {
+    preflight::handle(
+        &world.deps,
+        world.preflight_event_for(EXECUTION_2, world.input()),
+    )
+    .await
+    .unwrap()
+}
+
+async fn phase(world: &World) -> Option<LedgerPhase> {
+    world.deps.ledger.read(USER).await.unwrap().map(|r| r.phase)
+}
+
+#[tokio::test]
+async fn a_run_stopped_after_create_key_is_undone_by_the_next_which_then_rotates() {
+    // GIVEN a run that ended right after CreateKey: two keys, no holder has the new one
+    let world = World::new().await;
+    let ended = created(&world).await;
+    let abandoned = ended.new_access_key_id.clone().unwrap();
+    assert_eq!(phase(&world).await, Some(LedgerPhase::KeyCreated));
+
+    // WHEN the next run preflights (a dry run first: it says, and changes nothing)
+    let mut dry = world.input();
+    dry["dry_run"] = serde_json::json!(true);
+    let report = preflight::handle(&world.deps, world.preflight_event_for(EXECUTION_2, dry))
+        .await
+        .unwrap();
+    assert_eq!(report.recovery, Recovery::Undo);
+    assert!(
+        report.report.recovery.contains(&abandoned),
+        "{:?}",
+        report.report
+    );
+    assert_eq!(
+        world
+            .deps
+            .ledger
+            .read(USER)
+            .await
+            .unwrap()
+            .unwrap()
+            .execution_id,
+        EXECUTION
+    );
+    let state = preflight_of_the_next_run(&world).await;
+
+    // THEN it plans an undo of that key, and holds the lock
+    assert_eq!(state.recovery, Recovery::Undo);
+    assert_eq!(state.old_access_key_id, world.old_key);
+    assert_eq!(
+        state.undo.as_ref().unwrap().new_access_key_id,
+        abandoned.clone()
+    );
+    assert_eq!(phase(&world).await, Some(LedgerPhase::Undoing));
+
+    // WHEN UndoPrevious runs (twice: the first answer lost)
+    delete(&world, "UndoPrevious", &state).await.unwrap();
+    let again = delete(&world, "UndoPrevious", &state).await.unwrap();
+    assert!(again.already_deleted);
+
+    // THEN the abandoned key and its secret are gone; the lock stays with this run
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    assert_eq!(record.execution_id, EXECUTION_2);
+    assert_eq!(record.phase, LedgerPhase::Planned);
+    assert_eq!(record.new_access_key_id, None);
+
+    // AND the rotation goes on from the start, to the end, and releases the lock
+    let state = create(&world, &state).await.unwrap();
+    let state = update(&world, &state).await.unwrap();
+    let new_key = state.new_access_key_id.clone().unwrap();
+    delete(&world, "DeleteOldKey", &state).await.unwrap();
+    assert_eq!(world.key_ids().await, vec![new_key.clone()]);
+    assert!(world
+        .every_holder()
+        .iter()
+        .all(|(_, _, key)| *key == new_key));
+    assert_eq!(world.deps.ledger.read(USER).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_run_stopped_mid_hand_over_is_finished_by_the_next() {
+    // GIVEN a run that gave the credentials the new key, then ended on a refused
+    // registry PUT (HandOverUnfinished): the key secret is kept
+    let world = World::with(WorldOptions {
+        container_registries: vec![SeedRegistry::ecr(
+            REGISTRY_A,
+            "registry-production",
+            "eu-west-3",
+            USER_KEY,
+            USER_KEY,
+        )
+        .mirroring(CLUSTER_A)],
+        ..Default::default()
+    })
+    .await;
+    let ended = created(&world).await;
+    let new_key = ended.new_access_key_id.clone().unwrap();
+    world
+        .fake
+        .inject_fault(Fault::new("editContainerRegistry", 400, 1));
+    let (name, _) = failure(update(&world, &ended).await);
+    assert_eq!(name, "HandOverIncomplete");
+    assert_eq!(phase(&world).await, Some(LedgerPhase::HandingOver));
+    assert_eq!(world.held_by(CREDS).0, new_key);
+    assert_eq!(world.registry_key(REGISTRY_A).0, world.old_key);
+
+    // WHEN the next run preflights
+    let state = preflight_of_the_next_run(&world).await;
+
+    // THEN it finishes: same keys, every holder of either key in the plan
+    assert_eq!(state.recovery, Recovery::Finish);
+    assert_eq!(state.old_access_key_id, world.old_key);
+    assert_eq!(state.new_access_key_id.as_deref(), Some(new_key.as_str()));
+    assert_eq!(state.holders.len(), 2);
+    assert_eq!(state.clusters.len(), 2);
+
+    // WHEN FinishHandOver runs, with the kept secret
+    let state = update(&world, &state).await.unwrap();
+
+    // THEN the registry holds the new key, the secret is gone, and the old key goes
+    // once the clusters are redeployed
+    assert_eq!(world.registry_key(REGISTRY_A).0, new_key);
+    assert_eq!(
+        world.calls("editAWSCredentials"),
+        1,
+        "only the first run's PUT"
+    );
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
+    assert_eq!(phase(&world).await, Some(LedgerPhase::HandedOver));
+    for item in map_items(&state) {
+        run_iteration(&world, item).await.unwrap();
+    }
+    let result = delete(&world, "DeleteOldKey", &state).await.unwrap();
+    assert_eq!(result.deleted_access_key_id, world.old_key);
+    assert_eq!(world.key_ids().await, vec![new_key]);
+    assert_eq!(world.deps.ledger.read(USER).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn finishing_a_run_whose_clusters_deployed_since_the_hand_over_redeploys_only_the_others() {
+    // GIVEN a run that handed over and redeployed production, then its staging canary...
+    // here: ended after production deployed, before staging
+    let world = World::new().await;
+    let ended = handed_over(&world).await;
+    run_iteration(&world, map_item(&ended, CLUSTER_A))
+        .await
+        .unwrap();
+    let deploys_before = world.deploy_counts();
+
+    // WHEN the next run preflights, and redeploys what it plans
+    let state = preflight_of_the_next_run(&world).await;
+    assert_eq!(state.recovery, Recovery::Finish);
+    let state = update(&world, &state).await.unwrap();
+    // The drain counts from the first run's hand-over.
+    assert_eq!(state.qovery_updated_at, ended.qovery_updated_at);
+    for item in map_items(&state) {
+        run_iteration(&world, item).await.unwrap();
+    }
+
+    // THEN production, deployed since the hand-over, is followed, not redeployed;
+    // staging is redeployed once
+    let after = world.deploy_counts();
+    let count =
+        |counts: &[(String, u32)], id: &str| counts.iter().find(|(c, _)| c == id).unwrap().1;
+    assert_eq!(count(&after, CLUSTER_A), count(&deploys_before, CLUSTER_A));
+    assert_eq!(
+        count(&after, CLUSTER_B),
+        count(&deploys_before, CLUSTER_B) + 1
+    );
+}
+
+#[tokio::test]
+async fn a_third_key_the_record_cannot_explain_is_refused_and_nothing_changes() {
+    // GIVEN a run that ended after CreateKey, and then someone made another key
+    let world = World::new().await;
+    let ended = created(&world).await;
+    world
+        .moto
+        .iam()
+        .delete_access_key()
+        .user_name(USER)
+        .access_key_id(ended.new_access_key_id.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let theirs = world
+        .moto
+        .iam()
+        .create_access_key()
+        .user_name(USER)
+        .send()
+        .await
+        .unwrap()
+        .access_key()
+        .unwrap()
+        .access_key_id()
+        .to_string();
+    let before = world.key_ids().await;
+
+    // WHEN the next run preflights
+    let (name, message) = failure(
+        preflight::handle(
+            &world.deps,
+            world.preflight_event_for(EXECUTION_2, world.input()),
+        )
+        .await,
+    );
+
+    // THEN it refuses, naming the key, and changes nothing (the lock included)
+    assert_eq!(name, "PreconditionFailed");
+    assert!(
+        message.contains(&theirs) && message.contains("Nothing was changed"),
+        "{message}"
+    );
+    assert_eq!(world.key_ids().await, before);
+    assert_eq!(
+        world
+            .deps
+            .ledger
+            .read(USER)
+            .await
+            .unwrap()
+            .unwrap()
+            .execution_id,
+        EXECUTION
+    );
+}
+
+#[tokio::test]
+async fn a_retried_rollback_that_finds_its_key_switched_off_and_held_switches_it_back_on() {
+    // GIVEN a rollback's first attempt switched the new key off and then lost its way;
+    // meanwhile a late PUT gave Qovery the key
+    let world = World::new().await;
+    let state = created(&world).await;
+    let new_key = state.new_access_key_id.clone().unwrap();
+    let new_secret = world.stored_secret(&state).await;
+    world
+        .moto
+        .iam()
+        .update_access_key()
+        .user_name(USER)
+        .access_key_id(&new_key)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    world.qovery_takes(CREDS, &new_key, &new_secret);
+
+    // WHEN the rollback is retried
+    let (name, message) = failure(delete(&world, "RollbackNewKey", &state).await);
+
+    // THEN it refuses, and the key Qovery holds is Active again
+    assert_eq!(name, "UnsafeDelete");
+    assert!(message.contains("switched back on"), "{message}");
+    assert_eq!(world.key_status(&new_key).await.as_deref(), Some("Active"));
+    assert!(world.moto.caller(&new_key, &new_secret).await.is_ok());
+}
+
+#[tokio::test]
+async fn delete_old_key_refuses_while_the_kept_key_is_inactive_or_a_holder_lacks_it() {
+    // GIVEN the hand-over is done
+    let world = World::new().await;
+    let state = handed_over(&world).await;
+    let new_key = state.new_access_key_id.clone().unwrap();
+    let set = |status: aws_sdk_iam::types::StatusType| {
+        let iam = world.moto.iam();
+        let key = new_key.clone();
+        async move {
+            iam.update_access_key()
+                .user_name(USER)
+                .access_key_id(key)
+                .status(status)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+
+    // WHEN the kept key is Inactive
+    set(aws_sdk_iam::types::StatusType::Inactive).await;
+    let (name, message) = failure(delete(&world, "DeleteOldKey", &state).await);
+    assert_eq!(name, "UnsafeDelete");
+    assert!(message.contains("not Active"), "{message}");
+    assert_eq!(world.key_ids().await.len(), 2);
+    set(aws_sdk_iam::types::StatusType::Active).await;
+
+    // WHEN a holder of the rotation no longer holds the kept key (it is gone)
+    world.reseed(|seed| {
+        seed.credentials[0].access_key_id = "AKIAELSEWHERE0000001".into();
+    });
+    let (name, message) = failure(delete(&world, "DeleteOldKey", &state).await);
+    assert_eq!(name, "UnsafeDelete");
+    assert!(
+        message.contains("lacking: credentials aws-prod"),
+        "{message}"
+    );
+    assert_eq!(world.key_ids().await.len(), 2);
+}
+
+#[tokio::test]
+async fn delete_key_deletes_only_what_the_record_names() {
+    // GIVEN the hand-over is done, and the record no longer names the old key as this
+    // rotation's (another rotation's record, say)
+    let world = World::new().await;
+    let state = handed_over(&world).await;
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    world
+        .deps
+        .ledger
+        .write(&rotation::ledger::Record {
+            old_access_key_id: "AKIASOMEOTHERKEY0001".into(),
+            ..record
+        })
+        .await
+        .unwrap();
+
+    // WHEN DeleteOldKey runs
+    let (name, message) = failure(delete(&world, "DeleteOldKey", &state).await);
+
+    // THEN it refuses: no proof
+    assert_eq!(name, "UnsafeDelete");
+    assert!(message.contains("does not name it"), "{message}");
+    assert_eq!(world.key_ids().await.len(), 2);
+}
