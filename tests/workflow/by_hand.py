@@ -12,7 +12,7 @@ and the six binaries, each signing with its template policies):
     routes its Lambda invocations to the binaries; Waits and Retry pauses take their
     real time;
   - the seeded world is demo.py's: an IAM user with one key held by Qovery credentials
-    used by two clusters.
+    used by two clusters, and by each cluster's mirroring container registry.
 
 What moto does not emulate: the functions' CloudWatch logs, the state machine's log
 delivery, EventBridge (the schedule and the failure notification) and the console.
@@ -46,6 +46,7 @@ import zipfile
 from pathlib import Path
 
 from stack import REGION, REPO, STACK_NAME, Stack, StackError, log
+from worlds import registry_seed
 from template_policies import load
 
 USER = "qovery-deployer"
@@ -234,11 +235,16 @@ def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[s
         (key_id, secret), = stack.create_user(USER, 1)
         stack.deploy(USER)
         org, creds = str(uuid.uuid4()), str(uuid.uuid4())
+        clusters = [{"id": str(uuid.uuid4()), "name": n, "credentials_id": creds} for n in CLUSTERS]
         stack.fake.seed({
             "token": "qovtok_not_the_stored_one" if qovery_rejects_token else stack.token,
             "organization_id": org,
             "credentials": [{"id": creds, "name": "aws-production", "access_key_id": key_id, "secret_access_key": secret}],
-            "clusters": [{"id": str(uuid.uuid4()), "name": n, "credentials_id": creds} for n in CLUSTERS],
+            "clusters": clusters,
+            # As in Qovery (and the demo), each AWS cluster's mirroring registry holds the key too.
+            "container_registries": [
+                registry_seed("container", "key", f"{c['name']}-mirror", (key_id, secret), cluster_id=c["id"]) for c in clusters
+            ],
         })
         binaries = deploy_template(stack, {
             "IamUserName": USER,

@@ -2,9 +2,12 @@
 step binaries, moto for AWS and the fake Qovery behind the OpenAPI spec check.
 
 It seeds an IAM user holding one key, the Qovery token secret, and a Qovery
-organization whose AWS credentials hold that key and are used by the clusters; runs
-one rotation, printing a line per state (key ids and cluster statuses, never a
-secret); then prints what changed. Exits 0 only if the rotation succeeded.
+organization whose AWS credentials hold that key and are used by the clusters. As in
+Qovery, each AWS cluster has a mirroring container registry, which holds the same key;
+one more registry holds the key of another IAM user (the rotation leaves it alone).
+It runs one rotation, printing a line per state (key ids, holders and cluster
+statuses, never a secret); then prints what changed, holder by holder. Exits 0 only if
+the rotation succeeded and every holder of the old key holds the new one.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from typing import Any
 import botocore.exceptions
 
 from stack import Execution, Stack, StackError, prism_problems
+from worlds import KIND_LABELS, HolderState, holders_in, registry_seed
 
 USER = "qovery-deployer"
+# Another IAM user, whose key a registry holds: not the rotated key.
+OTHER_USER = "qovery-ci-pusher"
 CLUSTER_NAMES = ["production", "staging", "preview", "tools", "data"]
 
 
@@ -44,6 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "DEPLOYING (then the rotation times out after --deploy-timeout); the rotation then fails, both keys stay",
     )
     p.add_argument("--clusters", type=int, default=2, choices=range(1, 6), metavar="N", help="clusters using the credentials (1-5, default 2)")
+    p.add_argument("--no-registries", action="store_true",
+                   help="seed no container registry (by default each cluster's mirroring registry holds the key, "
+                   f"and one registry holds a key of {OTHER_USER})")
     p.add_argument("--stale-polls", type=int, default=1, metavar="N",
                    help="status polls right after each deploy that still show the previous DEPLOYED (default 1)")
     p.add_argument("--deploy-timeout", type=int, metavar="SECONDS",
@@ -108,11 +117,11 @@ class Progress:
         if state == "Preflight":
             r = out.get("report", {})
             keys = ", ".join(f"{k['access_key_id']} ({k['status']})" for k in r.get("keys", []))
-            creds = ", ".join(c["name"] for c in out.get("credentials", []))
             skipped = ", ".join(f"{c['name']} {c['status']}" for c in out.get("skipped_clusters", []))
-            return (f"user keys: {keys}; credentials holding {out.get('old_access_key_id')}: {creds}; "
+            alone = ", ".join(f"{KIND_LABELS.get(h['kind'], h['kind'])} {h['name']} ({h['reason']})" for h in r.get("left_alone", []))
+            return (f"user keys: {keys}; holders of {out.get('old_access_key_id')}: {holder_names(out)}; "
                     f"redeploy (in order): {', '.join(c['name'] for c in out.get('clusters', []))}"
-                    + (f"; skipped: {skipped}" if skipped else ""))
+                    + (f"; skipped: {skipped}" if skipped else "") + (f"; left alone: {alone}" if alone else ""))
         if state == "IsDryRun":
             return "dry run: stop here" if out.get("dry_run") else "real rotation"
         if state == "DryRunReport":
@@ -120,8 +129,8 @@ class Progress:
         if state == "CreateKey":
             return f"new key {out.get('new_access_key_id')} created, kept in secret {out.get('key_secret_id')} until Qovery holds it"
         if state in ("UpdateQovery", "FinishHandOver"):
-            return (f"Qovery credentials {', '.join(c['name'] for c in out.get('credentials', []))} hold "
-                    f"{out.get('new_access_key_id')}; key secret deleted; old key {out.get('old_access_key_id')} may go after {out.get('drain_until')}")
+            return (f"{holder_names(out)} hold {out.get('new_access_key_id')}; key secret deleted; "
+                    f"old key {out.get('old_access_key_id')} may go after {out.get('drain_until')}")
         if state == "ReconcileHandOver":
             return (out.get("reconcile") or {}).get("summary", "")
         if state in ("DeployCluster", "CheckStatus"):
@@ -148,18 +157,28 @@ class Progress:
         return ""
 
 
-def snapshot(stack: Stack, creds: str) -> dict:
-    fake = stack.fake.state()
-    held = next(c for c in fake["credentials"] if c["id"] == creds)
+def holder_names(out: dict) -> str:
+    """`credentials aws-production, container registry production-mirror, ...`"""
+    return ", ".join(f"{KIND_LABELS.get(h['kind'], h['kind'])} {h['name']}" for h in out.get("holders", [])) or "none"
+
+
+def whose(stack: Stack, h: HolderState) -> str:
+    """What STS says of the key a holder holds: `works, <user>` or `REJECTED by STS`."""
+    if not h.key_id:
+        return "role" if h.role_arn else "no AWS key"
     try:
-        works = stack.caller_arn(held["access_key_id"], held["secret_access_key"]).endswith(f"user/{USER}")
+        return "works, " + stack.caller_arn(h.key_id, h.secret or "").rsplit("/", 1)[-1]
     except botocore.exceptions.ClientError:
-        works = False
+        return "REJECTED by STS"
+
+
+def snapshot(stack: Stack) -> dict:
+    fake = stack.fake.state()
+    holders = holders_in(fake)
     return {
         "keys": stack.keys(USER),
-        "held": held["access_key_id"],
-        "held_works": works,
-        "held_secret": held["secret_access_key"],
+        "holders": holders,
+        "works": {ref: whose(stack, h) for ref, h in holders.items()},
         "clusters": {c["id"]: c for c in fake["clusters"]},
     }
 
@@ -191,6 +210,7 @@ def main(argv: list[str]) -> int:
     with Stack(lambda_mode=args.lambda_mode) as stack:
         (old_id, old_secret), = stack.create_user(USER, 1)
         stack.deploy(USER)  # the functions' policies: the template's, for IamUserName=USER
+        other_key = stack.create_user(OTHER_USER, 1)[0]
         org, creds = str(uuid.uuid4()), str(uuid.uuid4())
         names = {}
         clusters = []
@@ -201,15 +221,21 @@ def main(argv: list[str]) -> int:
             if args.fail_cluster and i == args.clusters - 1:
                 seed["outcome"] = args.fail_cluster
             clusters.append(seed)
+        registries = [] if args.no_registries else [
+            # Qovery gives every AWS cluster a mirroring registry, holding the cluster's key.
+            *(registry_seed("container", "key", f"{c['name']}-mirror", (old_id, old_secret), cluster_id=c["id"]) for c in clusters),
+            registry_seed("container", "other", "ci-images", other_key),
+        ]
         stack.fake.seed(
             {
                 "token": stack.token,
                 "organization_id": org,
                 "credentials": [{"id": creds, "name": "aws-production", "access_key_id": old_id, "secret_access_key": old_secret}],
                 "clusters": clusters,
+                "container_registries": registries,
             }
         )
-        before = snapshot(stack, creds)
+        before = snapshot(stack)
         input = {
             "iam_user_name": USER,
             "organization_id": org,
@@ -220,14 +246,18 @@ def main(argv: list[str]) -> int:
         }
         if args.dry_run:
             input["dry_run"] = True
-        print(f"\nRotating the key of IAM user {USER} held by Qovery credentials aws-production ({creds})")
+        held_by = f"Qovery credentials aws-production ({creds})"
+        if registries:
+            held_by += " and each cluster's mirroring registry"
+        print(f"\nRotating the key of IAM user {USER} held by {held_by}")
         print(f"execution input: {json.dumps(input)}\n")
         # The deploy deadline is wall-clock, so a stuck cluster needs real (short) polls.
         wait_ms = {"WaitForDeploy": 250, "WaitForIdle": 250} if args.fail_cluster == "stuck" else None
         ex = stack.run(input, on_event=Progress(stack, names), wait_ms=wait_ms)
-        after = snapshot(stack, creds)
+        after = snapshot(stack)
 
-        secrets = [stack.token, old_secret, after["held_secret"]]
+        secrets = [stack.token, old_secret, other_key[1]]
+        secrets += [h.secret for s in (before, after) for h in s["holders"].values() if h.secret]
         left = stack.key_secrets(USER)
         for v in left:
             try:
@@ -240,20 +270,30 @@ def main(argv: list[str]) -> int:
         def keys(s: dict) -> str:
             return ", ".join(f"{k} ({st})" for k, st in s["keys"]) or "none"
 
-        print()
-        print(f"{'':24}{'BEFORE':<44}AFTER")
-        print(f"{'IAM user keys':<24}{keys(before):<44}{keys(after)}")
-        print(
-            f"{'Qovery holds':<24}{before['held'] + (' (works)' if before['held_works'] else ' (REJECTED by STS)'):<44}"
-            f"{after['held'] + (' (works)' if after['held_works'] else ' (REJECTED by STS)')}"
-        )
+        rows = [("IAM user keys", keys(before), keys(after))]
+        for ref, b in before["holders"].items():
+            a = after["holders"].get(ref)
+            rows.append((f"{KIND_LABELS[b.kind]} {b.name}", f"{b.key_id} ({before['works'][ref]})",
+                         f"{a.key_id} ({after['works'][ref]})" if a else "GONE"))
         for cid, c in after["clusters"].items():
-            b = before["clusters"][cid]
-            print(f"{'cluster ' + c['name']:<24}{b['status']:<44}{c['status']} (deployed {c['deploy_count']}x, {c['status_polls']} status polls)")
+            rows.append((f"cluster {c['name']}", before["clusters"][cid]["status"],
+                         f"{c['status']} (deployed {c['deploy_count']}x, {c['status_polls']} status polls)"))
+        w1, w2 = (max(len(r[i]) for r in rows) + 2 for i in (0, 1))
+        print()
+        print(f"{'':{w1}}{'BEFORE':<{w2}}AFTER")
+        for what, was, now in rows:
+            print(f"{what:<{w1}}{was:<{w2}}{now}")
         print()
         ok = ex.succeeded
         verdict = "SUCCEEDED" if ok else f"FAILED with {ex.error}: {ex.cause_message()}"
         print(f"rotation {verdict}")
+        # A rotation that succeeded left no holder on the old key (a dry run changes nothing).
+        new_id = (ex.output or {}).get("new_access_key_id")
+        stuck = [f"{KIND_LABELS[h.kind]} {h.name}" for ref, h in before["holders"].items()
+                 if ok and not args.dry_run and h.key_id == old_id and after["holders"][ref].key_id != new_id]
+        if stuck:
+            print(f"HOLDERS NOT ON THE NEW KEY: {', '.join(stuck)}")
+            ok = False
         if left:
             print(f"KEY SECRET LEFT BEHIND: {', '.join(sorted({v['name'] for v in left}))}")
             ok = False
