@@ -14,7 +14,8 @@ enforced as written and denied as AWS denies:
 
   - each request names the ARN it acts on: the IAM user of UserName, the secret of
     SecretId (or Name, for CreateSecret), the state machine or execution of
-    stateMachineArn / executionArn. Requests on anything else keep moto's "*".
+    stateMachineArn / executionArn, the DynamoDB table of TableName. Requests on
+    anything else keep moto's "*".
   - Action and Resource patterns are matched as IAM does: "*" is any run of
     characters, "?" is exactly one, nothing else is special; actions ignore case.
   - a denial answers in the service's own error shape (IAM: AccessDenied in XML;
@@ -44,6 +45,7 @@ from werkzeug.exceptions import HTTPException
 
 from moto.core.exceptions import AccessDeniedError
 from moto.core.responses import BaseResponse
+from moto.dynamodb.responses import DynamoHandler
 from moto.iam.access_control import IAMPolicyStatement, IAMRequest
 from moto.iam.responses import IamResponse
 from moto.secretsmanager.responses import SecretsManagerResponse
@@ -117,6 +119,11 @@ def states_resource(self: StepFunctionResponse) -> str:
     return "*"
 
 
+def dynamodb_resource(self: DynamoHandler) -> str:
+    table = self._get_param("TableName")
+    return f"{arn_prefix(self, 'dynamodb')}:table/{table}" if table else "*"
+
+
 class Denied(HTTPException):
     code = 403
 
@@ -152,6 +159,7 @@ IAMRequest.check_action_permitted = check_action_permitted  # type: ignore[metho
 IamResponse._determine_resource = iam_resource  # type: ignore[method-assign]
 SecretsManagerResponse._determine_resource = secret_resource  # type: ignore[attr-defined]
 StepFunctionResponse._determine_resource = states_resource  # type: ignore[attr-defined]
+DynamoHandler._determine_resource = dynamodb_resource  # type: ignore[attr-defined]
 
 if os.environ.get("QKR_MOTO_LAMBDA_ROUTES"):
     # by_hand.py: moto's own Step Functions engine invokes the real step binaries.

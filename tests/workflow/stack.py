@@ -603,6 +603,15 @@ class Stack:
         token_name = self.template.resource_property("QoveryTokenSecret", "Name", self.world)
         self.token_secret_arn = self.sm.create_secret(Name=token_name, SecretString=self.token)["ARN"]
         self.world.resources["QoveryTokenSecret"] = self.token_secret_arn
+        # The ledger table, as the template's LedgerTable (CreateLedgerTable=true).
+        self.ddb = self._client("dynamodb")
+        self.ledger_table = self.template.resource_property("LedgerTable", "TableName", self.world)
+        self.ddb.create_table(
+            TableName=self.ledger_table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=self.template.resource_property("LedgerTable", "AttributeDefinitions", self.world),
+            KeySchema=self.template.resource_property("LedgerTable", "KeySchema", self.world),
+        )
         self.state_machine_name = self.template.resource_property("RotationStateMachine", "Name", self.world)
         self.state_machine_arn = self.sfn.create_state_machine(
             name=self.state_machine_name, definition=ASL.read_text(), roleArn=STATE_MACHINE_ROLE

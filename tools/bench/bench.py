@@ -48,6 +48,7 @@ VENV_BIN = REPO / ".venv" / "bin"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 STACK = "qovery-key-rotator"
+LEDGER_TABLE = "qovery-key-rotator-ledger"
 KEY_SECRET_PREFIX = "qovery-key-rotator"  # template.yaml's KEY_SECRET_PREFIX
 WARM_SUSPICIOUS_MS = 35  # a delayed-ACK stall is 40 ms
 
@@ -117,6 +118,13 @@ class Bench:
                                 aws_secret_access_key="bench", config=botocore.config.Config(retries={"max_attempts": 1}))
 
         self.iam, self.sm, self.sfn = client("iam"), client("secretsmanager"), client("stepfunctions")
+        # The ledger table, as template.yaml's LedgerTable.
+        client("dynamodb").create_table(
+            TableName=LEDGER_TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "iam_user_name", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "iam_user_name", "KeyType": "HASH"}],
+        )
         self.token_secret_arn = self.sm.create_secret(Name=f"{STACK}/qovery-api-token", SecretString=self.token)["ARN"]
         self.state_machine_arn = self.sfn.create_state_machine(
             name=f"{STACK}-rotation",
@@ -132,6 +140,7 @@ class Bench:
             "QOVERY_API_URL": self.fake_url,
             "QOVERY_TOKEN_SECRET_ID": self.token_secret_arn,
             "KEY_SECRET_PREFIX": KEY_SECRET_PREFIX,
+            "LEDGER_TABLE": LEDGER_TABLE,
             "RUST_LOG": "info",
             # What Lambda sets.
             "AWS_REGION": REGION,

@@ -84,11 +84,13 @@ def delete_key(w: World) -> dict:
     state = w.outputs["update-qovery"]
     return {
         "mode": "retire_old_key",
+        "execution_id": w.execution_arn,
         "iam_user_name": state["iam_user_name"],
         "organization_id": state["organization_id"],
         "old_access_key_id": state["old_access_key_id"],
         "new_access_key_id": state["new_access_key_id"],
         "key_secret_id": state["key_secret_id"],
+        "holders": state["holders"],
     }
 
 

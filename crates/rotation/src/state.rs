@@ -318,6 +318,18 @@ pub(crate) fn check_uuid(field: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// A Step Functions execution ARN: the lock's owner.
+pub(crate) fn check_execution(value: &str) -> Result<(), String> {
+    let parts: Vec<&str> = value.split(':').collect();
+    if parts.len() >= 8 && parts[0] == "arn" && parts[2] == "states" && parts[5] == "execution" {
+        Ok(())
+    } else {
+        Err(format!(
+            "`execution_id` must be a Step Functions execution ARN; got {value:?}"
+        ))
+    }
+}
+
 pub(crate) fn check_user(value: &str) -> Result<(), String> {
     if is_iam_user_name(value) {
         Ok(())
@@ -394,6 +406,7 @@ impl Validate for ClusterDeployment {
 
 impl Validate for DeleteKeyRequest {
     fn validate(&self) -> Result<(), String> {
+        check_execution(&self.execution_id)?;
         check_user(&self.iam_user_name)?;
         check_uuid("organization_id", &self.organization_id)?;
         check_key("old_access_key_id", &self.old_access_key_id)?;
@@ -427,6 +440,7 @@ mod tests {
     fn a_step_refuses_ids_that_are_not_ids() {
         let event = json!({
             "mode": "retire_old_key", "iam_user_name": "qovery",
+            "execution_id": "arn:aws:states:us-east-1:123456789012:execution:rotation:run-1",
             "organization_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
             "old_access_key_id": "AKIA../../etc/passwd",
         });

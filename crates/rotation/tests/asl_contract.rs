@@ -21,13 +21,14 @@ const PLATFORM_ERRORS: [&str; 8] = [
 ];
 
 /// Every Task state, with the function (template.yaml resource) it invokes.
-const TASKS: [(&str, &str); 9] = [
+const TASKS: [(&str, &str); 10] = [
     ("Preflight", "PreflightFunction"),
     ("CreateKey", "CreateKeyFunction"),
     ("UpdateQovery", "UpdateQoveryFunction"),
     ("ReconcileHandOver", "UpdateQoveryFunction"),
     ("FinishHandOver", "UpdateQoveryFunction"),
     ("RollbackNewKey", "DeleteKeyFunction"),
+    ("UndoPrevious", "DeleteKeyFunction"),
     ("DeployCluster", "DeployClusterFunction"),
     ("CheckStatus", "CheckStatusFunction"),
     ("DeleteOldKey", "DeleteKeyFunction"),
@@ -243,4 +244,47 @@ fn choice_states_compare_the_phases_the_code_writes() {
             "no Choice compares {written}"
         );
     }
+}
+
+#[test]
+fn every_delete_names_the_execution_that_holds_the_lock_and_recovery_is_routed() {
+    let asl = asl();
+    for name in ["DeleteOldKey", "RollbackNewKey", "UndoPrevious"] {
+        let parameters = &state(&asl, name).unwrap()["Parameters"];
+        assert_eq!(parameters["execution_id.$"], "$$.Execution.Id", "{name}");
+    }
+    assert_eq!(
+        state(&asl, "UndoPrevious").unwrap()["Parameters"]["mode"],
+        serde_json::to_value(rotation::state::DeleteMode::UndoPrevious).unwrap()
+    );
+    assert_eq!(
+        state(&asl, "DeleteOldKey").unwrap()["Parameters"]["holders.$"],
+        "$.holders"
+    );
+    // WhatToDo compares the values preflight writes, and undo goes on to CreateKey.
+    let choices = state(&asl, "WhatToDo").unwrap()["Choices"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let routed: Vec<(Value, Value)> = choices
+        .iter()
+        .map(|c| (c["StringEquals"].clone(), c["Next"].clone()))
+        .collect();
+    use rotation::state::Recovery;
+    assert_eq!(
+        routed,
+        vec![
+            (
+                serde_json::to_value(Recovery::Undo).unwrap(),
+                "UndoPrevious".into()
+            ),
+            (
+                serde_json::to_value(Recovery::Finish).unwrap(),
+                "FinishHandOver".into()
+            ),
+        ]
+    );
+    assert_eq!(state(&asl, "WhatToDo").unwrap()["Default"], "CreateKey");
+    assert_eq!(state(&asl, "UndoPrevious").unwrap()["Next"], "CreateKey");
+    assert!(state(&asl, "UndoPrevious").unwrap().get("Catch").is_none());
 }
