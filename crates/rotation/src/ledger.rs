@@ -68,10 +68,18 @@ pub struct Record {
     /// When the last holder was given the new key (RFC 3339).
     #[serde(default)]
     pub handover_at: Option<String>,
+    /// The ended execution whose unfinished rotation this one took over, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_over_from: Option<String>,
     pub updated_at: String,
 }
 
 impl Record {
+    /// The execution that started the recorded rotation: the one taken over, if any.
+    pub fn started_by(&self) -> &str {
+        self.took_over_from.as_deref().unwrap_or(&self.execution_id)
+    }
+
     /// `execution <id> (phase <phase>, since <time>)`, for messages.
     pub fn describe(&self) -> String {
         format!(

@@ -66,6 +66,13 @@ async fn a_run_stopped_after_create_key_is_undone_by_the_next_which_then_rotates
         abandoned.clone()
     );
     assert_eq!(phase(&world).await, Some(LedgerPhase::Undoing));
+    // A retry of this preflight (its answer lost) decides the same.
+    let retried = preflight_of_the_next_run(&world).await;
+    assert_eq!(
+        (retried.recovery, &retried.undo),
+        (state.recovery, &state.undo)
+    );
+    assert_eq!(retried.report.recovery, state.report.recovery);
 
     // WHEN UndoPrevious runs (twice: the first answer lost)
     delete(&world, "UndoPrevious", &state).await.unwrap();
@@ -129,6 +136,11 @@ async fn a_run_stopped_mid_hand_over_is_finished_by_the_next() {
     assert_eq!(state.new_access_key_id.as_deref(), Some(new_key.as_str()));
     assert_eq!(state.holders.len(), 2);
     assert_eq!(state.clusters.len(), 2);
+    let retried = preflight_of_the_next_run(&world).await;
+    assert_eq!(
+        (retried.recovery, retried.new_access_key_id.clone()),
+        (Recovery::Finish, Some(new_key.clone()))
+    );
 
     // WHEN FinishHandOver runs, with the kept secret
     let state = update(&world, &state).await.unwrap();

@@ -315,6 +315,7 @@ async fn release_or_reset(deps: &Deps, request: &DeleteKeyRequest) {
                     new_access_key_id: None,
                     key_secret_id: None,
                     new_key_version_id: None,
+                    took_over_from: None,
                     updated_at: timefmt::format(timefmt::now()),
                     ..record
                 })

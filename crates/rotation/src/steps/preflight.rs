@@ -73,8 +73,15 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         e.into_rotation_error(&context)
     })?;
 
-    let decision = match (&record, &ended) {
-        (Some(r), Some(_)) => recovery::decide(r, &keys, &all).map_err(|unexplained| {
+    // The record to finish or undo: an ended execution's, or this execution's own once
+    // it took one over (a retry of this step must decide the same).
+    let previous = match &record {
+        Some(r) if ended.is_some() => Some(r),
+        Some(r) if r.phase != LedgerPhase::Planned => Some(r),
+        _ => None,
+    };
+    let decision = match previous {
+        Some(r) => recovery::decide(r, &keys, &all).map_err(|unexplained| {
             RotationError::PreconditionFailed(format!(
                 "The last rotation of IAM user {user} did not finish, and what it left cannot be explained: \
                  {unexplained}. A new run neither finishes nor undoes it. Fix that by hand (see the README, \
@@ -86,7 +93,6 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
             why: "no unfinished rotation of this user".to_string(),
         },
     };
-    let previous = record.as_ref().filter(|_| ended.is_some());
     let undo_key = previous
         .filter(|_| decision.recovery == Recovery::Undo)
         .and_then(|r| r.new_access_key_id.clone());
@@ -180,7 +186,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
             }
             Recovery::Undo => {
                 state.undo = r.new_access_key_id.clone().map(|key| UndoTarget {
-                    execution_id: r.execution_id.clone(),
+                    execution_id: r.started_by().to_string(),
                     new_access_key_id: key,
                     key_secret_id: r.key_secret_id.clone(),
                 })
@@ -189,7 +195,14 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         }
     }
     if !state.dry_run {
-        take_lock(deps, &state, previous).await?;
+        let from = previous.filter(|_| ended.is_some());
+        take_lock(
+            deps,
+            &state,
+            previous,
+            from.map(|r| r.execution_id.as_str()),
+        )
+        .await?;
     }
     Ok(state)
 }
@@ -233,10 +246,12 @@ async fn take_lock(
     deps: &Deps,
     state: &RotationState,
     previous: Option<&Record>,
+    from: Option<&str>,
 ) -> Result<(), RotationError> {
     let record = match (state.recovery, previous) {
         (Recovery::Finish, Some(r)) => Record {
             execution_id: state.execution_id.clone(),
+            took_over_from: Some(r.started_by().to_string()),
             updated_at: timefmt::format(timefmt::now()),
             ..r.clone()
         },
@@ -256,17 +271,20 @@ async fn take_lock(
             holders: state.holders.clone(),
             clusters: Vec::new(),
             handover_at: None,
+            took_over_from: previous
+                .filter(|_| state.undo.is_some())
+                .map(|r| r.started_by().to_string()),
             updated_at: timefmt::format(timefmt::now()),
         },
     };
     let claim = deps
         .ledger
-        .claim(&record, previous.map(|r| r.execution_id.as_str()))
+        .claim(&record, from)
         .await
         .map_err(|e| e.into_rotation_error(&ledger_context(deps)))?;
     match claim {
         Claim::Taken => {
-            tracing::info!(iam_user_name = %record.iam_user_name, taken_over = ?previous.map(|r| &r.execution_id), "rotation lock taken");
+            tracing::info!(iam_user_name = %record.iam_user_name, taken_over = ?from, "rotation lock taken");
             Ok(())
         }
         Claim::HeldBy(other) => Err(RotationError::RotationInProgress(format!(

@@ -19,7 +19,7 @@ pub struct Decision {
 /// Decides what to do about `record`, left by an ended execution. `Err` says what
 /// the record cannot explain.
 pub fn decide(record: &Record, keys: &[KeySummary], all: &[Holder]) -> Result<Decision, String> {
-    let run = record.describe();
+    let run = format!("the rotation started by execution {}", record.started_by());
     let old = record.old_access_key_id.as_str();
     let ids: BTreeSet<&str> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
     let unreadable: Vec<&Holder> = all
