@@ -220,6 +220,14 @@ pub fn may_hold<'a>(holders: &'a [Holder], key: &str) -> Vec<&'a Holder> {
     holders.iter().filter(|h| h.may_hold(key)).collect()
 }
 
+/// The holders whose key id cannot be read: any of them could hold any key.
+pub fn unreadable(holders: &[Holder]) -> Vec<&Holder> {
+    holders
+        .iter()
+        .filter(|h| h.holding == Holding::Unreadable)
+        .collect()
+}
+
 /// `label holds key, label holds key`, or `none`.
 pub fn describe_all<'a>(holders: impl IntoIterator<Item = &'a Holder>) -> String {
     let text = holders

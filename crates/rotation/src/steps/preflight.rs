@@ -455,10 +455,7 @@ fn holders_of<'a>(all: &'a [Holder], key: &str) -> Result<Vec<&'a Holder>, Rotat
             holders::describe_all(all.iter().filter(|h| h.holding != Holding::Nothing))
         )));
     }
-    let unreadable: Vec<&Holder> = all
-        .iter()
-        .filter(|h| h.holding == Holding::Unreadable)
-        .collect();
+    let unreadable = holders::unreadable(all);
     if !unreadable.is_empty() {
         return Err(RotationError::PreconditionFailed(format!(
             "Qovery does not show which key these hold: {}. Any of them could hold {key}, which the rotation \

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::ledger::{LedgerPhase, Record};
-use crate::qovery::holders::{self, Holder, Holding};
+use crate::qovery::holders::{self, Holder};
 use crate::state::{describe_keys, KeySummary, Recovery};
 
 /// The decision, and why, in words for the report.
@@ -22,10 +22,7 @@ pub fn decide(record: &Record, keys: &[KeySummary], all: &[Holder]) -> Result<De
     let run = format!("the rotation started by execution {}", record.started_by());
     let old = record.old_access_key_id.as_str();
     let ids: BTreeSet<&str> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
-    let unreadable: Vec<&Holder> = all
-        .iter()
-        .filter(|h| h.holding == Holding::Unreadable)
-        .collect();
+    let unreadable = holders::unreadable(all);
     if !unreadable.is_empty() {
         return Err(format!(
             "{run} ended, and Qovery does not show which key these hold: {}; the record cannot tell whether they \

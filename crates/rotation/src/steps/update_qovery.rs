@@ -366,10 +366,7 @@ fn holders_to_give<'a>(
             }
         }
     }
-    let unreadable: Vec<&Holder> = all
-        .iter()
-        .filter(|h| h.holding == Holding::Unreadable)
-        .collect();
+    let unreadable = holders::unreadable(all);
     if !unreadable.is_empty() {
         return Err(RotationError::PreconditionFailed(format!(
             "Qovery does not show which key these hold, so the rotation cannot tell whether they need the new key: \
@@ -543,10 +540,7 @@ async fn reconcile(deps: &Deps, state: &RotationState) -> Result<ReconcileResult
     let all = super::survey(deps, &token, &state.organization_id, &context).await?;
     let holding_new = holders::holding(&all, &keys.new);
     let holding_old = holders::holding(&all, old);
-    let unreadable: Vec<&Holder> = all
-        .iter()
-        .filter(|h| h.holding == Holding::Unreadable)
-        .collect();
+    let unreadable = holders::unreadable(&all);
     let qovery_holds = if holding_new.is_empty() && unreadable.is_empty() {
         QoveryHolds::OldKey
     } else if holding_old.is_empty() && unreadable.is_empty() {
