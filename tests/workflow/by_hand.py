@@ -86,9 +86,10 @@ def deploy_template(stack: Stack, parameters: dict[str, str]) -> dict[str, str]:
         z.writestr("bootstrap", "#!/bin/sh\n")
     s3.put_object(Bucket=BUCKET, Key="bootstrap.zip", Body=code.getvalue())
     s3.put_object(Bucket=BUCKET, Key="rotation.asl.json", Body=(REPO / "statemachine" / "rotation.asl.json").read_bytes())
-    # stack.py made a state machine of the template's name for its own runs; the
-    # CloudFormation stack makes it now.
+    # stack.py made a state machine and a ledger table of the template's names for its
+    # own runs; the CloudFormation stack makes them now.
     stack.sfn.delete_state_machine(stateMachineArn=stack.state_machine_arn)
+    stack.ddb.delete_table(TableName=stack.ledger_table)
     cfn = stack._client("cloudformation")
     cfn.create_stack(
         StackName=STACK_NAME,
@@ -188,7 +189,7 @@ def check_readme() -> int:
         log(f"README check, {name}: blocks {', '.join(str(i + 1) for i in which)} of {len(blocks)}")
         script = Path(tempfile.mkdtemp()) / "by-hand.sh"
         script.write_text(check_script(blocks, which))
-        code, runs = session(rejects, str(script))
+        code, runs, lock = session(rejects, str(script))
         if code != 0:
             problems.append(f"{name}: the README's commands failed (exit {code})")
             continue
@@ -207,6 +208,11 @@ def check_readme() -> int:
             # Still running: its Waits take their real time (the drain, two hours).
             if [e["status"] for e in rotations] != ["RUNNING"]:
                 problems.append(f"{name}: expected one rotation, RUNNING; found {[e['status'] for e in rotations]}")
+            # ... and it holds the user's rotation lock in the stack's ledger table.
+            elif not lock or lock.get("execution_id") != rotations[0]["executionArn"]:
+                problems.append(f"{name}: the ledger should name the running rotation {rotations[0]['executionArn']}; it has {lock}")
+        if rejects and lock is not None:
+            problems.append(f"{name}: a dry run that failed left a ledger item: {lock}")
     for problem in problems:
         print(f"by_hand: {problem}", file=sys.stderr)
     print(f"README \"Run a rotation by hand\": {len(worlds) - len(problems)} passed, {len(problems)} failed")
@@ -221,13 +227,14 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.check_readme:
         return check_readme()
-    code, _ = session(args.qovery_rejects_token, args.run)
+    code, _, _ = session(args.qovery_rejects_token, args.run)
     return code
 
 
-def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[str, dict]]:
+def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[str, dict], dict | None]:
     """Brings the stack up with template.yaml deployed; runs `bash script` in the AWS CLI's
-    environment (or waits for Ctrl-C). Returns its exit code and the executions after it."""
+    environment (or waits for Ctrl-C). Returns its exit code, the executions after it, and
+    the user's rotation record in the stack's ledger table (None: no item)."""
     stack = Stack()
     routes = stack.log_dir / "lambda-routes.json"
     stack.extra_moto_env["QKR_MOTO_LAMBDA_ROUTES"] = str(routes)
@@ -292,12 +299,12 @@ def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[s
             denials = stack.denials_since(marks)
             for denial in denials:
                 log(f"moto denied: {denial}")
-            return (done.returncode or (1 if denials else 0)), executions(stack)
+            return (done.returncode or (1 if denials else 0)), executions(stack), stack.ledger(USER)
         print(f"# The AWS CLI against the local stack: source {stack.log_dir / 'aws-env.sh'}, or paste:")
         print(exports, end="")
         print("# Ctrl-C stops everything.", flush=True)
         stack.serve_until_interrupted()
-    return 0, {}
+    return 0, {}, None
 
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@ organization whose AWS credentials hold that key and are used by the clusters. A
 Qovery, each AWS cluster has a mirroring container registry, which holds the same key;
 one more registry holds the key of another IAM user (the rotation leaves it alone).
 It runs one rotation, printing a line per state (key ids, holders and cluster
-statuses, never a secret); then prints what changed, holder by holder. Exits 0 only if
-the rotation succeeded and every holder of the old key holds the new one.
+statuses, never a secret); then prints what changed, holder by holder, and the user's
+rotation lock in the ledger table (released by a finished rotation; kept, naming the
+execution, by one that failed half-way, for the next run to finish or undo). Exits 0
+only if the rotation succeeded, every holder of the old key holds the new one, and
+neither a key secret nor the lock was left behind.
 """
 
 from __future__ import annotations
@@ -124,6 +127,11 @@ class Progress:
                     + (f"; skipped: {skipped}" if skipped else "") + (f"; left alone: {alone}" if alone else ""))
         if state == "IsDryRun":
             return "dry run: stop here" if out.get("dry_run") else "real rotation"
+        if state == "WhatToDo":
+            return f"recovery {out.get('recovery')}: {(out.get('report') or {}).get('recovery', '')}"
+        if state == "UndoPrevious":
+            d = out.get("undone") or {}
+            return f"undone: deleted the ended run's key {d.get('deleted_access_key_id')} and its secret"
         if state == "DryRunReport":
             return (out.get("report") or {}).get("summary", "")
         if state == "CreateKey":
@@ -172,10 +180,18 @@ def whose(stack: Stack, h: HolderState) -> str:
         return "REJECTED by STS"
 
 
+def lock_text(item: dict | None) -> str:
+    """The user's rotation lock and record in the ledger table, in a few words."""
+    if not item:
+        return "none"
+    return f"execution {item['execution_id'].rsplit(':', 1)[-1][:8]}, phase {item['phase']}"
+
+
 def snapshot(stack: Stack) -> dict:
     fake = stack.fake.state()
     holders = holders_in(fake)
     return {
+        "lock": stack.ledger_item(USER),
         "keys": stack.keys(USER),
         "holders": holders,
         "works": {ref: whose(stack, h) for ref, h in holders.items()},
@@ -270,7 +286,8 @@ def main(argv: list[str]) -> int:
         def keys(s: dict) -> str:
             return ", ".join(f"{k} ({st})" for k, st in s["keys"]) or "none"
 
-        rows = [("IAM user keys", keys(before), keys(after))]
+        rows = [("IAM user keys", keys(before), keys(after)),
+                ("rotation lock (ledger)", lock_text(before["lock"]), lock_text(after["lock"]))]
         for ref, b in before["holders"].items():
             a = after["holders"].get(ref)
             rows.append((f"{KIND_LABELS[b.kind]} {b.name}", f"{b.key_id} ({before['works'][ref]})",
@@ -294,7 +311,13 @@ def main(argv: list[str]) -> int:
         if stuck:
             print(f"HOLDERS NOT ON THE NEW KEY: {', '.join(stuck)}")
             ok = False
-        if left:
+        if after["lock"] and ex.succeeded:
+            print(f"ROTATION LOCK LEFT BEHIND: {lock_text(after['lock'])}")
+            ok = False
+        elif after["lock"]:
+            print(f"the rotation lock stays with this execution ({lock_text(after['lock'])}): "
+                  "the next run finishes or undoes what it did")
+        if left and not (after["lock"] and not ex.succeeded):
             print(f"KEY SECRET LEFT BEHIND: {', '.join(sorted({v['name'] for v in left}))}")
             ok = False
         if leaked:

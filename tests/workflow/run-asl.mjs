@@ -20,6 +20,21 @@
 //     --invoke-url http://127.0.0.1:9000 --input '{"...":"..."}' \
 //     [--context '{"Execution":{"Id":"arn:..."},"StateMachine":{"Id":"arn:..."}}'] \
 //     [--wait-ms WaitForDeploy=300] [--default-wait-ms 0] [--retry-ms 0] [--twice '*'|TaskName ...]
+//     [--stop-after StateName] [--hold-after StateName]
+//
+// --stop-after stops the execution right after the named state exits, as
+// `aws stepfunctions stop-execution` would between two states: once that state's
+// StateExited is out, no Lambda function is invoked any more (a Task state's handler
+// returning marks the stop, so the next Task never reaches its function; another state
+// is seen exiting before the next Task invokes anything), the execution is aborted, and
+// the result is {"status":"ABORTED","error":"ExecutionAborted"}. Inside a Map, the first
+// exit of the state stops everything. After the last Task, the execution may reach its
+// Succeed state first and end SUCCEEDED.
+//
+// --hold-after holds the execution (still running) right after the named state first
+// exits: the next Task waits before invoking its function until a line `release`
+// arrives on stdin. The test does what it must while the execution holds what it
+// holds (the rotation lock, say), then releases it.
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -46,6 +61,10 @@ const { values: args } = parseArgs({
     'invoke-timeout-ms': { type: 'string', default: '130000' },
     // Task states (or '*') whose every invocation is made twice, the first answer lost.
     twice: { type: 'string', multiple: true, default: [] },
+    // Stop (abort) the execution right after this state exits.
+    'stop-after': { type: 'string' },
+    // Hold it after this state first exits, until `release` comes on stdin.
+    'hold-after': { type: 'string' },
   },
   strict: true,
 });
@@ -54,6 +73,15 @@ function emit(event) {
   process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...event }) + '\n');
 }
 
+// Exits once everything written to stdout is out: writes to a pipe are asynchronous,
+// and a reader that paused (a test starting a second execution from an event of this
+// one) must still get every line, the Result last.
+function exitAfterOutput(code) {
+  process.exitCode = code;
+  process.stdout.write('', () => process.exit(code));
+}
+
+// Before the execution starts: little was written, and the pipe takes it at once.
 function fail(message) {
   emit({ event: 'Result', status: 'DRIVER_ERROR', error: 'DriverError', cause: message });
   process.exit(1);
@@ -115,9 +143,51 @@ function msSince(start) {
 }
 
 const twice = new Set(args.twice);
+const stopAfter = args['stop-after'];
+// Set once the --stop-after state has done its work: from then on nothing is invoked.
+let stopping = false;
+
+function stopNow() {
+  stopping = true;
+  execution.abort();
+}
+
+const holdAfter = args['hold-after'];
+// Once the --hold-after state exited: a promise resolved by `release` on stdin.
+let holding = null;
+let release = () => {};
+const released = new Promise((resolve) => {
+  release = resolve;
+});
+
+function startHolding() {
+  if (holding) return;
+  holding = released;
+  emit({ event: 'Held', state: holdAfter });
+}
+
+if (holdAfter !== undefined) {
+  let buffered = '';
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (chunk) => {
+    buffered += chunk;
+    if (buffered.split('\n').some((line) => line.trim() === 'release')) release();
+  });
+  // The test ended (or died) without releasing: nothing more will come.
+  process.stdin.on('end', () => release());
+}
 
 async function invoke(stateName, functionName, input) {
   if (invalidWait) throw new LambdaFunctionError('States.Runtime', invalidWait);
+  // Let the engine's pending events reach the log loop first: a --stop-after state that
+  // is not a Task (a Choice, a Succeed in a Map) is seen exiting there.
+  await new Promise((resolve) => setImmediate(resolve));
+  if (holding) await holding;
+  if (stopping) {
+    // Stopped between two states: this Task never reaches its function.
+    stopNow();
+    return new Promise(() => {});
+  }
   if (twice.has('*') || twice.has(stateName)) {
     try {
       await invokeOnce(stateName, functionName, input, { answerLost: true });
@@ -125,7 +195,12 @@ async function invoke(stateName, functionName, input) {
       if (!(e instanceof LambdaFunctionError)) throw e;
     }
   }
-  return invokeOnce(stateName, functionName, input, {});
+  const output = await invokeOnce(stateName, functionName, input, {});
+  // The engine emits this state's StateExited next; the next Task finds `stopping`
+  // (or `holding`).
+  if (stateName === stopAfter) stopping = true;
+  if (stateName === holdAfter) startHolding();
+  return output;
 }
 
 // One Lambda invocation; `mark` is added to each event it records.
@@ -271,6 +346,11 @@ for (const [name, state] of allStates(definition)) {
 for (const name of twice) {
   if (name !== '*' && !taskResources.has(name)) fail(`bad --twice ${name}: not a Task state of the definition`);
 }
+for (const [option, name] of [['--stop-after', stopAfter], ['--hold-after', holdAfter]]) {
+  if (name !== undefined && ![...allStates(definition)].some(([state]) => state === name)) {
+    fail(`bad ${option} ${name}: not a state of the definition`);
+  }
+}
 for (const pair of args['wait-ms']) {
   const [name, ms] = pair.split('=');
   if (!(name in waitTimeOverrides) || ms === undefined || Number.isNaN(Number(ms))) {
@@ -296,7 +376,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
     execution.abort();
     emit({ event: 'Result', status: 'ABORTED', error: 'ExecutionAborted', cause: `driver got ${signal}`, durationMs: msSince(started) });
-    process.exit(130);
+    exitAfterOutput(130);
   });
 }
 
@@ -330,6 +410,8 @@ const logs = (async () => {
   for await (const ev of execution.eventLogs) {
     if (ev.state) {
       emit(stateEvent(ev));
+      if (ev.type === 'StateExited' && ev.state.name === stopAfter) stopNow();
+      if (ev.type === 'StateExited' && ev.state.name === holdAfter) startHolding();
       if (ev.type === 'StateEntered' && ev.state.type === 'Wait' && !invalidWait) {
         invalidWait = checkWait(ev.state.name, ev.state.input);
         if (invalidWait) {
@@ -360,12 +442,16 @@ try {
 } catch (e) {
   // ExecutionError wraps the state's error: its name is the ASL error name.
   const inner = e?.cause instanceof Error ? e.cause : e;
-  const status = e?.name === 'ExecutionTimeoutError' ? 'TIMED_OUT' : 'FAILED';
-  result = { event: 'Result', status, error: inner?.name ?? 'Unknown', cause: inner?.message ?? String(e) };
+  if (e?.name === 'ExecutionAbortedError' && stopping) {
+    result = { event: 'Result', status: 'ABORTED', error: 'ExecutionAborted', cause: `stopped after state ${stopAfter} (--stop-after)` };
+  } else {
+    const status = e?.name === 'ExecutionTimeoutError' ? 'TIMED_OUT' : 'FAILED';
+    result = { event: 'Result', status, error: inner?.name ?? 'Unknown', cause: inner?.message ?? String(e) };
+  }
 }
 if (invalidWait) {
   result = { event: 'Result', status: 'FAILED', error: 'States.Runtime', cause: invalidWait };
 }
 await logs;
 emit({ ...result, durationMs: msSince(started) });
-process.exit(result.status === 'SUCCEEDED' ? 0 : 2);
+exitAfterOutput(result.status === 'SUCCEEDED' ? 0 : 2);

@@ -20,6 +20,7 @@ checks every scenario shares.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import secrets as pysecrets
 import sys
@@ -34,6 +35,7 @@ import botocore.exceptions
 from stack import ASL, Execution, Stack, StackError, prism_problems
 from template_policies import without_action
 from holder_scenarios import HOLDER_SCENARIOS
+from ledger_scenarios import LEDGER_SCENARIOS
 from worlds import (
     WORLDS,
     World,
@@ -41,8 +43,10 @@ from worlds import (
     assert_holders,
     assert_key_rejected,
     assert_key_works,
+    assert_ledger,
     assert_no_key_secret_left,
     assert_no_leaks,
+    assert_no_secret_in_ledger,
     assert_nothing_changed,
     assert_rotated,
     clear_key_secrets,
@@ -89,16 +93,30 @@ def s00_negative_controls(stack: Stack) -> str:
     # A key secret of a user whose name merely starts with w.user's: "<user>/*" must not match it.
     neighbour = stack.key_secret_prefix_of(f"{w.user}-old") + "control"
     stack.sm.create_secret(Name=neighbour, SecretString="{}")
+    # An execution of another stack's state machine: the lock may be held by one, and
+    # preflight must be able to tell whether it ended.
     other_machine = stack.sfn.create_state_machine(
         name=f"qkr-other-{w.user}", definition=ASL.read_text(), roleArn=f"arn:aws:iam::123456789012:role/{w.user}"
     )["stateMachineArn"]
+    other_execution = stack.sfn.start_execution(stateMachineArn=other_machine, input="{}")["executionArn"]
+    stack.sfn.stop_execution(executionArn=other_execution)
+    ledger_key = {"iam_user_name": {"S": w.user}}
     checks = [
         ("create-key", "secretsmanager", "get_secret_value", {"SecretId": key_secret}, True),
         ("create-key", "secretsmanager", "get_secret_value", {"SecretId": neighbour}, False),
         ("create-key", "iam", "list_access_keys", {"UserName": w.user}, True),
         ("create-key", "iam", "list_access_keys", {"UserName": f"{w.user}-old"}, False),
-        ("preflight", "stepfunctions", "list_executions", {"stateMachineArn": stack.state_machine_arn}, True),
-        ("preflight", "stepfunctions", "list_executions", {"stateMachineArn": other_machine}, False),
+        ("preflight", "stepfunctions", "describe_execution", {"executionArn": other_execution}, True),
+        ("create-key", "stepfunctions", "describe_execution", {"executionArn": other_execution}, False),
+        ("preflight", "stepfunctions", "list_executions", {"stateMachineArn": stack.state_machine_arn}, False),
+        # The ledger: the lock and record of every user, in the template's table only.
+        ("preflight", "dynamodb", "get_item", {"TableName": stack.ledger_table, "Key": ledger_key}, True),
+        ("preflight", "dynamodb", "get_item", {"TableName": f"{stack.ledger_table}-other", "Key": ledger_key}, False),
+        ("preflight", "dynamodb", "delete_item", {"TableName": stack.ledger_table, "Key": ledger_key}, False),
+        ("create-key", "dynamodb", "delete_item", {"TableName": stack.ledger_table, "Key": ledger_key}, False),
+        ("delete-key", "dynamodb", "delete_item", {"TableName": stack.ledger_table, "Key": ledger_key}, True),
+        ("deploy-cluster", "dynamodb", "get_item", {"TableName": stack.ledger_table, "Key": ledger_key}, False),
+        ("check-status", "dynamodb", "get_item", {"TableName": stack.ledger_table, "Key": ledger_key}, False),
         ("deploy-cluster", "secretsmanager", "get_secret_value", {"SecretId": stack.token_secret_arn}, True),
         ("deploy-cluster", "secretsmanager", "get_secret_value", {"SecretId": key_secret}, False),
         ("deploy-cluster", "iam", "list_access_keys", {"UserName": w.user}, False),
@@ -115,7 +133,7 @@ def s00_negative_controls(stack: Stack) -> str:
         assert got == allowed, f"{function} {service}:{operation} {params}: moto {'allowed' if got else 'denied'} it"
     for name in (key_secret, neighbour):
         stack.sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
-    done.append("moto checks the functions' policies on Resource too (user, <user>/* key secrets, state machine)")
+    done.append("moto checks the functions' policies on Resource too (user, <user>/* key secrets, the ledger table, executions)")
     # Prism answers a call that breaks the spec with an error, and prism_problems sees it.
     if stack.spec is not None:
         marks = stack.log_marks()
@@ -196,14 +214,21 @@ def holder_controls(stack: Stack, w: World, planted: Execution) -> list[str]:
     stack.fake.put_container_registry(mirror)
     assert_holders(w)
     done.append("assert_holders catches a holder left on the old key and a changed description")
-    # After HandOverUnfinished the key secret must hold exactly the new key and its secret.
-    unfinished = Execution(name=f"control-{w.tag}", arn="x", input={}, status="FAILED", error="HandOverIncomplete",
+    # After HandOverUnfinished the key secret must hold exactly the new key and its
+    # secret, while the ledger record names that rotation.
+    arn = f"{stack.state_machine_arn.replace(':stateMachine:', ':execution:')}:control-{w.tag}"
+    unfinished = Execution(name=f"control-{w.tag}", arn=arn, input={}, status="FAILED", error="HandOverIncomplete",
                            cause=None, output=None, duration_s=0, function_logs="", prism_log="", driver_stderr="",
                            events=[{"event": "StateExited", "state": "CreateKey", "output": {"new_access_key_id": "AKIA" + "1" * 16}},
                                    {"event": "StateEntered", "state": "HandOverUnfinished"}])
     new_id = created_key(unfinished)
     w.new_secrets[new_id] = "right-" + pysecrets.token_urlsafe(20)
     name = key_secret_name(w, unfinished)
+    record = {"iam_user_name": w.user, "execution_id": arn, "organization_id": w.org, "phase": "handing_over",
+              "old_access_key_id": w.keys[0][0], "new_access_key_id": new_id, "key_secret_id": name,
+              "new_key_version_id": None, "holders": [], "clusters": [], "handover_at": None,
+              "updated_at": "2026-01-01T00:00:00Z"}
+    plant_record(stack, record)
     w.executions.append(unfinished)
     try:
         try:
@@ -226,15 +251,60 @@ def holder_controls(stack: Stack, w: World, planted: Execution) -> list[str]:
         stack.sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
         stack.sm.create_secret(Name=name, SecretString=json.dumps({"access_key_id": new_id, "secret_access_key": w.new_secrets[new_id]}))
         assert_no_key_secret_left(w, unfinished)
+        done.append("after HandOverUnfinished the key secret must exist and hold exactly the new key")
+        # A later run finished that rotation (no record names it any more): the key
+        # secret must be gone.
+        stack.ddb.delete_item(TableName=stack.ledger_table, Key={"iam_user_name": {"S": w.user}})
+        try:
+            assert_no_key_secret_left(w, unfinished)
+            raise AssertionError("assert_no_key_secret_left accepted a key secret no ledger record names")
+        except AssertionError as e:
+            assert "still holds a secret access key" in str(e) and "no ledger record" in str(e), e
+        done.append("and once no ledger record names it, it must be gone")
+        # The ledger checks: a piece of a secret in the item, and a finished rotation
+        # that left its item.
+        plant_record(stack, {**record, "oops": w.new_secrets[new_id][:14]})
+        item = stack.ledger_item(w.user)
+        try:
+            assert_no_secret_in_ledger(w, item, "(planted)")
+            raise AssertionError("the ledger check missed a piece of the new key's secret in the record")
+        except AssertionError as e:
+            assert "SECRET LEAKED into the ledger item" in str(e) and new_id in str(e), e
+        finished = dataclasses.replace(unfinished, name=f"finished-{w.tag}", status="SUCCEEDED", error=None,
+                                       events=[{"event": "StateExited", "state": "DeleteOldKey", "output": {}}])
+        plant_record(stack, {**record, "execution_id": finished.arn + "-x"})
+        w.executions.append(finished)
+        w.ledger_before[finished.name], w.ledger_after[finished.name] = None, stack.ledger_item(w.user)
+        w.spans[finished.name] = (0.0, 1.0)
+        try:
+            assert_ledger(w)
+            raise AssertionError("assert_ledger accepted a finished rotation that left a ledger item")
+        except AssertionError as e:
+            assert "finished its rotation, but the ledger still has" in str(e), e
+        finally:
+            w.executions.remove(finished)
+            for d in (w.ledger_before, w.ledger_after, w.spans):
+                d.pop(finished.name, None)
+        done.append("the ledger checks find a piece of a secret in an item, and an item a finished rotation left")
     finally:
         w.executions.remove(unfinished)
         del w.new_secrets[new_id]
+        stack.ddb.delete_item(TableName=stack.ledger_table, Key={"iam_user_name": {"S": w.user}})
         try:
             stack.sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
         except botocore.exceptions.ClientError:
             pass
-    done.append("after HandOverUnfinished the key secret must exist and hold exactly the new key")
     return done
+
+
+def plant_record(stack: Stack, record: dict) -> None:
+    """Puts a ledger item for record['iam_user_name'], as the functions write one."""
+    stack.ddb.put_item(TableName=stack.ledger_table, Item={
+        "iam_user_name": {"S": record["iam_user_name"]},
+        "execution_id": {"S": record["execution_id"]},
+        "phase": {"S": record["phase"]},
+        "record": {"S": json.dumps(record)},
+    })
 
 
 def s01_happy_path(stack: Stack) -> str:
@@ -449,16 +519,37 @@ def s12_dry_run(stack: Stack) -> str:
 
 
 def s13_rotation_in_progress(stack: Stack) -> str:
+    """Issue 12: the lock decides. Execution A takes the user's lock in preflight and is
+    held there (hold_after), RUNNING in Step Functions; meanwhile a second execution
+    and a dry run start: both fail RotationInProgress in preflight, naming A, and
+    change nothing. Released, A's rotation finishes undisturbed."""
     w = make_world(stack, "inprogress")
-    other = stack.running_execution(w.input)
-    try:
-        ex = w.run()
-    finally:
-        stack.sfn.stop_execution(executionArn=other)
-    expect(ex, "FAILED", "RotationInProgress")
-    assert_nothing_changed(w, ex)
-    assert other.split(":")[-1] in (ex.cause or ""), "the error does not name the other execution"
-    return ex.cause_message()[:160]
+    during: dict[str, object] = {}
+
+    def on_event(ev: dict) -> None:
+        if ev.get("event") == "StateExited" and ev.get("state") == "Preflight" and "second" not in during:
+            during["lock"] = w.ledger()
+            during["second"] = w.run()
+            during["dry"] = w.run({**w.input, "dry_run": True})
+
+    first = w.run(on_event=on_event, hold_after="Preflight")
+    new_id = assert_rotated(w, first)
+    lock = during["lock"]
+    assert isinstance(lock, dict) and lock["execution_id"] == first.arn and lock["phase"] == "planned", lock
+    for label in ("second", "dry"):
+        ex = during[label]
+        assert isinstance(ex, Execution)
+        expect(ex, "FAILED", "RotationInProgress")
+        assert ex.state_names() == ["Preflight"], f"{label}: {ex.state_names()}"
+        assert [e["function"] for e in ex.invocations("preflight")] == ["preflight"] and len(ex.of("LambdaFunctionScheduled")) == 1, ex.describe()
+        message = ex.cause_message() or ""
+        assert first.arn in message and "holds the rotation lock" in message, f"{label} does not name {first.arn}: {message}"
+        # The lock was A's before and after it, whatever phase A had reached.
+        for item in (w.ledger_before[ex.name], w.ledger_after[ex.name]):
+            assert item and item["execution_id"] == first.arn, f"{label}: the ledger had {item}"
+    assert w.ledger() is None, "the lock outlived the rotation"
+    assert all(c["deploy_count"] == 1 for c in w.clusters().values()), w.clusters()
+    return f"{during['second'].cause_message()[:150]}; the dry run too; A rotated to {new_id}"
 
 
 def s15_rotate_twice(stack: Stack) -> str:
@@ -767,7 +858,7 @@ SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     ("10", "stale DEPLOYED right after the POST -> keeps polling", s10_stale_deployed),
     ("11", "bad input -> InvalidInput, nothing changes", s11_bad_input),
     ("12", "dry run -> report, nothing changes", s12_dry_run),
-    ("13", "another RUNNING execution for the user -> RotationInProgress", s13_rotation_in_progress),
+    ("13", "another RUNNING execution holds the user's lock -> RotationInProgress (a dry run too)", s13_rotation_in_progress),
     ("15", "a second rotation of the same user succeeds", s15_rotate_twice),
     ("16", "delete-key's policy lacks iam:DeleteAccessKey -> AwsRejected, both keys kept", s16_policy_lacks_action),
     ("17", "the functions' policies name another IAM user -> AwsRejected, nothing changes", s17_policy_for_another_user),
@@ -783,6 +874,7 @@ SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     ("28", "a 400 on the credentials PUT -> reconcile, rollback (HandOverIncomplete)", s28_put_400_reconciled_then_rolled_back),
     ("29", "the hand-over cannot ask Qovery (400) -> reconcile, rollback (HandOverIncomplete)", s29_survey_refused_reconciled_then_rolled_back),
     *HOLDER_SCENARIOS,
+    *LEDGER_SCENARIOS,
 ]
 
 

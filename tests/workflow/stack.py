@@ -9,7 +9,9 @@ One `Stack` starts, on free ports:
   - Prism in proxy mode with `--errors` between the functions and the fake, so that a
     request or response that breaks Qovery's OpenAPI spec fails the run;
   - `cargo lambda watch`, which serves the Lambda Invoke API by function name, and the
-    six prebuilt step binaries running the real Lambda runtime loop against it.
+    six prebuilt step binaries running the real Lambda runtime loop against it;
+  - in moto, what the template's stack holds: the token secret, the ledger table
+    (DynamoDB, the per-user rotation lock and record) and the state machine.
 
 Each function signs its AWS calls as its own moto IAM user, whose inline policies are
 that function's `Policies` in template.yaml, resolved for the local world
@@ -18,7 +20,9 @@ that function's `Policies` in template.yaml, resolved for the local world
 Seeding, the scenarios' assertions and the Qovery user use the admin's key.
 
 `Stack.run()` executes `statemachine/rotation.asl.json` with aws-local-stepfunctions
-(`run-asl.mjs`) and returns the recorded history.
+(`run-asl.mjs`) and returns the recorded history; it can stop the execution right after
+a state (`stop_after`) or hold it there while the test starts another (`hold_after`).
+`Stack.ledger(user)` reads the user's rotation record.
 
 Every child runs in its own process group and carries a marker in its environment;
 `stop()` kills the groups, then any process that still carries the marker, and checks
@@ -68,9 +72,9 @@ MOTO_SERVER = HERE / "moto_resources.py"
 CARGO_LAMBDA = REPO / ".venv" / "bin" / "cargo-lambda"
 
 FUNCTIONS = ["preflight", "create-key", "update-qovery", "deploy-cluster", "check-status", "delete-key"]
-# The Map runs these once per cluster at the same time; two instances each let them
-# run in parallel, as Lambda would.
-INSTANCES = {"deploy-cluster": 2, "check-status": 2}
+# Two instances each let these run in parallel, as Lambda would: the Map's iterations
+# (deploy-cluster, check-status), and two executions' preflights racing for the lock.
+INSTANCES = {"preflight": 2, "deploy-cluster": 2, "check-status": 2}
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -778,13 +782,46 @@ class Stack:
         prefix = self.key_secret_prefix_of(user)
         return [v for v in self.all_secret_versions() if v["name"].startswith(prefix)]
 
-    def running_execution(self, input: dict) -> str:
-        """Starts an execution in moto's state machine; moto keeps it RUNNING."""
-        return self.sfn.start_execution(
-            stateMachineArn=self.state_machine_arn, name=f"other-{uuid.uuid4()}", input=json.dumps(input)
-        )["executionArn"]
+    # ---------------------------------------------------------------- the ledger
+
+    def ledger_item(self, user: str) -> dict[str, str] | None:
+        """The user's item in the ledger table (the rotation lock and record), each
+        attribute as its string, read consistently; None when there is none."""
+        item = self.ddb.get_item(TableName=self.ledger_table, Key={"iam_user_name": {"S": user}},
+                                 ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        return {name: value.get("S", json.dumps(value)) for name, value in item.items()}
+
+    def ledger(self, user: str) -> dict | None:
+        """The user's rotation record (the item's `record`, parsed), or None. The item's
+        own execution_id and phase must agree with the record's."""
+        item = self.ledger_item(user)
+        if item is None:
+            return None
+        record = json.loads(item["record"])
+        if (item.get("execution_id"), item.get("phase")) != (record.get("execution_id"), record.get("phase")):
+            raise StackError(f"ledger item of {user}: execution_id/phase {item.get('execution_id')}/{item.get('phase')} "
+                             f"disagree with its record's {record.get('execution_id')}/{record.get('phase')}")
+        return record
+
+    def another_state_machine(self, name: str) -> str:
+        """A second state machine in moto with the same definition, as a second stack
+        for the same IAM user would have (same functions, same ledger table). Its ARN,
+        for run(state_machine_arn=...)."""
+        return self.sfn.create_state_machine(name=name, definition=ASL.read_text(), roleArn=STATE_MACHINE_ROLE)["stateMachineArn"]
 
     # ---------------------------------------------------------------- executions
+
+    @staticmethod
+    def _release(driver: subprocess.Popen) -> None:
+        """Lets an execution held by hold_after go on (run-asl.mjs reads `release`)."""
+        assert driver.stdin is not None
+        try:
+            driver.stdin.write("release\n")
+            driver.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # it ended already
 
     def log_marks(self) -> dict[Path, int]:
         paths = [p.log_path for p in self.function_procs]
@@ -823,20 +860,38 @@ class Stack:
         on_event: Callable[[dict], None] | None = None,
         timeout: float = 120,
         twice: bool | list[str] = False,
+        stop_after: str | None = None,
+        hold_after: str | None = None,
+        state_machine_arn: str | None = None,
     ) -> Execution:
         """Runs the real ASL once. The execution is also started in moto's state machine
-        (where it stays RUNNING until we stop it), so that it is RUNNING from the
-        preflight's point of view, as on AWS; $$.Execution.Id is its moto ARN.
+        (where it stays RUNNING until the run ends; then it is stopped, so that
+        DescribeExecution says ABORTED), so that it is RUNNING from the preflight's
+        point of view while it runs, as on AWS; $$.Execution.Id is its moto ARN.
+        state_machine_arn: another state machine of moto's (another_state_machine()) to
+        start it in, as another stack's execution.
+
+        stop_after (a state name): the execution is stopped right after that state
+        exits, as `aws stepfunctions stop-execution` would between two states: no
+        function is invoked after it, and the execution ends ABORTED (error
+        ExecutionAborted). Stopping after the last Task (DeleteOldKey) may end it
+        SUCCEEDED instead: only a Succeed state follows.
+
+        hold_after (a state name): the execution is held, still running, right after
+        that state first exits, until on_event returned for that StateExited event:
+        no function is invoked meanwhile. A test starts a second execution from there
+        while this one holds the rotation lock, say.
 
         twice (True for every Task state, or a list of Task state names): each Lambda
         invocation of those states is made twice with the same input, and only the
         second answer reaches the engine: at-least-once delivery with the first answer
         lost. Execution.invocations() counts both; lost_answers() the first ones."""
         name = str(uuid.uuid4())
-        arn = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(input))["executionArn"]
+        machine = state_machine_arn or self.state_machine_arn
+        arn = self.sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(input))["executionArn"]
         context = {
             "Execution": {"Id": arn, "Name": name, "RoleArn": STATE_MACHINE_ROLE},
-            "StateMachine": {"Id": self.state_machine_arn, "Name": self.state_machine_name},
+            "StateMachine": {"Id": machine, "Name": machine.rsplit(":", 1)[-1]},
         }
         argv = [
             str(NODE), str(DRIVER),
@@ -851,13 +906,19 @@ class Stack:
             raise StackError(f"twice takes True or a list of Task state names, not the string {twice!r}")
         for state in ["*"] if twice is True else (twice or []):
             argv += ["--twice", state]
+        if stop_after is not None:
+            argv += ["--stop-after", stop_after]
+        if hold_after is not None:
+            argv += ["--hold-after", hold_after]
         marks = self.log_marks()
         events: list[dict] = []
         t0 = time.monotonic()
         with tempfile.TemporaryFile() as err:
-            driver = subprocess.Popen(argv, cwd=HERE, stdout=subprocess.PIPE, stderr=err, text=True, env=self._base_env())
+            driver = subprocess.Popen(argv, cwd=HERE, stdin=subprocess.PIPE if hold_after else subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE, stderr=err, text=True, env=self._base_env())
             watchdog = threading.Timer(timeout, driver.kill)
             watchdog.start()
+            held = hold_after is not None
             try:
                 assert driver.stdout is not None
                 for line in driver.stdout:
@@ -868,12 +929,20 @@ class Stack:
                     events.append(ev)
                     if on_event:
                         on_event(ev)
+                    if held and ev.get("event") == "StateExited" and ev.get("state") == hold_after:
+                        held = False
+                        self._release(driver)
                 driver.wait(timeout=10)
             finally:
                 watchdog.cancel()
                 if driver.poll() is None:
                     driver.kill()
                     driver.wait()
+                if driver.stdin is not None and not driver.stdin.closed:
+                    try:
+                        driver.stdin.close()
+                    except OSError:
+                        pass
                 try:
                     self.sfn.stop_execution(executionArn=arn)
                 except botocore.exceptions.ClientError:
@@ -937,6 +1006,7 @@ def main() -> int:
         print(f"Qovery API      {stack.qovery_url}" + ("   (Prism, spec-checked)" if stack.spec else "   (NO spec check)"))
         print(f"Lambda invoke   {stack.invoke_url}/2015-03-31/functions/<name>/invocations")
         print(f"state machine   {stack.state_machine_arn}")
+        print(f"ledger table    {stack.ledger_table} (DynamoDB: one item per IAM user, the rotation lock and record)")
         print(f"logs            {stack.log_dir}")
         print("Ctrl-C stops everything.", flush=True)
         stack.serve_until_interrupted()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets as pysecrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -211,8 +212,24 @@ class World:
     new_secrets: dict[str, str] = field(default_factory=dict)
     # Every secret_access_key the fake was sent, read after each run (a later world reseeds it).
     received_secrets: set[str] = field(default_factory=set)
+    # Other secrets the scenario made (a key someone else created mid-run), by label:
+    # the leak checks look for them too.
+    extra_secrets: dict[str, str] = field(default_factory=dict)
+    # Per execution name: the user's ledger item (raw attributes) right before and right
+    # after the run, and when the run started and ended (time.monotonic()), to tell
+    # which runs overlapped. The ledger checks of after_every_run read them.
+    ledger_before: dict[str, dict | None] = field(default_factory=dict)
+    ledger_after: dict[str, dict | None] = field(default_factory=dict)
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def run(self, input: dict | None = None, **kw: Any) -> Execution:
+        """Stack.run with the world's input (or `input`), recording the new key's secret
+        once CreateKey stored it, the ledger item before and after, and what the fake
+        was sent. Safe to call from several threads at once, and from an on_event
+        callback of another run (a second execution while the first one runs)."""
+        before = self.stack.ledger_item(self.user)
+        t0 = time.monotonic()
+
         def capture(ev: dict) -> None:
             if ev.get("event") == "StateExited" and ev.get("state") == "CreateKey":
                 out = ev.get("output") or {}
@@ -225,9 +242,21 @@ class World:
             if kw.get("on_event"):
                 kw["on_event"](ev)
         ex = self.stack.run(self.input if input is None else input, **{**kw, "on_event": capture})
+        self.spans[ex.name] = (t0, time.monotonic())
+        self.ledger_before[ex.name] = before
+        self.ledger_after[ex.name] = self.stack.ledger_item(self.user)
         self.executions.append(ex)
         self.received_secrets |= set(self.stack.fake.state().get("received_secrets", []))
         return ex
+
+    def overlapped(self, ex: Execution) -> bool:
+        """Whether another run of this world was under way while `ex` ran."""
+        start, end = self.spans.get(ex.name, (0.0, 0.0))
+        return any(s < end and start < e for name, (s, e) in self.spans.items() if name != ex.name)
+
+    def ledger(self) -> dict | None:
+        """The user's rotation record now (Stack.ledger)."""
+        return self.stack.ledger(self.user)
 
     def fault(self, operation: str, status: int, times: int = 1, **kw: Any) -> None:
         """See FakeQovery.fault: retry_after, echo_request, apply, after."""
@@ -553,6 +582,7 @@ def secrets_of(w: World) -> dict[str, str]:
                 found[f"secret {h.label()} {when} for {h.key_id}"] = h.secret
     for i, secret in enumerate(sorted(w.received_secrets)):
         found[f"secret sent to Qovery #{i + 1}"] = secret
+    found.update(w.extra_secrets)
     return {k: v for k, v in found.items() if v}
 
 
@@ -577,32 +607,68 @@ def created_key(ex: Execution) -> str | None:
     return (exits[-1].get("output") or {}).get("new_access_key_id") if exits else None
 
 
+def secret_name_of(secret_id: str) -> str:
+    """A key secret's name, from its id as a record or a state keeps it: the name
+    itself, or its ARN (`arn:...:secret:<name>-XXXXXX`)."""
+    if secret_id.startswith("arn:") and ":secret:" in secret_id:
+        return secret_id.split(":secret:", 1)[1][:-7]
+    return secret_id
+
+
+def record_owners(record: dict | None) -> set[str]:
+    """The executions a ledger record speaks for: the one holding the lock, and the
+    ended one whose rotation it took over."""
+    if not record:
+        return set()
+    return {r for r in (record.get("execution_id"), record.get("took_over_from")) if r}
+
+
 def assert_no_key_secret_left(w: World, ex: Execution) -> None:
     """Issue 6: the new key's secret lives only until every holder holds it, or until
     the rollback removed the key. Afterwards no version of any secret, deprecated and
-    scheduled-for-deletion ones included, holds a secret access key. Two exceptions: an
-    execution that could not tell which key Qovery holds (HandOverUnknown) keeps its
-    key secret as it is; one whose hand-over started and could not finish
-    (HandOverUnfinished) keeps it for the holders still on the old key, and then it
-    must hold exactly the new key and its secret."""
+    scheduled-for-deletion ones included, holds a secret access key.
+
+    Issue 12: a run that ended leaving the lock (stopped, or failed after preflight)
+    leaves its record, and the next run finishes or undoes it and removes its key
+    secret. While the user's ledger record names a new key and its key secret, that key
+    secret may remain, and then holds exactly that key and its secret. It must remain
+    when the recorded rotation ended HandOverUnfinished (the holders still on the old
+    key need it), and may hold anything after HandOverUnknown. Once a later run took the
+    rotation over and finished or undid it, the record no longer names it, and it must
+    be gone."""
     if ex.status == "RUNNING":
         return
-    kept: dict[str, tuple[str, str] | None] = {}  # key secret name -> the document it must hold, None: anything
-    for other in w.executions:
-        if other.entered("HandOverUnknown"):
-            kept[key_secret_name(w, other)] = None
-        elif other.entered("HandOverUnfinished"):
-            new_id = created_key(other)
-            assert new_id and new_id in w.new_secrets, f"{other.name} ended HandOverUnfinished, but its new key's secret was never seen"
-            kept[key_secret_name(w, other)] = (new_id, w.new_secrets[new_id])
-    secrets = set(w.new_secrets.values()) | {s for _, s in w.keys}
+    record = w.ledger()
+    owners = record_owners(record)
+    recorded = [o for o in w.executions if o.arn in owners]
+    # key secret name -> (the document it must hold, None: anything; whether it must exist)
+    kept: dict[str, tuple[tuple[str, str] | None, bool]] = {}
+    if record and record.get("key_secret_id") and record.get("new_access_key_id"):
+        name = secret_name_of(record["key_secret_id"])
+        new_id = record["new_access_key_id"]
+        if any(o.entered("HandOverUnknown") for o in recorded):
+            kept[name] = (None, False)
+        else:
+            unfinished = any(o.entered("HandOverUnfinished") for o in recorded)
+            assert new_id in w.new_secrets, (
+                f"the ledger record names the new key {new_id} and its key secret {name}, but its secret was never seen"
+            )
+            kept[name] = ((new_id, w.new_secrets[new_id]), unfinished)
+    for other in recorded:
+        if other.entered("HandOverUnfinished"):
+            assert any(required for _, required in kept.values()), (
+                f"{other.name} ended HandOverUnfinished, but the ledger record does not name its new key and key secret: "
+                f"{ {k: record.get(k) for k in ('phase', 'new_access_key_id', 'key_secret_id')} if record else None }"
+            )
+    secrets = set(w.new_secrets.values()) | {s for _, s in w.keys} | set(w.extra_secrets.values())
     versions = w.stack.all_secret_versions()
-    for name, doc in kept.items():
+    for name, (doc, required) in kept.items():
         if doc is None:
             continue
         mine = [v for v in versions if v["name"] == name]
         current = [v for v in mine if "AWSCURRENT" in v["stages"]]
-        assert current, f"the hand-over did not finish, but the key secret {name} is gone: the holders still on the old key need it"
+        if required:
+            assert current, f"the hand-over did not finish, but the key secret {name} is gone: the holders still on the old key need it"
         for v in mine:
             try:
                 stored = json.loads(v["value"] or "")
@@ -610,7 +676,7 @@ def assert_no_key_secret_left(w: World, ex: Execution) -> None:
                 stored = None
             held = (stored.get("access_key_id"), stored.get("secret_access_key")) if isinstance(stored, dict) else None
             assert held == doc, (
-                f"key secret {name} version {v['version']} {v['stages']} after HandOverUnfinished holds "
+                f"key secret {name} version {v['version']} {v['stages']} kept for the recorded rotation holds "
                 f"{held[0] if held else 'something else'}, not exactly the new key {doc[0]} and its secret"
             )
     for v in versions:
@@ -620,7 +686,72 @@ def assert_no_key_secret_left(w: World, ex: Execution) -> None:
         held = [s for s in secrets if s and s in value]
         assert not held and '"secret_access_key"' not in value.replace(" ", "").replace('"secret_access_key":null', ""), (
             f"secret {v['name']} version {v['version']} {v['stages']} still holds a secret access key after {ex.status}"
+            + (f" (the ledger record names {record.get('key_secret_id')})" if record else " (no ledger record names it)")
         )
+
+
+def released(ex: Execution) -> bool:
+    """The execution ended its rotation and released the user's lock: DeleteOldKey
+    retired the old key, or RollbackNewKey removed the new one."""
+    return bool(ex.exited("DeleteOldKey") or ex.exited("RollbackNewKey"))
+
+
+def assert_no_secret_in_ledger(w: World, item: dict | None, when: str) -> None:
+    """No piece of any secret the scenario knows in a ledger item (every attribute, the
+    record's JSON included), as the leak check looks for them."""
+    if not item:
+        return
+    text = json.dumps(item)
+    leaks = [f"{what} ({len(piece)}+ characters of it)" for what, secret in secrets_of(w).items()
+             if (piece := leaked_piece(secret, text)) is not None]
+    assert not leaks, f"SECRET LEAKED into the ledger item of {w.user} {when}: " + "; ".join(leaks)
+
+
+def describe_item(item: dict | None) -> str:
+    if not item:
+        return "no item"
+    return f"an item of execution {item.get('execution_id')} (phase {item.get('phase')})"
+
+
+def assert_ledger(w: World) -> None:
+    """Issue 12, after every run: the user's ledger item (lock and record) right after
+    each run, and now. A rotation that finished (SUCCEEDED, DeleteOldKey) or was rolled
+    back (RollbackNewKey) released the lock: no item. A dry run, and a run that failed in
+    preflight (before it takes the lock), left the item as it was. Every other run that
+    ended (stopped, or failed after preflight) left the item, naming it. No item, ever,
+    holds a piece of a secret. (Runs that overlapped another run of the world are only
+    checked for what they may not do.)"""
+    ran = {ex.arn for ex in w.executions}
+    for ex in w.executions:
+        if ex.name not in w.ledger_after:
+            continue  # planted by a negative control
+        before, after = w.ledger_before[ex.name], w.ledger_after[ex.name]
+        assert_no_secret_in_ledger(w, before, f"before {ex.name}")
+        assert_no_secret_in_ledger(w, after, f"after {ex.name}")
+        owner = after.get("execution_id") if after else None
+        alone = not w.overlapped(ex)
+        what = f"{ex.name} ({ex.status} {ex.error or ''})"
+        if ex.input.get("dry_run"):
+            assert not alone or after == before, f"the dry run {what} changed the ledger: {describe_item(before)} -> {describe_item(after)}"
+            assert owner != ex.arn, f"the dry run {what} took the lock"
+        elif released(ex):
+            assert owner != ex.arn, f"{what} finished its rotation, but still holds the lock: {describe_item(after)}"
+            assert not alone or after is None, f"{what} finished its rotation, but the ledger still has {describe_item(after)}"
+        elif set(ex.state_names()) <= {"Preflight"}:
+            assert owner != ex.arn, f"{what} failed in preflight, yet holds the lock: {describe_item(after)}"
+            assert not alone or after == before, (
+                f"{what} failed in preflight, yet changed the ledger: {describe_item(before)} -> {describe_item(after)}"
+            )
+        else:
+            assert ex.status != "SUCCEEDED", f"{what}: a rotation that SUCCEEDED without DeleteOldKey"
+            assert owner == ex.arn, (
+                f"{what} ended after preflight without finishing or rolling back, so its lock and record must stay "
+                f"for the next run; the ledger has {describe_item(after)}"
+            )
+    item = w.stack.ledger_item(w.user)
+    assert_no_secret_in_ledger(w, item, "at the end")
+    if item:
+        assert item["execution_id"] in ran, f"the ledger item of {w.user} names {item['execution_id']}, which the scenario never ran"
 
 
 def assert_no_leaks(w: World, ex: Execution) -> None:
@@ -675,6 +806,7 @@ def after_every_run(w: World) -> None:
         assert_spec_clean(w, ex)
         if not w.denials_expected:
             assert_no_denials(w, ex)
+    assert_ledger(w)
 
 
 def status_of(w: World) -> dict[str, str]:

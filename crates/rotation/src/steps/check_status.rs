@@ -36,8 +36,8 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
             return Err(RotationError::ClusterDeployFailed(format!(
                 "Cluster {} ended in {} after the redeploy with the new credentials. The rotation stopped here: \
                  clusters after it in the list were not touched. {} Look at the cluster's deployment logs in the \
-                 Qovery console{}. Once every cluster is DEPLOYED again, delete the old key by hand after the \
-                 two-hour drain.",
+                 Qovery console{} and fix the cause, then start a new run: it redeploys the clusters that did not \
+                 deploy since the hand-over, drains, and deletes the old key.",
                 cluster.label(),
                 status.status.as_str(),
                 context,
@@ -109,16 +109,16 @@ pub(crate) fn keys_context(cluster: &ClusterDeployment) -> String {
     let user = cluster.iam_user_name.as_deref().unwrap_or("the IAM user");
     format!(
         "Qovery now holds the new key {new}; the old key {old} of {user} is still active and will not be deleted \
-         by this execution."
+         by this execution; the user's rotation lock stays, for the next run to finish."
     )
 }
 
 pub(crate) fn timed_out(cluster: &ClusterDeployment, doing: &str) -> RotationError {
     RotationError::ClusterDeployTimedOut(format!(
         "Cluster {} is still {} after {} s {doing} (deadline {}). The rotation stopped here: clusters after it in \
-         the list were not touched. {} Check the cluster in the Qovery console; once it and every other cluster \
-         are DEPLOYED, delete the old key by hand after the two-hour drain, or raise deploy_timeout_seconds next \
-         time.",
+         the list were not touched. {} Check the cluster in the Qovery console (raise deploy_timeout_seconds if \
+         deployments are slow), then start a new run: it follows or redeploys the clusters that did not deploy \
+         since the hand-over, drains, and deletes the old key.",
         cluster.label(),
         cluster.status.as_deref().unwrap_or("in an unknown state"),
         cluster.deploy_timeout_seconds,

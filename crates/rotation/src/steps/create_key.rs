@@ -9,6 +9,9 @@
 //!
 //! Safe to run twice with the same input: a retry finds the key the first call stored.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -21,6 +24,14 @@ use crate::state::{describe_keys, parse_step_input, KeySummary, RotationState};
 use crate::{iam, secrets_manager, timefmt};
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, RotationError> {
+    // Type-erased: written out, this future is too deep for rustc to lay out inside the
+    // Lambda binary's runtime loop ("queries overflow the depth limit").
+    let step: Pin<Box<dyn Future<Output = Result<RotationState, RotationError>> + Send + '_>> =
+        Box::pin(run(deps, event));
+    step.await
+}
+
+async fn run(deps: &Deps, event: Value) -> Result<RotationState, RotationError> {
     let state: RotationState = parse_step_input("create-key", event)?;
     if state.dry_run {
         return Err(RotationError::InvalidInput(

@@ -15,7 +15,7 @@ use crate::error::RotationError;
 use crate::input::ExecutionInput;
 use crate::ledger::{Claim, LedgerPhase, Record};
 use crate::qovery::holders;
-use crate::qovery::{ClusterStatus, Holder, HolderKind, HolderRef, Holding};
+use crate::qovery::{ClusterStatus, Holder, HolderKind, HolderRef, Holding, StateClass};
 use crate::secret::Secret;
 use crate::state::{
     describe_keys, ClusterPlan, KeySummary, LeftAlone, PreflightReport, Recovery, RotationState,
@@ -324,10 +324,10 @@ fn finishing_holders<'a>(
         .collect())
 }
 
-/// Finishing an ended run: a cluster that reached DEPLOYED with a deployment started
-/// after the recorded hand-over already runs with the new key. It keeps the recorded
-/// baseline, so that deploy-cluster follows that deployment instead of starting one.
-/// Every other cluster (a failed or no deployment since) is redeployed.
+/// Finishing an ended run: a cluster whose deployment started after the recorded
+/// hand-over, and reached DEPLOYED or is still under way, uses the new key. It keeps
+/// the recorded baseline, so that deploy-cluster follows that deployment instead of
+/// starting one. Every other cluster (a failed or no deployment since) is redeployed.
 async fn keep_deployments_since_handover(
     deps: &Deps,
     token: &Secret,
@@ -349,9 +349,10 @@ async fn keep_deployments_since_handover(
             .iter()
             .find(|s| s.cluster_id.eq_ignore_ascii_case(&plan.id));
         if let (Some(recorded), Some(now)) = (recorded, now) {
-            let deployed_since = now.status.as_str() == "DEPLOYED"
-                && recorded.handover_status.is_some()
-                && now.last_execution_id != recorded.handover_execution_id;
+            // DEPLOYED, or still deploying: followed. Failed since: redeployed.
+            let deployed_since = recorded.handover_status.is_some()
+                && now.last_execution_id != recorded.handover_execution_id
+                && matches!(now.status.class(), StateClass::Deployed | StateClass::Busy);
             if deployed_since {
                 plan.handover_status = recorded.handover_status.clone();
                 plan.handover_execution_id = recorded.handover_execution_id.clone();
