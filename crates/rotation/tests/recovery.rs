@@ -211,18 +211,7 @@ async fn a_third_key_the_record_cannot_explain_is_refused_and_nothing_changes() 
         .send()
         .await
         .unwrap();
-    let theirs = world
-        .moto
-        .iam()
-        .create_access_key()
-        .user_name(USER)
-        .send()
-        .await
-        .unwrap()
-        .access_key()
-        .unwrap()
-        .access_key_id()
-        .to_string();
+    let theirs = world.key_made_by_someone_else().await;
     let before = world.key_ids().await;
 
     // WHEN the next run preflights

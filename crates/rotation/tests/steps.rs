@@ -671,18 +671,7 @@ async fn create_key_never_deletes_a_key_it_cannot_prove_it_made() {
     // preflight and create-key
     let world = World::new().await;
     let state = preflighted(&world).await;
-    let theirs = world
-        .moto
-        .iam()
-        .create_access_key()
-        .user_name(USER)
-        .send()
-        .await
-        .unwrap()
-        .access_key()
-        .unwrap()
-        .access_key_id()
-        .to_string();
+    let theirs = world.key_made_by_someone_else().await;
     let before = world.key_ids().await;
 
     // WHEN create-key runs (twice: a retry sees the same)
@@ -708,18 +697,7 @@ async fn create_key_deletes_its_own_recorded_key_whose_secret_was_lost_and_creat
     // then died before storing its secret
     let world = World::new().await;
     let state = preflighted(&world).await;
-    let lost = world
-        .moto
-        .iam()
-        .create_access_key()
-        .user_name(USER)
-        .send()
-        .await
-        .unwrap()
-        .access_key()
-        .unwrap()
-        .access_key_id()
-        .to_string();
+    let lost = world.key_made_by_someone_else().await;
     let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
     world
         .deps
@@ -753,18 +731,7 @@ async fn create_key_refuses_a_second_key_from_before_preflight() {
     // GIVEN a second key that predates preflight (preflight is dated after it)
     let world = World::new().await;
     let mut state = preflighted(&world).await;
-    let other = world
-        .moto
-        .iam()
-        .create_access_key()
-        .user_name(USER)
-        .send()
-        .await
-        .unwrap()
-        .access_key()
-        .unwrap()
-        .access_key_id()
-        .to_string();
+    let other = world.key_made_by_someone_else().await;
     state.preflight_at = rotation::timefmt::after(rotation::timefmt::now(), 3600);
     let before = world.key_ids().await;
 

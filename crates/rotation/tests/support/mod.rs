@@ -455,6 +455,21 @@ impl World {
 
     // ---- what exists in Qovery ----
 
+    /// A second key of the user made outside the rotation (a person, a script): its id.
+    pub async fn key_made_by_someone_else(&self) -> String {
+        self.moto
+            .iam()
+            .create_access_key()
+            .user_name(USER)
+            .send()
+            .await
+            .unwrap()
+            .access_key()
+            .unwrap()
+            .access_key_id()
+            .to_string()
+    }
+
     /// The key id and secret that credentials entry `id` holds now.
     pub fn held_by(&self, id: &str) -> (String, String) {
         let entry = self
