@@ -1,8 +1,11 @@
-//! Step 1. Check that a rotation is safe, and change nothing: the input is valid, no
-//! other rotation of this user runs, the token works, the IAM user has exactly one key,
-//! and Qovery holds it. Finds every holder of that key, of every kind (credentials,
-//! container and helm registries, secret manager accesses, DNS providers), refuses if
-//! one cannot be given a new key, and decides which clusters to redeploy.
+//! Step 1. Check that a rotation is safe, and change nothing in IAM or Qovery: the
+//! input is valid, no other execution holds the user's lock, the token works, the IAM
+//! user has exactly one key (besides one an undo removes), and Qovery holds it. Finds
+//! every holder of that key, of every kind (credentials, container and helm
+//! registries, secret manager accesses, DNS providers), refuses if one cannot be given
+//! a new key, and decides which clusters to redeploy. A lock left by an ended execution
+//! is taken over, and what that run left is finished or undone (`recovery`). The last
+//! act, unless a dry run: take the lock.
 
 use std::collections::BTreeMap;
 
