@@ -513,6 +513,9 @@ class Stack:
             raise StackError(f"template.yaml: {e}") from None
         self.key_secret_prefix = self.template_env["create-key"]["KEY_SECRET_PREFIX"]
         self.function_env = {
+            # Executions here are stopped and taken over at once; on AWS the functions
+            # wait TAKEOVER_GRACE_SECONDS (360) for a stopped execution's last Lambda.
+            "TAKEOVER_GRACE_SECONDS": "0",
             "AWS_ENDPOINT_URL": self.moto_url,
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,

@@ -9,6 +9,8 @@ use crate::qovery::QoveryApi;
 
 pub const DEFAULT_QOVERY_API_URL: &str = "https://api.qovery.com";
 pub const DEFAULT_KEY_SECRET_PREFIX: &str = "qovery-key-rotator";
+/// The longest Lambda timeout of the template (update-qovery, 300 s), and a minute.
+pub const DEFAULT_TAKEOVER_GRACE_SECONDS: u64 = 360;
 
 /// The environment variables the functions read. These names are the contract with
 /// template.yaml and the local tools.
@@ -24,6 +26,10 @@ pub struct Settings {
     /// `LEDGER_TABLE`: the DynamoDB table of the per-user locks and rotation records,
     /// shared by every stack of the account and region.
     pub ledger_table: String,
+    /// `TAKEOVER_GRACE_SECONDS` (default 360): how long after an execution ended its
+    /// lock stays. Stopping an execution does not stop the Lambda it is running, which
+    /// may go on for its timeout (at most 300 s) and must not race the next run.
+    pub takeover_grace_seconds: u64,
 }
 
 impl Settings {
@@ -43,8 +49,18 @@ impl Settings {
                     .to_string(),
             )
         })?;
+        let takeover_grace_seconds = match var("TAKEOVER_GRACE_SECONDS") {
+            None => DEFAULT_TAKEOVER_GRACE_SECONDS,
+            Some(v) => v.trim().parse().map_err(|_| {
+                RotationError::InvalidInput(format!(
+                    "The environment variable TAKEOVER_GRACE_SECONDS must be a number of seconds, not {v:?}. \
+                     Nothing was changed."
+                ))
+            })?,
+        };
         Ok(Self {
             ledger_table,
+            takeover_grace_seconds,
             qovery_api_url: var("QOVERY_API_URL")
                 .unwrap_or_else(|| DEFAULT_QOVERY_API_URL.to_string()),
             qovery_token_secret_id,

@@ -9,9 +9,12 @@ use crate::aws::AwsError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecutionState {
     Running,
-    /// SUCCEEDED, FAILED, TIMED_OUT or ABORTED (named), or no longer known to Step
-    /// Functions (its history is kept 90 days): it can change nothing any more.
-    Ended(String),
+    /// SUCCEEDED, FAILED, TIMED_OUT or ABORTED (named), with when it stopped; or no
+    /// longer known to Step Functions (its history is kept 90 days).
+    Ended {
+        how: String,
+        stopped_at: Option<time::OffsetDateTime>,
+    },
 }
 
 pub async fn execution_state(
@@ -27,14 +30,20 @@ pub async fn execution_state(
     {
         Ok(described) => Ok(match described.status() {
             ExecutionStatus::Running | ExecutionStatus::PendingRedrive => ExecutionState::Running,
-            other => ExecutionState::Ended(other.as_str().to_string()),
+            other => ExecutionState::Ended {
+                how: other.as_str().to_string(),
+                stopped_at: described
+                    .stop_date()
+                    .and_then(|d| time::OffsetDateTime::from_unix_timestamp(d.secs()).ok()),
+            },
         }),
         Err(e) => {
             let error = AwsError::from_sdk("states:DescribeExecution", e);
             if error.is_code("ExecutionDoesNotExist") {
-                Ok(ExecutionState::Ended(
-                    "no longer known to Step Functions".to_string(),
-                ))
+                Ok(ExecutionState::Ended {
+                    how: "no longer known to Step Functions".to_string(),
+                    stopped_at: None,
+                })
             } else {
                 Err(error)
             }

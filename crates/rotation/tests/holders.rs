@@ -450,3 +450,50 @@ async fn a_hand_over_that_cannot_ask_qovery_who_holds_what_is_never_rolled_back_
     assert_eq!(world.calls("editAWSCredentials"), 0);
     assert_eq!(world.key_ids().await.len(), 2);
 }
+
+#[tokio::test]
+async fn clusters_of_a_holder_an_earlier_attempt_gave_the_key_still_join_the_redeploys() {
+    // GIVEN a credentials entry with a running cluster took the old key after preflight
+    let world = World::with(WorldOptions {
+        clusters: vec![SeedCluster::new(CLUSTER_A, "production", CREDS)],
+        ..Default::default()
+    })
+    .await;
+    let state = created(&world).await;
+    world.reseed(|seed| {
+        seed.credentials.push(SeedCredentials::new(
+            CREDS_OTHER,
+            "aws-late",
+            &world.old_key,
+            &world.old_secret,
+        ));
+        seed.clusters
+            .push(SeedCluster::new(CLUSTER_D, "late", CREDS_OTHER));
+    });
+
+    // WHEN a first attempt gives it the key and loses its answer, and the retry runs
+    update(&world, &state).await.unwrap();
+    let retried = update(&world, &state).await.unwrap();
+
+    // THEN the retry sent nothing, and still plans the new entry's cluster
+    assert_eq!(world.calls("editAWSCredentials"), 2, "one PUT per entry");
+    let planned: Vec<&str> = retried.clusters.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(planned, [CLUSTER_A, CLUSTER_D]);
+}
+
+#[tokio::test]
+async fn a_delete_waits_for_every_kind_of_holder_to_be_asked() {
+    // GIVEN the hand-over is done
+    let world = World::new().await;
+    let state = handed_over(&world).await;
+
+    // WHEN Qovery cannot list the container registries
+    world
+        .fake
+        .inject_fault(Fault::new("listContainerRegistry", 500, 100));
+    let (name, _) = failure(delete(&world, "DeleteOldKey", &state).await);
+
+    // THEN nothing is deleted on an answer that lists nothing
+    assert_eq!(name, "QoveryUnavailable");
+    assert_eq!(world.key_ids().await.len(), 2);
+}

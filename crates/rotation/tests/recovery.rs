@@ -339,3 +339,39 @@ async fn delete_key_deletes_only_what_the_record_names() {
     assert!(message.contains("does not name it"), "{message}");
     assert_eq!(world.key_ids().await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_holder_that_takes_the_old_key_once_the_secret_is_gone_is_named_with_what_to_do() {
+    // GIVEN a run that handed over (the key secret deleted) and ended; then a registry
+    // took the old key
+    let world = World::new().await;
+    let ended = handed_over(&world).await;
+    world.fake.put_container_registry(SeedRegistry::ecr(
+        REGISTRY_A,
+        "registry-late",
+        "eu-west-3",
+        &world.old_key,
+        &world.old_secret,
+    ));
+    let state = preflight_of_the_next_run(&world).await;
+    assert_eq!(state.recovery, Recovery::Finish);
+
+    // WHEN the next run's FinishHandOver runs
+    let (name, message) = failure(update(&world, &state).await);
+
+    // THEN it says the secret is gone, which holder lacks the key, and what to do;
+    // nothing is deleted
+    assert_eq!(name, "HandOverIncomplete");
+    for needle in [
+        "no longer holds the new key",
+        "container registry registry-late",
+        "Point that holder at the new key by hand",
+    ] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    assert_eq!(world.key_ids().await.len(), 2);
+    assert_eq!(
+        ended.new_access_key_id.as_deref(),
+        state.new_access_key_id.as_deref()
+    );
+}

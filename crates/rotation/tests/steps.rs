@@ -505,7 +505,16 @@ async fn preflight_takes_the_users_lock_and_a_second_execution_meets_rotation_in
         .await
         .unwrap();
 
-    // THEN the second takes the lock over and rotates from the start
+    // THEN, while the stopped execution's last Lambda may still be at work, not yet
+    let mut patient = world.deps.clone();
+    patient.settings.takeover_grace_seconds = 360;
+    let (name, message) = failure(
+        preflight::handle(&patient, world.preflight_event_for(&second, world.input())).await,
+    );
+    assert_eq!(name, "RotationInProgress");
+    assert!(message.contains("may still be at work until"), "{message}");
+
+    // AND past that grace the second takes the lock over and rotates from the start
     let state = preflight::handle(
         &world.deps,
         world.preflight_event_for(&second, world.input()),

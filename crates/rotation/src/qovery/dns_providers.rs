@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::QoveryApi;
 use super::error::QoveryError;
+use super::holders::unexpected;
 use super::holders::{key_field, text, ClusterRef, Edit, Holder, HolderKind};
 use crate::secret::Secret;
 
@@ -31,12 +32,14 @@ pub(super) async fn holders(
             id: id.to_ascii_lowercase(),
             name: text(cluster, "name").unwrap_or_default(),
         };
-        let answer = api
-            .get_json(token, &format!("/cluster/{}/dnsProvider", cluster_ref.id))
-            .await?;
-        let Some(provider) = answer.get("dns_provider").and_then(Value::as_object) else {
-            continue;
-        };
+        let path = format!("/cluster/{}/dnsProvider", cluster_ref.id);
+        let answer = api.get_json(token, &path).await?;
+        // An answer without a provider cannot say it holds no key: fail closed.
+        let provider = answer
+            .get("dns_provider")
+            .and_then(Value::as_object)
+            .filter(|p| text(p, "provider").is_some())
+            .ok_or_else(|| unexpected(&path, "no `dns_provider.provider`"))?;
         if text(provider, "provider").as_deref() != Some("ROUTE53") {
             continue;
         }

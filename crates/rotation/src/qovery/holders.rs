@@ -304,6 +304,30 @@ pub async fn give(
     }
 }
 
+/// The `results` of a list answer. An answer without them cannot say nothing holds a
+/// key: it is an error, never an empty list.
+pub(super) fn results<'a>(list: &'a Value, path: &str) -> Result<&'a Vec<Value>, QoveryError> {
+    list.get("results")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            unexpected(
+                path,
+                "no `results` list: it cannot tell that nothing holds the key",
+            )
+        })
+}
+
+/// An answer that does not match the spec where a holder is concerned.
+pub(super) fn unexpected(path: &str, what: &str) -> QoveryError {
+    QoveryError {
+        kind: super::QoveryErrorKind::Rejected,
+        operation: format!("GET {path}"),
+        status: Some(200),
+        detail: format!("an answer the rotation cannot rely on ({what})"),
+        retry_after_seconds: None,
+    }
+}
+
 /// A string field of a JSON object.
 pub(super) fn text(object: &Map<String, Value>, field: &str) -> Option<String> {
     object

@@ -76,16 +76,12 @@ pub(super) async fn holders(
     organization_id: &str,
     family: RegistryFamily,
 ) -> Result<Vec<Holder>, QoveryError> {
-    let list = api.get_json(token, &family.path(organization_id)).await?;
-    let results = list
-        .get("results")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    Ok(results
-        .into_iter()
+    let path = family.path(organization_id);
+    let list = api.get_json(token, &path).await?;
+    Ok(super::holders::results(&list, &path)?
+        .iter()
         .filter_map(|v| match v {
-            Value::Object(object) => Some(holder(family, object)),
+            Value::Object(object) => Some(holder(family, object.clone())),
             _ => None,
         })
         .collect())

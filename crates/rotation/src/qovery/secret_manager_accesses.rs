@@ -26,19 +26,12 @@ pub(super) async fn clusters(
     token: &Secret,
     organization_id: &str,
 ) -> Result<Vec<Map<String, Value>>, QoveryError> {
-    let list = api
-        .get_json(token, &format!("/organization/{organization_id}/cluster"))
-        .await?;
-    Ok(list
-        .get("results")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|v| v.as_object().cloned())
-                .collect()
-        })
-        .unwrap_or_default())
+    let path = format!("/organization/{organization_id}/cluster");
+    let list = api.get_json(token, &path).await?;
+    Ok(super::holders::results(&list, &path)?
+        .iter()
+        .filter_map(|v| v.as_object().cloned())
+        .collect())
 }
 
 pub(super) fn holders(clusters: &[Map<String, Value>]) -> Vec<Holder> {
@@ -62,7 +55,9 @@ pub(super) fn holders(clusters: &[Map<String, Value>]) -> Vec<Holder> {
                         .and_then(|a| text(a, "role_arn"))
                         .unwrap_or_default(),
                 ),
-                _ => Holding::Nothing,
+                Some("AUTOMATICALLY_CONFIGURED" | "GCP_JSON_CREDENTIALS") => Holding::Nothing,
+                // A mode this version does not know may carry a key: fail closed.
+                _ => Holding::Unreadable,
             };
             holders.push(Holder {
                 kind: HolderKind::SecretManagerAccess,
@@ -77,4 +72,29 @@ pub(super) fn holders(clusters: &[Map<String, Value>]) -> Vec<Holder> {
         }
     }
     holders
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn access(authentication: Value) -> Holder {
+        let cluster = json!({"id": "C", "name": "c", "secret_manager_accesses": [
+            {"id": "A", "name": "a", "authentication": authentication}
+        ]});
+        holders(&[cluster.as_object().cloned().unwrap()]).remove(0)
+    }
+
+    #[test]
+    fn a_mode_this_version_does_not_know_counts_as_holding_every_key() {
+        let unknown = access(json!({"mode": "AWS_SOMETHING_NEW", "key": "AKIAOLD"}));
+        assert_eq!(unknown.holding, Holding::Unreadable);
+        let missing = access(json!({}));
+        assert_eq!(missing.holding, Holding::Unreadable);
+        let static_key = access(json!({"mode": "AWS_STATIC_CREDENTIALS", "access_key": "AKIAOLD"}));
+        assert!(static_key.holds("AKIAOLD") && static_key.cannot_give.is_some());
+        let automatic = access(json!({"mode": "AUTOMATICALLY_CONFIGURED"}));
+        assert_eq!(automatic.holding, Holding::Nothing);
+    }
 }

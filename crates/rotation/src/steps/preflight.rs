@@ -84,7 +84,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         _ => None,
     };
     let decision = match previous {
-        Some(r) => recovery::decide(r, &keys, &all).map_err(|unexplained| {
+        Some(r) => recovery::decide(r, &input.organization_id, &keys, &all).map_err(|unexplained| {
             RotationError::PreconditionFailed(format!(
                 "The last rotation of IAM user {user} did not finish, and what it left cannot be explained: \
                  {unexplained}. A new run neither finishes nor undoes it. Fix that by hand (see the README, \
@@ -222,7 +222,22 @@ fn ledger_context(deps: &Deps) -> String {
 async fn ended_owner(deps: &Deps, record: &Record) -> Result<String, RotationError> {
     let user = &record.iam_user_name;
     match step_functions::execution_state(&deps.sfn, &record.execution_id).await {
-        Ok(ExecutionState::Ended(how)) => Ok(how),
+        Ok(ExecutionState::Ended { how, stopped_at }) => {
+            let grace = time::Duration::seconds(deps.settings.takeover_grace_seconds as i64);
+            match stopped_at.map(|at| at + grace) {
+                Some(until) if timefmt::now() < until => Err(RotationError::RotationInProgress(format!(
+                    "IAM user {user}'s rotation lock in table {} is held by {}, which ended ({how}) at {}; the step \
+                     it was running may still be at work until {} (stopping an execution does not stop its \
+                     Lambda). Start again after that: the new run then finishes or undoes what it left. \
+                     {NOTHING_CHANGED}",
+                    deps.ledger.table(),
+                    record.describe(),
+                    stopped_at.map(timefmt::format).unwrap_or_default(),
+                    timefmt::format(until)
+                ))),
+                _ => Ok(how),
+            }
+        }
         Ok(ExecutionState::Running) => Err(RotationError::RotationInProgress(format!(
             "IAM user {user} is being rotated by {}, which holds the rotation lock in table {}. Two rotations at \
              once could delete the key the other one gave Qovery. Let it finish (or stop it: the next run then \

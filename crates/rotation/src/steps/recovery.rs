@@ -18,9 +18,22 @@ pub struct Decision {
 
 /// Decides what to do about `record`, left by an ended execution. `Err` says what
 /// the record cannot explain.
-pub fn decide(record: &Record, keys: &[KeySummary], all: &[Holder]) -> Result<Decision, String> {
+pub fn decide(
+    record: &Record,
+    organization_id: &str,
+    keys: &[KeySummary],
+    all: &[Holder],
+) -> Result<Decision, String> {
     let run = format!("the rotation started by execution {}", record.started_by());
     let old = record.old_access_key_id.as_str();
+    // Its holders live in another organization: this run cannot see them.
+    if !record.organization_id.eq_ignore_ascii_case(organization_id) {
+        return Err(format!(
+            "{run} rotated IAM user {}'s key for Qovery organization {}, not {organization_id}: finish or undo it \
+             from a run for that organization",
+            record.iam_user_name, record.organization_id
+        ));
+    }
     let ids: BTreeSet<&str> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
     let unreadable = holders::unreadable(all);
     if !unreadable.is_empty() {
@@ -79,6 +92,12 @@ pub fn decide(record: &Record, keys: &[KeySummary], all: &[Holder]) -> Result<De
                  {old} from the start"
             ),
         }),
+        (true, false, _) if !keys.iter().any(|k| k.access_key_id == new && k.status == "Active") => Err(format!(
+            "{run} gave key {new} to {}, but that key is not Active: switch it on first (`aws iam update-access-key \
+             --user-name {} --access-key-id {new} --status Active`)",
+            holders::describe_all(holding_new),
+            record.iam_user_name
+        )),
         (true, false, _) => Ok(Decision {
             recovery: Recovery::Finish,
             why: format!(
@@ -105,5 +124,67 @@ pub fn decide(record: &Record, keys: &[KeySummary], all: &[Holder]) -> Result<De
             record.iam_user_name,
             describe_keys(keys)
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(new: Option<&str>) -> Record {
+        Record {
+            iam_user_name: "qovery".into(),
+            execution_id: "arn:aws:states:us-east-1:1:execution:m:one".into(),
+            organization_id: "3fa85f64-5717-4562-b3fc-2c963f66afa6".into(),
+            phase: LedgerPhase::KeyCreated,
+            old_access_key_id: "AKIAOLDKEY0000000001".into(),
+            new_access_key_id: new.map(str::to_string),
+            key_secret_id: None,
+            new_key_version_id: None,
+            holders: Vec::new(),
+            clusters: Vec::new(),
+            handover_at: None,
+            took_over_from: None,
+            updated_at: "2026-11-29T00:00:00Z".into(),
+        }
+    }
+
+    fn key(id: &str, status: &str) -> KeySummary {
+        KeySummary {
+            access_key_id: id.into(),
+            status: status.into(),
+            create_date: "2026-11-29T00:00:00Z".into(),
+        }
+    }
+
+    const ORG: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+
+    #[test]
+    fn a_record_of_another_organization_is_never_finished_or_undone_here() {
+        let keys = [
+            key("AKIAOLDKEY0000000001", "Active"),
+            key("AKIANEWKEY0000000001", "Active"),
+        ];
+        let ended = record(Some("AKIANEWKEY0000000001"));
+        assert_eq!(
+            decide(&ended, ORG, &keys, &[]).unwrap().recovery,
+            Recovery::Undo
+        );
+        let elsewhere = decide(&ended, "11111111-2222-4333-8444-555555555555", &keys, &[]);
+        assert!(elsewhere.unwrap_err().contains("not 11111111"));
+    }
+
+    #[test]
+    fn a_key_that_may_be_the_ended_runs_lost_creation_is_unexplained() {
+        let mut creating = record(None);
+        creating.phase = LedgerPhase::CreatingKey;
+        let keys = [
+            key("AKIAOLDKEY0000000001", "Active"),
+            key("AKIAWHOSEKEY00000001", "Active"),
+        ];
+        let why = decide(&creating, ORG, &keys, &[]).unwrap_err();
+        assert!(why.contains("cannot prove"), "{why}");
+        let third = decide(&record(Some("AKIANEWKEY0000000001")), ORG, &keys, &[]).unwrap_err();
+        assert!(third.contains("AKIAWHOSEKEY00000001 is neither"), "{third}");
     }
 }

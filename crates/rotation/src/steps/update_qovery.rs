@@ -150,10 +150,11 @@ impl Progress<'_> {
                 error.with_context(&both)
             }
             other => RotationError::HandOverIncomplete(format!(
-                "The hand-over of the new key {} did not finish: {} {both} The new key's secret stays in secret {} \
-                 until every holder has it. The state machine asks Qovery again and finishes the hand-over; if it \
-                 fails again, fix the cause above, give the new key to the holders still on the old key, and delete \
-                 the old key only once no holder holds it.",
+                "The hand-over of the new key {} did not finish: {} {both} The new key's secret is kept in secret {} \
+                 (if it still exists) while a holder lacks the key. The state machine asks Qovery again and \
+                 finishes the hand-over; if it fails again, fix the cause above, then start a new run: it gives the \
+                 key to the rest, redeploys, drains and only then deletes the old key. Never delete the old key by \
+                 hand while a holder or a running deployment may use it.",
                 self.new,
                 other.message(),
                 self.secret_id
@@ -225,12 +226,27 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
                 .filter(|h| h.holds(&old) || h.holds(&new_key))
                 .map(|h| h.to_ref())
                 .collect(),
+            handover_at: None,
             ..record.clone()
         };
         super::write_record(deps, handing_over, &before)
             .await
             .map_err(|e| progress.fail(e))?;
         for holder in &to_give {
+            // The lock is asked before each PUT: a run that was stopped (its Lambda
+            // still at work) must not race the run that took its rotation over.
+            if super::own_record(deps, &user, &state.execution_id, &before)
+                .await
+                .map_err(|e| progress.fail(e))?
+                .is_none()
+            {
+                return Err(progress.fail(RotationError::RotationInProgress(format!(
+                    "This execution {} no longer holds the rotation lock of IAM user {user} (table {}); it sends \
+                     nothing more.",
+                    state.execution_id,
+                    deps.ledger.table()
+                ))));
+            }
             progress.started = true;
             let answered = holders::give(
                 &deps.qovery,
@@ -269,16 +285,20 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
             ..h.to_ref()
         })
         .collect();
-    let added: Vec<&Holder> = to_give
-        .iter()
-        .copied()
+    // Also holders an earlier attempt gave the key: their clusters join the plan too.
+    let added: Vec<&Holder> = holders::holding(&all, &new_key)
+        .into_iter()
+        .chain(to_give.iter().copied())
         .filter(|h| !preflight_holders.iter().any(|r| h.is(r)))
         .collect();
 
     // Counted from now: Qovery took the key at the latest now, and a later drain end
     // is the safe side. Finishing an ended run that sends nothing more keeps its
     // recorded hand-over time, and the clusters' records of it.
-    let recorded = state.qovery_updated_at.as_deref().and_then(timefmt::parse);
+    // The hand-over time the ledger holds: an ended run's, when this run finishes it;
+    // none once this execution started sending (the HandingOver write clears it), so
+    // that a retry counts the drain from its own PUTs.
+    let recorded = record.handover_at.as_deref().and_then(timefmt::parse);
     let handover_now = !to_give.is_empty() || recorded.is_none();
     let handover_at = match recorded {
         Some(at) if !handover_now => at,
@@ -329,7 +349,7 @@ fn unknown_progress(error: RotationError, keys: &Keys) -> RotationError {
         RotationError::QoveryUnavailable(_) | RotationError::AwsUnavailable(_) => error,
         other => RotationError::HandOverIncomplete(format!(
             "Qovery could not be asked which holder holds which key, so whether an earlier attempt already gave \
-             the new key {} to a holder is unknown: {} The new key's secret stays in secret {}. The state machine \
+             the new key {} to a holder is unknown: {} The new key's secret is kept in secret {}. The state machine \
              asks Qovery again, and rolls back only if no holder holds the new key.",
             keys.new,
             other.message(),
@@ -492,8 +512,10 @@ async fn read_new_secret(deps: &Deps, keys: &Keys, context: &str) -> Result<Secr
     match stored {
         Some((_, stored)) if stored.access_key_id == keys.new => Ok(stored.secret_access_key),
         _ => Err(RotationError::PreconditionFailed(format!(
-            "The key secret {} (version {}) no longer holds the new key {}, and some Qovery holders still hold \
-             the old key: the new key's secret is lost. {context}",
+            "The key secret {} (version {}) no longer holds the new key {} (it is deleted once every holder has \
+             the key), and a holder still holds the old key, perhaps one that took it since: nobody can give it \
+             the new key now. Point that holder at the new key by hand in the Qovery console, or at a role, then \
+             start a new run. {context}",
             keys.secret_id, keys.version_id, keys.new
         ))),
     }

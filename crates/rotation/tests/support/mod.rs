@@ -394,6 +394,8 @@ impl World {
             qovery_token_secret_id: TOKEN_SECRET.to_string(),
             key_secret_prefix: KEY_SECRET_PREFIX.to_string(),
             ledger_table: LEDGER_TABLE.to_string(),
+            // Executions here end and are taken over at once; the grace has its own test.
+            takeover_grace_seconds: 0,
         };
         let deps = Deps::new(moto.admin.clone(), settings);
         Self {
