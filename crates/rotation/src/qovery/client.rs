@@ -30,6 +30,9 @@ pub struct QoveryApi {
 impl QoveryApi {
     pub fn new(base_url: &str) -> Self {
         let http = crate::http::reqwest_builder()
+            // Never follow a redirect: reqwest would send a PUT's body, the new secret
+            // key in it, again to wherever the Location points (307 and 308 keep it).
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("qovery-key-rotator/", env!("CARGO_PKG_VERSION")))
@@ -186,8 +189,30 @@ impl QoveryApi {
                 .get("Retry-After")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
+            let location = response
+                .headers()
+                .get("Location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let text = response.text().await.unwrap_or_default();
             tracing::info!(operation = %operation, status = status.as_u16(), "qovery call");
+
+            if status.is_redirection() {
+                // Not followed: whatever it points at is not Qovery's API. For a PUT the
+                // request reached something that may have applied it; the hand-over's
+                // reconcile decides.
+                return Err(QoveryError {
+                    kind: QoveryErrorKind::Rejected,
+                    operation,
+                    status: Some(status.as_u16()),
+                    detail: scrub(&format!(
+                        "a redirect to {}, which the rotation never follows (a request may carry a secret key); \
+                         check QOVERY_API_URL and what sits between the functions and Qovery",
+                        location.as_deref().unwrap_or("(no Location)")
+                    )),
+                    retry_after_seconds: None,
+                });
+            }
 
             if status.is_success() {
                 return serde_json::from_str(&text).map_err(|e| QoveryError {
