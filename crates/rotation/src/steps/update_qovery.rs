@@ -293,11 +293,10 @@ async fn hand_over(deps: &Deps, mut state: RotationState) -> Result<RotationStat
         .collect();
 
     // Counted from now: Qovery took the key at the latest now, and a later drain end
-    // is the safe side. Finishing an ended run that sends nothing more keeps its
-    // recorded hand-over time, and the clusters' records of it.
-    // The hand-over time the ledger holds: an ended run's, when this run finishes it;
-    // none once this execution started sending (the HandingOver write clears it), so
-    // that a retry counts the drain from its own PUTs.
+    // is the safe side. Finishing an ended run that sends nothing more keeps the
+    // hand-over time the ledger holds, and the clusters' records of it; once this
+    // execution sent a PUT, the HandingOver write cleared it, so a retry counts the
+    // drain from its own PUTs.
     let recorded = record.handover_at.as_deref().and_then(timefmt::parse);
     let handover_now = !to_give.is_empty() || recorded.is_none();
     let handover_at = match recorded {
