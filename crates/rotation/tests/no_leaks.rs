@@ -37,11 +37,13 @@ impl Captured {
 async fn no_secret_in_outputs_logs_or_errors() {
     let logs = Captured::default();
     let writer = logs.clone();
+    use tracing_subscriber::layer::SubscriberExt;
     let subscriber = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(rotation::lambda::log_filter("trace"))
+        .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
-        .finish();
+        .finish()
+        .with(rotation::lambda::log_filter("trace"));
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let world = World::new().await;
