@@ -45,17 +45,7 @@ async fn a_run_stopped_after_create_key_is_undone_by_the_next_which_then_rotates
         "{:?}",
         report.report
     );
-    assert_eq!(
-        world
-            .deps
-            .ledger
-            .read(USER)
-            .await
-            .unwrap()
-            .unwrap()
-            .execution_id,
-        EXECUTION
-    );
+    assert_eq!(world.lock_holder().await, EXECUTION);
     let state = preflight_of_the_next_run(&world).await;
 
     // THEN it plans an undo of that key, and holds the lock
@@ -230,17 +220,7 @@ async fn a_third_key_the_record_cannot_explain_is_refused_and_nothing_changes() 
         "{message}"
     );
     assert_eq!(world.key_ids().await, before);
-    assert_eq!(
-        world
-            .deps
-            .ledger
-            .read(USER)
-            .await
-            .unwrap()
-            .unwrap()
-            .execution_id,
-        EXECUTION
-    );
+    assert_eq!(world.lock_holder().await, EXECUTION);
 }
 
 #[tokio::test]

@@ -476,17 +476,7 @@ async fn preflight_takes_the_users_lock_and_a_second_execution_meets_rotation_in
             "{message}"
         );
     }
-    assert_eq!(
-        world
-            .deps
-            .ledger
-            .read(USER)
-            .await
-            .unwrap()
-            .unwrap()
-            .execution_id,
-        first
-    );
+    assert_eq!(world.lock_holder().await, first);
     // A retry of the holder's own preflight passes.
     preflight::handle(
         &world.deps,
@@ -522,17 +512,7 @@ async fn preflight_takes_the_users_lock_and_a_second_execution_meets_rotation_in
     .await
     .unwrap();
     assert_eq!(state.recovery, rotation::state::Recovery::Fresh);
-    assert_eq!(
-        world
-            .deps
-            .ledger
-            .read(USER)
-            .await
-            .unwrap()
-            .unwrap()
-            .execution_id,
-        second
-    );
+    assert_eq!(world.lock_holder().await, second);
     assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
 }
 

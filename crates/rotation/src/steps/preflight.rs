@@ -185,7 +185,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
                 state.new_access_key_id = r.new_access_key_id.clone();
                 state.key_secret_id = r.key_secret_id.clone();
                 state.new_key_version_id = r.new_key_version_id.clone();
-                state.qovery_updated_at = r.handover_at.clone();
+                // The hand-over time stays in the ledger: update-qovery reads it there.
             }
             Recovery::Undo => {
                 state.undo = r.new_access_key_id.clone().map(|key| UndoTarget {

@@ -457,6 +457,17 @@ impl World {
 
     // ---- what exists in Qovery ----
 
+    /// The execution that holds the user's rotation lock (there must be one).
+    pub async fn lock_holder(&self) -> String {
+        self.deps
+            .ledger
+            .read(USER)
+            .await
+            .unwrap()
+            .expect("a ledger record of the user")
+            .execution_id
+    }
+
     /// A second key of the user made outside the rotation (a person, a script): its id.
     pub async fn key_made_by_someone_else(&self) -> String {
         self.moto
