@@ -1,7 +1,7 @@
-//! Lambda entry point for the `check-status` step. Wiring only: the logic is in
-//! `rotation::steps::check_status`.
+//! Lambda entry point for the `check-status` step (CheckStatus and CheckWave). Wiring
+//! only: the logic is in `rotation::steps::check_status` and `check_wave`.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    rotation::lambda::serve(rotation::steps::check_status::handle).await
+    rotation::lambda::serve(rotation::steps::check_status::serve_either).await
 }

@@ -216,6 +216,10 @@ pub struct Fault {
     /// that another fault fails).
     #[serde(default)]
     pub after: u32,
+    /// Answer a redirect (`status` 301, 302, 303, 307 or 308) to this URL, as a proxy
+    /// or a moved API might: a client that follows it sends the request there.
+    #[serde(default)]
+    pub location: Option<String>,
 }
 
 fn one() -> u32 {
@@ -232,7 +236,14 @@ impl Fault {
             echo_request: false,
             apply: false,
             after: 0,
+            location: None,
         }
+    }
+
+    /// A redirect to `location` instead of an error.
+    pub fn redirecting_to(mut self, location: &str) -> Self {
+        self.location = Some(location.to_owned());
+        self
     }
 
     pub fn with_retry_after(mut self, seconds: u32) -> Self {

@@ -295,6 +295,14 @@ async fn quote_request(request: Request) -> (Request, String) {
 
 /// The answer to a call hit by `fault`: Qovery's JSON error, or a gateway's page.
 fn injected(fault: &Fault, quoted: Option<&str>) -> Response {
+    if let Some(location) = &fault.location {
+        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::TEMPORARY_REDIRECT);
+        let mut response = (status, "moved").into_response();
+        if let Ok(value) = HeaderValue::from_str(location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        return response;
+    }
     if !fault.echo_request && !fault.apply {
         return ApiError::injected(fault).into_response();
     }

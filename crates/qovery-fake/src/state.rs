@@ -317,11 +317,20 @@ impl State {
                 known.join(", ")
             ));
         }
-        if !(400..=599).contains(&fault.status) {
-            return Err(format!(
-                "status {} is not an HTTP error status (400-599)",
-                fault.status
-            ));
+        match (&fault.location, fault.status) {
+            (None, 400..=599) => {}
+            (None, status) => {
+                return Err(format!(
+                    "status {status} is not an HTTP error status (400-599); a redirect needs a location"
+                ))
+            }
+            (Some(_), 301 | 302 | 303 | 307 | 308) if !fault.echo_request && !fault.apply => {}
+            (Some(_), status) => {
+                return Err(format!(
+                    "a fault with a location is a redirect: status 301, 302, 303, 307 or 308, without \
+                     echo_request or apply; got {status}"
+                ))
+            }
         }
         if fault.times == 0 {
             return Err("times must be at least 1".into());

@@ -43,9 +43,56 @@ pub fn decide(status: &ClusterStatus) -> Decision {
     }
 }
 
+/// The order clusters redeploy in: the first (the canary) alone, so that a key or a
+/// setting that breaks a deployment breaks one cluster only; then the rest, in order,
+/// in waves of at most `concurrency`. A wave starts only once every cluster of the one
+/// before is deployed.
+pub fn waves<T: Clone>(clusters: &[T], concurrency: u64) -> Vec<Vec<T>> {
+    let size = concurrency.max(1) as usize;
+    match clusters.split_first() {
+        None => Vec::new(),
+        Some((canary, rest)) => std::iter::once(vec![canary.clone()])
+            .chain(rest.chunks(size).map(<[T]>::to_vec))
+            .collect(),
+    }
+}
+
+/// How many waves `waves` makes of `clusters` clusters.
+pub fn wave_count(clusters: usize, concurrency: u64) -> usize {
+    match clusters {
+        0 => 0,
+        n => 1 + (n - 1).div_ceil(concurrency.max(1) as usize),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_canary_redeploys_alone_then_the_rest_in_waves() {
+        let clusters: Vec<u32> = (1..=6).collect();
+        assert_eq!(
+            waves(&clusters, 1),
+            vec![vec![1], vec![2], vec![3], vec![4], vec![5], vec![6]]
+        );
+        assert_eq!(
+            waves(&clusters, 2),
+            vec![vec![1], vec![2, 3], vec![4, 5], vec![6]]
+        );
+        assert_eq!(waves(&clusters, 10), vec![vec![1], vec![2, 3, 4, 5, 6]]);
+        assert_eq!(waves(&[7u32], 3), vec![vec![7]]);
+        assert!(waves::<u32>(&[], 3).is_empty());
+        for n in 0..25 {
+            for c in 1..=10 {
+                let all: Vec<usize> = (0..n).collect();
+                let made = waves(&all, c);
+                assert_eq!(made.len(), wave_count(n, c), "{n} clusters, {c} at once");
+                assert_eq!(made.concat(), all, "every cluster once, in order");
+                assert!(made.iter().skip(1).all(|w| w.len() as u64 <= c));
+            }
+        }
+    }
     use crate::qovery::ClusterState;
 
     fn status(state: &str, is_deployed: bool) -> ClusterStatus {

@@ -58,11 +58,13 @@ impl Settings {
                 ))
             })?,
         };
+        let qovery_api_url =
+            var("QOVERY_API_URL").unwrap_or_else(|| DEFAULT_QOVERY_API_URL.to_string());
+        check_qovery_api_url(&qovery_api_url)?;
         Ok(Self {
             ledger_table,
             takeover_grace_seconds,
-            qovery_api_url: var("QOVERY_API_URL")
-                .unwrap_or_else(|| DEFAULT_QOVERY_API_URL.to_string()),
+            qovery_api_url,
             qovery_token_secret_id,
             key_secret_prefix: var("KEY_SECRET_PREFIX")
                 .unwrap_or_else(|| DEFAULT_KEY_SECRET_PREFIX.to_string()),
@@ -96,6 +98,43 @@ impl Settings {
 
 /// Every AWS SDK call is bounded, retries included, so that a step knows how long a call
 /// can take (`deadline::AWS_CALL_BUDGET`) and never starts one Lambda would cut off.
+/// The Qovery API is reached over HTTPS only: requests carry the token, and the PUTs a
+/// new secret key. Plain HTTP only to this machine (the local stack's fake Qovery),
+/// which never leaves the host.
+pub fn check_qovery_api_url(url: &str) -> Result<(), RotationError> {
+    let refuse = |why: &str| {
+        Err(RotationError::InvalidInput(format!(
+            "QOVERY_API_URL {url:?} {why}. Requests to Qovery carry the API token and new secret keys, so the \
+             base URL must be https://<host> (plain http only for a loopback address: the local stack). Fix the \
+             QoveryApiUrl parameter. Nothing was changed."
+        )))
+    };
+    let parsed = match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(e) => return refuse(&format!("is not a URL ({e})")),
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return refuse("carries credentials in the URL");
+    }
+    let loopback = match parsed.host_str() {
+        None | Some("") => return refuse("has no host"),
+        Some(host) => {
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => refuse("uses plain http to a host other than this machine"),
+        other => refuse(&format!("uses the scheme {other:?}")),
+    }
+}
+
 pub fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(std::time::Duration::from_secs(3))
@@ -149,6 +188,32 @@ impl Deps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_qovery_api_is_reached_over_https_or_on_this_machine_only() {
+        for allowed in [
+            "https://api.qovery.com",
+            "https://qovery.example.internal:8443/api",
+            "http://127.0.0.1:4010",
+            "http://localhost:8080",
+            "http://[::1]:9000",
+        ] {
+            assert!(check_qovery_api_url(allowed).is_ok(), "{allowed}");
+        }
+        for refused in [
+            "http://api.qovery.com",
+            "http://10.0.0.1:4010",
+            "http://127.0.0.1.example.com",
+            "ftp://api.qovery.com",
+            "https://user:pass@api.qovery.com",
+            "api.qovery.com",
+            "",
+        ] {
+            let error = check_qovery_api_url(refused).unwrap_err();
+            assert_eq!(error.name(), "InvalidInput", "{refused}");
+            assert!(error.message().contains("QOVERY_API_URL"), "{refused}");
+        }
+    }
 
     #[test]
     fn an_aws_call_ends_within_the_budget_a_step_keeps_for_it() {

@@ -49,12 +49,19 @@ pub enum RotationError {
     /// forward, and both keys stay active until every holder has the new one.
     #[error("{0}")]
     HandOverIncomplete(String),
+    /// The audit: the key Qovery holds is older than `max_key_age_days`. Nothing changed.
+    #[error("{0}")]
+    KeyTooOld(String),
+    /// The audit: an ended run left a rotation half done (the next run finishes or
+    /// undoes it). Nothing changed.
+    #[error("{0}")]
+    RotationUnfinished(String),
 }
 
 impl RotationError {
     /// Every name `error_type` can take. The ASL may match only these (and the
     /// platform's own `States.*` and `Lambda.*` names).
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 15] = [
         "InvalidInput",
         "PreconditionFailed",
         "RotationInProgress",
@@ -68,6 +75,8 @@ impl RotationError {
         "AwsUnavailable",
         "AwsRejected",
         "HandOverIncomplete",
+        "KeyTooOld",
+        "RotationUnfinished",
     ];
 
     /// The stable name Step Functions matches in `ErrorEquals`.
@@ -86,6 +95,8 @@ impl RotationError {
             Self::AwsUnavailable(_) => "AwsUnavailable",
             Self::AwsRejected(_) => "AwsRejected",
             Self::HandOverIncomplete(_) => "HandOverIncomplete",
+            Self::KeyTooOld(_) => "KeyTooOld",
+            Self::RotationUnfinished(_) => "RotationUnfinished",
         }
     }
 
@@ -104,7 +115,9 @@ impl RotationError {
             | Self::UnsafeDelete(m)
             | Self::AwsUnavailable(m)
             | Self::AwsRejected(m)
-            | Self::HandOverIncomplete(m) => m,
+            | Self::HandOverIncomplete(m)
+            | Self::KeyTooOld(m)
+            | Self::RotationUnfinished(m) => m,
         }
     }
 
@@ -129,6 +142,8 @@ impl RotationError {
             Self::AwsUnavailable(_) => Self::AwsUnavailable(message),
             Self::AwsRejected(_) => Self::AwsRejected(message),
             Self::HandOverIncomplete(_) => Self::HandOverIncomplete(message),
+            Self::KeyTooOld(_) => Self::KeyTooOld(message),
+            Self::RotationUnfinished(_) => Self::RotationUnfinished(message),
         }
     }
 }
@@ -162,6 +177,8 @@ mod tests {
             RotationError::AwsUnavailable(String::new()),
             RotationError::AwsRejected(String::new()),
             RotationError::HandOverIncomplete(String::new()),
+            RotationError::KeyTooOld(String::new()),
+            RotationError::RotationUnfinished(String::new()),
         ];
         let names: Vec<_> = all.iter().map(|e| e.name()).collect();
         assert_eq!(names, RotationError::NAMES);

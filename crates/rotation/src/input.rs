@@ -18,6 +18,15 @@ pub const MAX_POLL_INTERVAL_SECONDS: u64 = 3600;
 /// A Standard execution lives at most a year; these bounds keep one rotation well inside.
 pub const MAX_DRAIN_SECONDS: u64 = 30 * 24 * 3600;
 pub const MAX_DEPLOY_TIMEOUT_SECONDS: u64 = 24 * 3600;
+/// After the canary, how many clusters redeploy at once. One at a time is the safest;
+/// more shortens a rotation of many clusters.
+pub const DEFAULT_DEPLOY_CONCURRENCY: u64 = 1;
+pub const MAX_DEPLOY_CONCURRENCY: u64 = 10;
+/// The audit's limit on the age of the key Qovery holds. AWS Config's
+/// `access-keys-rotated` rule defaults to 90 days; a 30-day rotation schedule that
+/// missed one run still passes 45, two missed runs do not.
+pub const DEFAULT_MAX_KEY_AGE_DAYS: u64 = 45;
+pub const MAX_MAX_KEY_AGE_DAYS: u64 = 365;
 
 /// A Standard execution fails once its history passes 25,000 events. Each status poll
 /// of a cluster adds about 9 (Wait, Task, Choice); keep the worst case well below the
@@ -25,16 +34,21 @@ pub const MAX_DEPLOY_TIMEOUT_SECONDS: u64 = 24 * 3600;
 pub const HISTORY_EVENT_BUDGET: u64 = 20_000;
 const EVENTS_PER_POLL: u64 = 9;
 const EVENTS_PER_CLUSTER: u64 = 30;
+/// A wave's own events: its iteration, its inner Map, and the CheckWave task.
+const EVENTS_PER_WAVE: u64 = 20;
 
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 11] = [
     "iam_user_name",
     "organization_id",
     "credentials_id",
     "drain_seconds",
     "deploy_timeout_seconds",
     "poll_interval_seconds",
+    "deploy_concurrency",
     "allow_short_drain",
     "dry_run",
+    "audit",
+    "max_key_age_days",
 ];
 
 /// The validated, normalized execution input.
@@ -48,8 +62,17 @@ pub struct ExecutionInput {
     pub drain_seconds: u64,
     pub deploy_timeout_seconds: u64,
     pub poll_interval_seconds: u64,
+    /// After the canary (the first cluster, alone), at most this many clusters
+    /// redeploy at once.
+    pub deploy_concurrency: u64,
     pub allow_short_drain: bool,
+    /// Changes nothing. Also true for an audit.
     pub dry_run: bool,
+    /// A read-only check: fails with `KeyTooOld` when the key Qovery holds is older
+    /// than `max_key_age_days`, and with `RotationUnfinished` when an ended run left a
+    /// rotation for the next one.
+    pub audit: bool,
+    pub max_key_age_days: u64,
 }
 
 impl ExecutionInput {
@@ -87,7 +110,24 @@ impl ExecutionInput {
         };
 
         let allow_short_drain = optional_bool(object, "allow_short_drain")?.unwrap_or(false);
-        let dry_run = optional_bool(object, "dry_run")?.unwrap_or(false);
+        let audit = optional_bool(object, "audit")?.unwrap_or(false);
+        // An audit never changes anything: it is a dry run that also judges the key's age.
+        let dry_run = optional_bool(object, "dry_run")?.unwrap_or(false) || audit;
+        let max_key_age_days =
+            optional_u64(object, "max_key_age_days")?.unwrap_or(DEFAULT_MAX_KEY_AGE_DAYS);
+        if !(1..=MAX_MAX_KEY_AGE_DAYS).contains(&max_key_age_days) {
+            return Err(invalid(format!(
+                "field `max_key_age_days` must be between 1 and {MAX_MAX_KEY_AGE_DAYS} (days); got {max_key_age_days}"
+            )));
+        }
+        let deploy_concurrency =
+            optional_u64(object, "deploy_concurrency")?.unwrap_or(DEFAULT_DEPLOY_CONCURRENCY);
+        if !(1..=MAX_DEPLOY_CONCURRENCY).contains(&deploy_concurrency) {
+            return Err(invalid(format!(
+                "field `deploy_concurrency` must be between 1 and {MAX_DEPLOY_CONCURRENCY} (clusters redeploying at \
+                 once after the canary); got {deploy_concurrency}"
+            )));
+        }
         let drain_seconds = optional_u64(object, "drain_seconds")?.unwrap_or(DEFAULT_DRAIN_SECONDS);
         if drain_seconds > MAX_DRAIN_SECONDS {
             return Err(invalid(format!(
@@ -125,16 +165,23 @@ impl ExecutionInput {
             drain_seconds,
             deploy_timeout_seconds,
             poll_interval_seconds,
+            deploy_concurrency,
             allow_short_drain,
             dry_run,
+            audit,
+            max_key_age_days,
         })
     }
 
     /// The most history events redeploying `clusters` clusters can take: each may poll
-    /// until its deadline. Refused when over the budget, before anything changes.
+    /// until its deadline, in waves of `deploy_concurrency` after the canary (waves run
+    /// at the same time as each other's clusters, but every cluster's events count).
+    /// Refused when over the budget, before anything changes.
     pub fn check_history_budget(&self, clusters: usize) -> Result<(), RotationError> {
         let polls = self.deploy_timeout_seconds / self.poll_interval_seconds + 2;
-        let worst = clusters as u64 * (polls * EVENTS_PER_POLL + EVENTS_PER_CLUSTER);
+        let waves = crate::clusters::wave_count(clusters, self.deploy_concurrency) as u64;
+        let worst = clusters as u64 * (polls * EVENTS_PER_POLL + EVENTS_PER_CLUSTER)
+            + waves * EVENTS_PER_WAVE;
         if worst <= HISTORY_EVENT_BUDGET {
             return Ok(());
         }
@@ -256,7 +303,18 @@ mod tests {
         assert_eq!(input.deploy_timeout_seconds, 7200);
         assert_eq!(input.poll_interval_seconds, 60);
         assert_eq!(input.credentials_id, None);
-        assert!(!input.dry_run && !input.allow_short_drain);
+        assert_eq!(input.deploy_concurrency, 1);
+        assert_eq!(input.max_key_age_days, 45);
+        assert!(!input.dry_run && !input.allow_short_drain && !input.audit);
+    }
+
+    #[test]
+    fn an_audit_is_always_a_dry_run() {
+        let mut value = minimal();
+        value["audit"] = json!(true);
+        value["dry_run"] = json!(false);
+        let input = ExecutionInput::parse(&value).unwrap();
+        assert!(input.audit && input.dry_run);
     }
 
     #[test]
@@ -302,6 +360,15 @@ mod tests {
             ("drain_seconds", json!(-1), "field `drain_seconds`"),
             ("drain_seconds", json!("7200"), "field `drain_seconds`"),
             ("dry_run", json!("yes"), "field `dry_run`"),
+            ("audit", json!(1), "field `audit`"),
+            ("deploy_concurrency", json!(0), "field `deploy_concurrency`"),
+            (
+                "deploy_concurrency",
+                json!(11),
+                "field `deploy_concurrency`",
+            ),
+            ("max_key_age_days", json!(0), "field `max_key_age_days`"),
+            ("max_key_age_days", json!(366), "field `max_key_age_days`"),
             ("iam_user_name", json!("bad name!"), "field `iam_user_name`"),
         ];
         for (field, bad, expected) in cases {
@@ -351,8 +418,21 @@ mod tests {
         assert!(with(86400, 60).check_history_budget(2).is_err());
         assert!(with(7200, 60).check_history_budget(17).is_ok());
         assert!(with(7200, 60).check_history_budget(18).is_err());
-        assert!(with(1800, 600).check_history_budget(266).is_ok());
-        assert!(with(1800, 600).check_history_budget(267).is_err());
+        assert!(with(1800, 600).check_history_budget(210).is_ok());
+        assert!(with(1800, 600).check_history_budget(211).is_err());
+    }
+
+    /// Waves cost events of their own: more clusters at once leaves room for more.
+    #[test]
+    fn the_budget_counts_each_wave() {
+        let mut value = minimal();
+        value["deploy_timeout_seconds"] = json!(1800);
+        value["poll_interval_seconds"] = json!(600);
+        let one = ExecutionInput::parse(&value).unwrap();
+        value["deploy_concurrency"] = json!(10);
+        let ten = ExecutionInput::parse(&value).unwrap();
+        assert!(one.check_history_budget(250).is_err());
+        assert!(ten.check_history_budget(250).is_ok());
     }
 
     #[test]

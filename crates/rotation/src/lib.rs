@@ -21,6 +21,7 @@ pub mod input;
 pub mod lambda;
 pub mod ledger;
 pub mod qovery;
+pub mod report;
 pub mod secret;
 pub mod secrets_manager;
 pub mod state;

@@ -102,6 +102,12 @@ pub struct PreflightReport {
     /// Holders of another key, or of a role: not touched.
     #[serde(default)]
     pub left_alone: Vec<LeftAlone>,
+    /// Whole days since the key Qovery holds was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_age_days: Option<u64>,
+    /// An audit's verdict, when it passed (a failed audit is an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<String>,
 }
 
 /// The rotation state: preflight creates it, and each later step returns it enriched.
@@ -119,7 +125,7 @@ pub struct RotationState {
     /// registries, helm repositories, DNS providers), with the key id it holds: the old
     /// key after preflight, the new one after the hand-over.
     pub holders: Vec<HolderRef>,
-    /// The clusters to redeploy, one at a time, in this order. A cluster whose
+    /// The clusters to redeploy, in this order (the canary first, then `deploy_waves`). A cluster whose
     /// `handover_*` fields preflight already set (finishing an ended run) deployed
     /// since that run's hand-over: it is followed, not redeployed.
     pub clusters: Vec<ClusterPlan>,
@@ -127,7 +133,18 @@ pub struct RotationState {
     pub drain_seconds: u64,
     pub deploy_timeout_seconds: u64,
     pub poll_interval_seconds: u64,
+    /// After the canary, at most this many clusters redeploy at once.
+    #[serde(default = "one")]
+    pub deploy_concurrency: u64,
+    /// `clusters` in the order they redeploy: the canary alone, then waves of at most
+    /// `deploy_concurrency` (`clusters::waves`). Set by update-qovery once the
+    /// clusters to redeploy are final; the DeployClusters Map iterates over it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deploy_waves: Vec<Vec<ClusterPlan>>,
     pub dry_run: bool,
+    /// A read-only audit of the key's age (a dry run too).
+    #[serde(default)]
+    pub audit: bool,
     /// Fresh, or finishing or undoing what an ended run left.
     #[serde(default)]
     pub recovery: Recovery,
@@ -150,6 +167,10 @@ pub struct RotationState {
     pub qovery_updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_until: Option<String>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// Where a cluster's redeploy stands. The ASL's Choice states compare these strings.
@@ -248,6 +269,9 @@ pub struct DeleteKeyRequest {
     /// Retire only: the holders of the rotation, each of which must hold the kept key.
     #[serde(default)]
     pub holders: Vec<HolderRef>,
+    /// Retire only: what the success report needs (the execution's start, the state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::report::ReportRequest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,6 +285,9 @@ pub struct DeleteKeyResult {
     pub kept_by: Vec<String>,
     pub remaining_keys: Vec<KeySummary>,
     pub summary: String,
+    /// Retiring the old key: the message ReportSuccess publishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::report::SuccessReport>,
 }
 
 /// What reconcile found after a hand-over whose outcome was unknown.

@@ -10,6 +10,17 @@ use crate::qovery::{ClusterState, ClusterStatus, StateClass};
 use crate::state::{parse_step_input, ClusterDeployment, Phase};
 use crate::timefmt;
 
+/// The check-status function serves two states: CheckStatus (one cluster's status) and
+/// CheckWave (a wave's outcome, `check_wave`), told apart by the `wave` field.
+pub async fn serve_either(deps: &Deps, event: Value) -> Result<Value, RotationError> {
+    if event.get("wave").is_some() {
+        let outcome = super::check_wave::handle(event)?;
+        return Ok(serde_json::to_value(outcome).expect("a wave outcome always serializes"));
+    }
+    let cluster = handle(deps, event).await?;
+    Ok(serde_json::to_value(cluster).expect("a cluster deployment always serializes"))
+}
+
 pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, RotationError> {
     let mut cluster: ClusterDeployment = parse_step_input("check-status", event)?;
     let context = keys_context(&cluster);
@@ -34,8 +45,8 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
         }
         (StateClass::Failed, true) | (StateClass::Idle, true) => {
             return Err(RotationError::ClusterDeployFailed(format!(
-                "Cluster {} ended in {} after the redeploy with the new credentials. The rotation stopped here: \
-                 clusters after it in the list were not touched. {} Look at the cluster's deployment logs in the \
+                "Cluster {} ended in {} after the redeploy with the new credentials. No further cluster is \
+                 started (the others of its wave are followed to their end). {} Look at the cluster's deployment logs in the \
                  Qovery console{} and fix the cause, then start a new run: it redeploys the clusters that did not \
                  deploy since the hand-over, drains, and deletes the old key.",
                 cluster.label(),
@@ -115,8 +126,8 @@ pub(crate) fn keys_context(cluster: &ClusterDeployment) -> String {
 
 pub(crate) fn timed_out(cluster: &ClusterDeployment, doing: &str) -> RotationError {
     RotationError::ClusterDeployTimedOut(format!(
-        "Cluster {} is still {} after {} s {doing} (deadline {}). The rotation stopped here: clusters after it in \
-         the list were not touched. {} Check the cluster in the Qovery console (raise deploy_timeout_seconds if \
+        "Cluster {} is still {} after {} s {doing} (deadline {}). No further cluster is started (the others of its \
+         wave are followed to their end). {} Check the cluster in the Qovery console (raise deploy_timeout_seconds if \
          deployments are slow), then start a new run: it follows or redeploys the clusters that did not deploy \
          since the hand-over, drains, and deletes the old key.",
         cluster.label(),

@@ -27,7 +27,7 @@ use crate::qovery::holders::{self, Holder};
 use crate::state::{
     describe_keys, parse_step_input, DeleteKeyRequest, DeleteKeyResult, DeleteMode, KeySummary,
 };
-use crate::{iam, secrets_manager, timefmt};
+use crate::{iam, report, secrets_manager, timefmt};
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, RotationError> {
     let request: DeleteKeyRequest = parse_step_input("delete-key", event)?;
@@ -290,6 +290,12 @@ async fn finish(
         kept_by.join("; "),
         describe_keys(&remaining_keys)
     );
+    let report = match (request.mode, &request.report) {
+        (DeleteMode::RetireOldKey, Some(wanted)) => {
+            Some(report::success(wanted, user, target, keep, timefmt::now()))
+        }
+        _ => None,
+    };
     Ok(DeleteKeyResult {
         mode: request.mode,
         deleted_access_key_id: target.to_string(),
@@ -298,6 +304,7 @@ async fn finish(
         kept_by,
         remaining_keys,
         summary,
+        report,
     })
 }
 

@@ -1,7 +1,9 @@
 //! One module per step of the state machine. Each `handle` takes the step's input as
 //! JSON and returns its output or a named `RotationError`.
 
+pub mod audit;
 pub mod check_status;
+pub mod check_wave;
 pub mod create_key;
 pub mod delete_key;
 pub mod deploy_cluster;

@@ -27,7 +27,7 @@ use crate::state::{
 use crate::step_functions::{self, ExecutionState};
 use crate::{iam, timefmt};
 
-use super::recovery;
+use super::{audit, recovery};
 
 /// What the ASL passes in: the execution input plus ids from the context object.
 #[derive(Debug, Deserialize)]
@@ -61,7 +61,14 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         .map_err(|e| e.into_rotation_error(&ledger_context(deps)))?;
     // A record of another execution: the lock is taken, unless that execution ended.
     let ended = match &record {
-        Some(r) if r.execution_id != me => Some(ended_owner(deps, r).await?),
+        Some(r) if r.execution_id != me => match ended_owner(deps, r).await {
+            Ok(how) => Some(how),
+            // A rotation under way is no finding: it is replacing the key right now.
+            Err(RotationError::RotationInProgress(why)) if input.audit => {
+                return Ok(audit_while_rotating(&event, &input, r, &why, preflight_at))
+            }
+            Err(e) => return Err(e),
+        },
         _ => None,
     };
 
@@ -150,6 +157,15 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
     );
     tracing::info!(old_access_key_id = %qovery_key, holders = holders.len(),
         clusters = clusters.len(), skipped = skipped_clusters.len(), recovery = ?decision.recovery, "{summary}");
+    let now = timefmt::now();
+    let key_age_days = audit::key_age_days(&keys, &qovery_key, now);
+    let audit = if input.audit {
+        let verdict = audit::judge(&input, &keys, &qovery_key, decision.recovery, previous, now)?;
+        tracing::info!(key_age_days = ?key_age_days, "{verdict}");
+        Some(verdict)
+    } else {
+        None
+    };
     let mut state = RotationState {
         execution_id: event.execution_id.clone(),
         state_machine_arn: event.state_machine_arn,
@@ -162,7 +178,10 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         drain_seconds: input.drain_seconds,
         deploy_timeout_seconds: input.deploy_timeout_seconds,
         poll_interval_seconds: input.poll_interval_seconds,
+        deploy_concurrency: input.deploy_concurrency,
+        deploy_waves: Vec::new(),
         dry_run: input.dry_run,
+        audit: input.audit,
         recovery: decision.recovery,
         undo: None,
         old_access_key_id: qovery_key.clone(),
@@ -172,6 +191,8 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
             qovery_access_key_id: qovery_key,
             recovery: decision.why.clone(),
             left_alone,
+            key_age_days,
+            audit,
         },
         new_access_key_id: None,
         key_secret_id: None,
@@ -208,6 +229,55 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         .await?;
     }
     Ok(state)
+}
+
+/// An audit that met a rotation under way: nothing to judge until it ends.
+fn audit_while_rotating(
+    event: &PreflightEvent,
+    input: &ExecutionInput,
+    record: &Record,
+    why: &str,
+    preflight_at: String,
+) -> RotationState {
+    let verdict = format!(
+        "Audit passed: IAM user {} is being rotated right now ({why}). The next audit judges the new key.",
+        input.iam_user_name
+    );
+    tracing::info!("{verdict}");
+    RotationState {
+        execution_id: event.execution_id.clone(),
+        state_machine_arn: event.state_machine_arn.clone(),
+        preflight_at,
+        iam_user_name: input.iam_user_name.clone(),
+        organization_id: input.organization_id.clone(),
+        holders: Vec::new(),
+        clusters: Vec::new(),
+        skipped_clusters: Vec::new(),
+        drain_seconds: input.drain_seconds,
+        deploy_timeout_seconds: input.deploy_timeout_seconds,
+        poll_interval_seconds: input.poll_interval_seconds,
+        deploy_concurrency: input.deploy_concurrency,
+        deploy_waves: Vec::new(),
+        dry_run: true,
+        audit: true,
+        recovery: Recovery::Fresh,
+        undo: None,
+        old_access_key_id: record.old_access_key_id.clone(),
+        report: PreflightReport {
+            summary: verdict.clone(),
+            keys: Vec::new(),
+            qovery_access_key_id: record.old_access_key_id.clone(),
+            recovery: String::new(),
+            left_alone: Vec::new(),
+            key_age_days: None,
+            audit: Some(verdict),
+        },
+        new_access_key_id: None,
+        key_secret_id: None,
+        new_key_version_id: None,
+        qovery_updated_at: None,
+        drain_until: None,
+    }
 }
 
 fn ledger_context(deps: &Deps) -> String {
@@ -586,14 +656,15 @@ fn summary(
     };
     let mut text = format!(
         "{}{what}Rotation of IAM user {}: create a second key, prove it with STS, give it to the {} Qovery holder(s) of \
-         {old_key}: {entries}; redeploy {} cluster(s) one at a time{}, waiting until each is DEPLOYED (the first \
-         is the canary: a failure stops the rotation before the next); wait a drain of {} s; then delete the old \
-         key {old_key}.",
+         {old_key}: {entries}; redeploy {} cluster(s){}, the first (the canary) alone, then at most {} at a \
+         time, waiting until each is DEPLOYED (a failure starts no further cluster); wait a drain of {} s; then \
+         delete the old key {old_key}.",
         if input.dry_run { "Dry run, nothing was changed. " } else { "" },
         input.iam_user_name,
         holders.len(),
         clusters.len(),
         if planned.is_empty() { String::new() } else { format!(": {planned}") },
+        input.deploy_concurrency,
         input.drain_seconds,
     );
     if !skipped.is_empty() {

@@ -72,7 +72,9 @@ async fn run(deps: &Deps, event: Value) -> Result<Value, RotationError> {
             Ok(serde_json::to_value(result).expect("a reconcile result always serializes"))
         }
         Mode::HandOver => {
-            let state = hand_over(deps, state).await?;
+            let mut state = hand_over(deps, state).await?;
+            // The clusters are final now (holders added since preflight brought theirs).
+            state.deploy_waves = clusters::waves(&state.clusters, state.deploy_concurrency);
             Ok(serde_json::to_value(state).expect("a rotation state always serializes"))
         }
     }
