@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from stack import Execution, Stack
 from worlds import (
+    deployed_in_order,
     World,
     assert_holders,
     assert_key_rejected,
@@ -292,7 +293,7 @@ def s48_failed_canary_fixed_then_finished(stack: Stack) -> str:
     clusters = w.clusters()
     # deploy_count restarted at the reseed: one redeploy each by the finishing run.
     assert [clusters[c]["deploy_count"] for c in (canary, other)] == [1, 1], clusters
-    assert [d["cluster_id"] for d in second.output["deployments"]] == [canary, other], second.output["deployments"]
+    assert [d["id"] for d in deployed_in_order(second.output)] == [canary, other], second.output["deployments"]
     return f"canary failed, fixed; next run finished on {created}, redeployed the canary and the other cluster, no PUT"
 
 

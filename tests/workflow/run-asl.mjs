@@ -36,7 +36,8 @@
 // arrives on stdin. The test does what it must while the execution holds what it
 // holds (the rotation lock, say), then releases it.
 
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { StateMachine } from 'aws-local-stepfunctions';
 
@@ -65,6 +66,8 @@ const { values: args } = parseArgs({
     'stop-after': { type: 'string' },
     // Hold it after this state first exits, until `release` comes on stdin.
     'hold-after': { type: 'string' },
+    // Where the sns:publish integration delivers: a file, one JSON line per message.
+    'sns-outbox': { type: 'string' },
   },
   strict: true,
 });
@@ -317,6 +320,36 @@ function checkWait(name, input) {
   return null;
 }
 
+// The optimized sns:publish integration, as SNS takes it: a topic ARN of this account
+// and region, a Subject of at most 100 printable ASCII characters on one line, a
+// string Message of at most 256 KiB. Delivered to --sns-outbox; an error is named as
+// Step Functions names a service integration's (SNS.<exception>).
+const SNS_PUBLISH = 'arn:aws:states:::sns:publish';
+const topicArn = new RegExp(`^arn:aws:sns:${REGION}:${ACCOUNT}:[A-Za-z0-9_-]{1,256}$`);
+
+async function publish(stateName, input) {
+  await new Promise((resolve) => setImmediate(resolve));
+  if (stopping) {
+    stopNow();
+    return new Promise(() => {});
+  }
+  const invalid = (why) => new LambdaFunctionError('SNS.InvalidParameterException', JSON.stringify({ message: why }));
+  const { TopicArn, Subject, Message, ...rest } = input ?? {};
+  if (Object.keys(rest).length) throw invalid(`unsupported parameters ${Object.keys(rest).join(', ')}`);
+  if (typeof TopicArn !== 'string' || !topicArn.test(TopicArn)) throw invalid(`TopicArn ${TopicArn} is not a topic ARN of ${ACCOUNT} in ${REGION}`);
+  if (Subject !== undefined && (typeof Subject !== 'string' || !/^[\x20-\x7e]{1,100}$/.test(Subject))) {
+    throw invalid(`Subject must be 1 to 100 printable ASCII characters on one line; got ${JSON.stringify(Subject)}`);
+  }
+  if (typeof Message !== 'string' || Message.length === 0 || Buffer.byteLength(Message) > 262144) {
+    throw invalid('Message must be a non-empty string of at most 256 KiB');
+  }
+  if (!args['sns-outbox']) throw new LambdaFunctionError('SNS.NotFoundException', JSON.stringify({ message: 'no --sns-outbox' }));
+  const MessageId = randomUUID();
+  appendFileSync(args['sns-outbox'], JSON.stringify({ state: stateName, TopicArn, Subject, Message, MessageId }) + '\n');
+  emit({ event: 'Published', state: stateName, topic: TopicArn, subject: Subject });
+  return { MessageId };
+}
+
 const taskResourceLocalHandlers = {};
 const waitTimeOverrides = {};
 const retryIntervalOverrides = {};
@@ -332,10 +365,14 @@ for (const [name, state] of allStates(definition)) {
       fail(`two Task states are named ${name} with different resources`);
     }
     taskResources.set(name, state.Resource);
-    const m = lambdaArn.exec(state.Resource);
-    if (!m) fail(`Task ${name} has resource ${state.Resource}, not a Lambda function ARN`);
-    const functionName = m[1];
-    taskResourceLocalHandlers[name] = (taskInput) => invoke(name, functionName, taskInput);
+    if (state.Resource === SNS_PUBLISH) {
+      taskResourceLocalHandlers[name] = (taskInput) => publish(name, taskInput);
+    } else {
+      const m = lambdaArn.exec(state.Resource);
+      if (!m) fail(`Task ${name} has resource ${state.Resource}, not a Lambda function ARN or ${SNS_PUBLISH}`);
+      const functionName = m[1];
+      taskResourceLocalHandlers[name] = (taskInput) => invoke(name, functionName, taskInput);
+    }
   }
   if (state.Type === 'Wait') {
     waitTimeOverrides[name] = defaultWait;

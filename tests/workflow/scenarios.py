@@ -37,6 +37,7 @@ from template_policies import without_action
 from holder_scenarios import HOLDER_SCENARIOS
 from ledger_scenarios import LEDGER_SCENARIOS
 from worlds import (
+    deployed_in_order,
     WORLDS,
     World,
     after_every_run,
@@ -322,10 +323,11 @@ def s01_happy_path(stack: Stack) -> str:
     out = ex.output
     assert out["old_access_key_id"] == old_id and out["new_access_key_id"] == new_id, out
     assert out["deleted"]["deleted_access_key_id"] == old_id and not out["deleted"]["already_deleted"], out["deleted"]
-    # One cluster at a time, in preflight's order.
-    assert [c["cluster_id"] for c in out["deployments"]] == [c["id"] for c in out["clusters"]], out["deployments"]
+    # One cluster at a time (deploy_concurrency 1), in preflight's order: a wave each.
+    assert [len(wave["clusters"]) for wave in out["deployments"]] == [1] * len(out["clusters"]), out["deployments"]
+    assert [c["id"] for c in deployed_in_order(out)] == [c["id"] for c in out["clusters"]], out["deployments"]
     assert sorted(c["id"] for c in out["clusters"]) == sorted(w.cluster_ids), out["clusters"]
-    assert all(c["phase"] == "deployed" for c in out["deployments"]), out["deployments"]
+    assert all(c["outcome"] == "deployed" for c in deployed_in_order(out)), out["deployments"]
     assert out["skipped_clusters"] == [], out["skipped_clusters"]
     for cid, c in w.clusters().items():
         before = next(b for b in w.before_fake["clusters"] if b["id"] == cid)

@@ -82,6 +82,9 @@ ACCOUNT = "123456789012"  # moto's default account
 # secret's name and the policies' ARNs all derive from it, as in template.yaml.
 STACK_NAME = "qovery-key-rotator"
 STATE_MACHINE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK_NAME}-state-machine"
+# The notification topic the ASL's ReportSuccess publishes to (run-asl.mjs delivers its
+# messages to a file per execution: Execution.published).
+NOTIFICATION_TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:{STACK_NAME}-notifications"
 MARKER = "QKR_STACK_ID"
 
 
@@ -188,6 +191,8 @@ class Execution:
     driver_stderr: str
     # AWS calls moto denied during the execution ("User: ... is not authorized to ...").
     aws_denials: list[str] = dataclasses.field(default_factory=list)
+    # Messages the execution published to the notification topic: {TopicArn, Subject, Message}.
+    published: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -866,6 +871,7 @@ class Stack:
         stop_after: str | None = None,
         hold_after: str | None = None,
         state_machine_arn: str | None = None,
+        notify_on_success: bool = True,
     ) -> Execution:
         """Runs the real ASL once. The execution is also started in moto's state machine
         (where it stays RUNNING until the run ends; then it is stopped, so that
@@ -885,6 +891,9 @@ class Stack:
         no function is invoked meanwhile. A test starts a second execution from there
         while this one holds the rotation lock, say.
 
+        notify_on_success: the NotifyOnSuccess template parameter, substituted into the
+        definition as CloudFormation would.
+
         twice (True for every Task state, or a list of Task state names): each Lambda
         invocation of those states is made twice with the same input, and only the
         second answer reaches the engine: at-least-once delivery with the first answer
@@ -902,7 +911,12 @@ class Stack:
             "--invoke-url", self.invoke_url,
             "--input", json.dumps(input),
             "--context", json.dumps(context),
+            "--substitution", f"NotificationTopicArn={NOTIFICATION_TOPIC_ARN}",
+            "--substitution", f"NotifyOnSuccess={'true' if notify_on_success else 'false'}",
         ]
+        outbox = self.log_dir / "executions" / f"{name}.sns.jsonl"
+        outbox.parent.mkdir(exist_ok=True)
+        argv += ["--sns-outbox", str(outbox)]
         for state, ms in (wait_ms or {}).items():
             argv += ["--wait-ms", f"{state}={ms}"]
         if isinstance(twice, str):
@@ -981,6 +995,7 @@ class Stack:
             prism_log=self.logs_since(marks, prism=True),
             driver_stderr=stderr,
             aws_denials=self.denials_since(marks),
+            published=[json.loads(line) for line in outbox.read_text().splitlines()] if outbox.exists() else [],
         )
 
 

@@ -503,6 +503,12 @@ def assert_nothing_changed(w: World, ex: Execution) -> None:
     assert not w.stack.key_secrets(w.user), "a key secret was created"
 
 
+def deployed_in_order(output: dict) -> list[dict]:
+    """The clusters of a finished rotation's waves (`deployments`), in the order they
+    redeployed: each {id, name, outcome, status}."""
+    return [c for wave in output.get("deployments", []) for c in wave["clusters"]]
+
+
 def max_attempts(state: str, error: str) -> int:
     """MaxAttempts of the ASL retrier of `state` that matches `error`."""
     def find(states: dict) -> dict | None:

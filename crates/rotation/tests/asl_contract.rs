@@ -20,7 +20,8 @@ const PLATFORM_ERRORS: [&str; 8] = [
     "States.Timeout",
 ];
 
-/// Every Task state, with the function (template.yaml resource) it invokes.
+/// Every Task state that calls AWS or Qovery, with the function (template.yaml
+/// resource) it invokes. (CheckWave calls nothing; ReportSuccess is SNS.)
 const TASKS: [(&str, &str); 10] = [
     ("Preflight", "PreflightFunction"),
     ("CreateKey", "CreateKeyFunction"),
@@ -148,10 +149,45 @@ fn transient_errors_are_retried_where_they_can_happen() {
         .filter(|(_, f, _)| f == "Catch")
         .map(|(s, _, _)| s.as_str())
         .collect();
+    // Besides, each cluster's tasks catch into the cluster's result (the wave is then
+    // judged by CheckWave), and a success report that cannot be published still ends
+    // the rotation as done.
     assert_eq!(
         catches,
-        BTreeSet::from(["UpdateQovery", "ReconcileHandOver", "FinishHandOver"])
+        BTreeSet::from([
+            "UpdateQovery",
+            "ReconcileHandOver",
+            "FinishHandOver",
+            "DeployCluster",
+            "CheckStatus",
+            "ReportSuccess"
+        ])
     );
+    let asl = asl();
+    for name in ["DeployCluster", "CheckStatus"] {
+        let catch = &state(&asl, name).unwrap()["Catch"];
+        assert_eq!(catch.as_array().unwrap().len(), 1, "{name}");
+        assert_eq!(catch[0]["ErrorEquals"][0], "States.ALL", "{name}");
+        assert_eq!(catch[0]["ResultPath"], "$.failure", "{name}");
+        assert_eq!(catch[0]["Next"], "ClusterFailed", "{name}");
+    }
+    let failed = state(&asl, "ClusterFailed").unwrap();
+    assert_eq!(failed["Type"], "Pass");
+    assert_eq!(failed["End"], true);
+    assert_eq!(state(&asl, "ReportSuccess").unwrap()["Catch"][0]["Next"], "Rotated");
+    // CheckWave judges the same results each time: only the platform's errors are
+    // worth a retry, and the cluster errors it raises must fail the execution.
+    let wave = state(&asl, "CheckWave").unwrap();
+    assert!(wave.get("Catch").is_none());
+    for rule in wave["Retry"].as_array().unwrap() {
+        for name in rule["ErrorEquals"].as_array().unwrap() {
+            assert!(
+                PLATFORM_ERRORS.contains(&name.as_str().unwrap()) && name != "States.ALL",
+                "CheckWave retries {name}"
+            );
+        }
+    }
+    assert!(retried("CheckWave", "Lambda.ServiceException"));
 }
 
 #[test]
@@ -229,9 +265,57 @@ fn a_lambda_times_out_before_its_task() {
 }
 
 #[test]
-fn clusters_are_redeployed_one_at_a_time() {
-    let map = state(&asl(), "DeployClusters").unwrap().clone();
-    assert_eq!(map["MaxConcurrency"], 1, "the first cluster is the canary");
+fn clusters_are_redeployed_wave_after_wave_the_canary_first() {
+    let asl = asl();
+    let waves = state(&asl, "DeployClusters").unwrap();
+    assert_eq!(waves["ItemsPath"], "$.deploy_waves");
+    assert_eq!(waves["MaxConcurrency"], 1, "one wave at a time");
+    assert_eq!(waves["ItemSelector"]["wave.$"], "$$.Map.Item.Value");
+    let inner = &waves["ItemProcessor"];
+    assert_eq!(inner["StartAt"], "DeployWave");
+    let wave = &inner["States"]["DeployWave"];
+    assert_eq!(wave["ItemsPath"], "$.wave");
+    let bound = wave["MaxConcurrency"].as_u64().unwrap();
+    assert!(
+        bound >= rotation::input::MAX_DEPLOY_CONCURRENCY && bound > 0,
+        "a wave's clusters all start"
+    );
+    assert_eq!(wave["Next"], "CheckWave");
+    assert_eq!(inner["States"]["CheckWave"]["Parameters"]["wave.$"], "$.results");
+    assert_eq!(inner["States"]["CheckWave"]["End"], true);
+    for map in [waves, wave] {
+        let keys: Vec<&String> = map.as_object().unwrap().keys().collect();
+        assert!(
+            keys.iter().all(|k| !k.starts_with("ToleratedFailure")),
+            "a Map that tolerates failures would go on past a failed cluster"
+        );
+    }
+    // A wave of the plan is what update-qovery writes.
+    let plan = rotation::clusters::waves(&[1, 2, 3], 2);
+    assert_eq!(plan, vec![vec![1], vec![2, 3]]);
+}
+
+#[test]
+fn a_finished_rotation_reports_to_the_topic_unless_turned_off() {
+    let asl = asl();
+    assert_eq!(
+        state(&asl, "DeleteOldKey").unwrap()["Parameters"]["report"]["started_at.$"],
+        "$$.Execution.StartTime"
+    );
+    assert_eq!(state(&asl, "DeleteOldKey").unwrap()["Next"], "NotifyOnSuccessSetting");
+    let setting = state(&asl, "NotifyOnSuccessSetting").unwrap();
+    assert_eq!(setting["Result"]["enabled"], "${NotifyOnSuccess}");
+    let choice = state(&asl, "ShouldReportSuccess").unwrap();
+    assert_eq!(choice["Choices"][0]["StringEquals"], "true");
+    assert_eq!(choice["Choices"][0]["Next"], "ReportSuccess");
+    assert_eq!(choice["Default"], "Rotated");
+    let report = state(&asl, "ReportSuccess").unwrap();
+    assert_eq!(report["Resource"], "arn:aws:states:::sns:publish");
+    assert_eq!(report["Parameters"]["TopicArn"], "${NotificationTopicArn}");
+    assert_eq!(
+        report["Parameters"]["Message.$"],
+        "States.JsonToString($.deleted.report)"
+    );
 }
 
 #[test]
