@@ -91,10 +91,10 @@ test-template: tools
 test-workflow: tools build-debug
 	QOVERY_OPENAPI_SPEC="$$($(VENV)/bin/python tools/qovery_spec.py)" $(NODE_DIR)/run-scenarios.sh
 
-# The README's "Run a rotation by hand": its AWS CLI commands against template.yaml
+# docs/by-hand.md, "Run a rotation by hand": its AWS CLI commands against template.yaml
 # deployed in moto, whose Step Functions engine runs the ASL against the real binaries.
 test-by-hand: tools tools-sam build-debug
-	QOVERY_OPENAPI_SPEC="$$($(VENV)/bin/python tools/qovery_spec.py)" $(NODE_DIR)/by-hand.sh --check-readme
+	QOVERY_OPENAPI_SPEC="$$($(VENV)/bin/python tools/qovery_spec.py)" $(NODE_DIR)/by-hand.sh --check-doc
 
 test: fmt-check clippy lint test-unit test-template test-workflow test-by-hand
 

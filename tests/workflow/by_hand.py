@@ -1,4 +1,4 @@
-"""The README's "Run a rotation by hand", against the local stack: the AWS CLI talks to
+"""docs/by-hand.md, "Run a rotation by hand", against the local stack: the AWS CLI talks to
 moto, where template.yaml is deployed as a CloudFormation stack and moto's own Step
 Functions engine runs statemachine/rotation.asl.json, invoking the real step binaries.
 
@@ -20,9 +20,9 @@ delivery, EventBridge (the schedule and the failure notification) and the consol
     python by_hand.py                      prints the environment for the AWS CLI, runs until Ctrl-C
     python by_hand.py --run SCRIPT         runs `bash SCRIPT` in that environment, then stops
     python by_hand.py --qovery-rejects-token ...   Qovery answers 401 to the stored token
-    python by_hand.py --check-readme       runs the README's "Run a rotation by hand" (make test-by-hand)
+    python by_hand.py --check-doc          runs docs/by-hand.md, "Run a rotation by hand" (make test-by-hand)
 
---check-readme takes the ```sh blocks of that README section (all but those after an
+--check-doc takes the ```sh blocks of that page (all but those after an
 `<!-- aws only: ... -->` line) and runs them in one bash, in order, every command required
 to succeed, in two worlds: a healthy one (the dry run succeeds, the rotation starts and is
 under way when the stack stops) and one where Qovery refuses the token (the dry run fails with
@@ -126,16 +126,16 @@ def function_arn(stack: Stack, logical_id: str) -> str:
     return f"arn:aws:lambda:{REGION}:{stack.world.account_id}:function:{name}"
 
 
-README = REPO / "README.md"
-SECTION = "## Run a rotation by hand"
+DOC = REPO / "docs" / "by-hand.md"
+TITLE = "# Run a rotation by hand"
 
 
-def readme_blocks() -> list[str]:
-    """The runnable ```sh blocks of the README's section, in order."""
-    text = README.read_text()
-    start = text.index(SECTION + "\n")
-    end = text.find("\n## ", start + len(SECTION))
-    lines = text[start:end if end != -1 else len(text)].splitlines()
+def doc_blocks() -> list[str]:
+    """The runnable ```sh blocks of docs/by-hand.md, in order."""
+    text = DOC.read_text()
+    if not text.startswith(TITLE + "\n"):
+        raise StackError(f"{DOC.relative_to(REPO)}: expected it to start with {TITLE!r}")
+    lines = text.splitlines()
     blocks, current, skip, previous = [], None, False, ""
     for line in lines:
         if current is None and line.strip() == "```sh":
@@ -155,7 +155,7 @@ def check_script(blocks: list[str], which: list[int]) -> str:
     """One bash script running the chosen blocks in order; any failing command fails it."""
     parts = ["set -Eeuo pipefail", "trap 'echo \"FAILED: $BASH_COMMAND\" >&2' ERR"]
     for i in which:
-        parts.append(f"echo '### README block {i + 1}' >&2")
+        parts.append(f"echo '### docs/by-hand.md block {i + 1}' >&2")
         parts.append(blocks[i])
     return "\n".join(parts) + "\n"
 
@@ -173,25 +173,25 @@ def executions(stack: Stack) -> dict[str, dict]:
     return out
 
 
-def check_readme() -> int:
-    blocks = readme_blocks()
+def check_doc() -> int:
+    blocks = doc_blocks()
     first = block_index(blocks, "STATE_MACHINE=$(output StateMachineArn)")
     dry = block_index(blocks, "jq -c '.dry_run = true'")
     failed = block_index(blocks, "--query cause")
     if not first < dry < failed:
-        raise StackError("README: the outputs, the dry run and the FAILED blocks are not in that order")
+        raise StackError("docs/by-hand.md: the outputs, the dry run and the FAILED blocks are not in that order")
     worlds = [
         ("healthy", False, list(range(len(blocks)))),
         ("Qovery refuses the token", True, [first, dry, failed]),
     ]
     problems = []
     for name, rejects, which in worlds:
-        log(f"README check, {name}: blocks {', '.join(str(i + 1) for i in which)} of {len(blocks)}")
+        log(f"docs/by-hand.md check, {name}: blocks {', '.join(str(i + 1) for i in which)} of {len(blocks)}")
         script = Path(tempfile.mkdtemp()) / "by-hand.sh"
         script.write_text(check_script(blocks, which))
         code, runs, lock = session(rejects, str(script))
         if code != 0:
-            problems.append(f"{name}: the README's commands failed (exit {code})")
+            problems.append(f"{name}: the commands of docs/by-hand.md failed (exit {code})")
             continue
         dry_runs = [e for n, e in runs.items() if n.startswith("dry-run-")]
         rotations = [e for n, e in runs.items() if n.startswith("by-hand-")]
@@ -215,7 +215,7 @@ def check_readme() -> int:
             problems.append(f"{name}: a dry run that failed left a ledger item: {lock}")
     for problem in problems:
         print(f"by_hand: {problem}", file=sys.stderr)
-    print(f"README \"Run a rotation by hand\": {len(worlds) - len(problems)} passed, {len(problems)} failed")
+    print(f"docs/by-hand.md \"Run a rotation by hand\": {len(worlds) - len(problems)} passed, {len(problems)} failed")
     return 1 if problems else 0
 
 
@@ -223,10 +223,10 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", metavar="SCRIPT", help="run `bash SCRIPT` with the AWS CLI pointed at the stack, then stop")
     p.add_argument("--qovery-rejects-token", action="store_true", help="the fake Qovery answers 401 to the stored token")
-    p.add_argument("--check-readme", action="store_true", help="run the README's section in two worlds and check the outcome")
+    p.add_argument("--check-doc", action="store_true", help="run docs/by-hand.md's commands in two worlds and check the outcome")
     args = p.parse_args(argv)
-    if args.check_readme:
-        return check_readme()
+    if args.check_doc:
+        return check_doc()
     code, _, _ = session(args.qovery_rejects_token, args.run)
     return code
 

@@ -207,7 +207,7 @@ def leaks(ex: Execution, secrets: list[str]) -> list[str]:
 def billing_counts(ex: Execution) -> str:
     """What Step Functions Standard and Lambda bill this execution for: a transition
     per state entered, retries included, and a request per function invocation (the
-    README's cost per rotation is built from these)."""
+    cost per rotation in docs/cost.md is built from these)."""
     entered, retried = len(ex.of("StateEntered")), len(ex.of("StateRetried"))
     invoked: dict[str, int] = {}
     for e in ex.of("LambdaFunctionScheduled"):

@@ -3,8 +3,8 @@
 //! rotation must not do either. A cluster that is not redeployed picks up the new
 //! credentials the next time it is started or deployed, so the old key can still go.
 //!
-//! The table, for every value of the spec's `ClusterStateEnum` (README, "Which clusters
-//! are redeployed"):
+//! The table, for every value of the spec's `ClusterStateEnum` (docs/how-it-works.md,
+//! "Which clusters are redeployed"):
 //! - stopped, being stopped, or whose stop failed: `STOP_QUEUED`, `STOPPING`,
 //!   `STOPPED`, `STOP_ERROR`: skipped (a deploy would start it);
 //! - deleted or being deleted: `DELETE_QUEUED`, `DELETING`, `DELETED`, `DELETE_ERROR`:

@@ -1,5 +1,5 @@
 //! The error names Step Functions sees. They are the workflow's interface: the ASL's
-//! `Retry` and `Catch` match them, and the README tells the operator what to do for
+//! `Retry` and `Catch` match them, and docs/errors.md tells the operator what to do for
 //! each one. Never rename one without changing `statemachine/rotation.asl.json`.
 
 use lambda_runtime::Diagnostic;

@@ -405,7 +405,7 @@ mod tests {
     }
 
     /// template.yaml's bounds (PollIntervalSeconds 60..3600, DeployTimeoutSeconds up to
-    /// 86400) always leave room for one cluster; the README's table gives the rest.
+    /// 86400) always leave room for one cluster; docs/parameters.md's table gives the rest.
     #[test]
     fn the_template_bounds_always_fit_one_cluster() {
         let with = |timeout: u64, interval: u64| {

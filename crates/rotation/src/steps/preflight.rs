@@ -94,7 +94,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         Some(r) => recovery::decide(r, &input.organization_id, &keys, &all).map_err(|unexplained| {
             RotationError::PreconditionFailed(format!(
                 "The last rotation of IAM user {user} did not finish, and what it left cannot be explained: \
-                 {unexplained}. A new run neither finishes nor undoes it. Fix that by hand (see the README, \
+                 {unexplained}. A new run neither finishes nor undoes it. Fix that by hand (see docs/errors.md, \
                  \"Errors and how to recover\"), then start again. {NOTHING_CHANGED}"
             ))
         })?,
