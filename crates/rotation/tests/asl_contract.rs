@@ -174,7 +174,10 @@ fn transient_errors_are_retried_where_they_can_happen() {
     let failed = state(&asl, "ClusterFailed").unwrap();
     assert_eq!(failed["Type"], "Pass");
     assert_eq!(failed["End"], true);
-    assert_eq!(state(&asl, "ReportSuccess").unwrap()["Catch"][0]["Next"], "Rotated");
+    assert_eq!(
+        state(&asl, "ReportSuccess").unwrap()["Catch"][0]["Next"],
+        "Rotated"
+    );
     // CheckWave judges the same results each time: only the platform's errors are
     // worth a retry, and the cluster errors it raises must fail the execution.
     let wave = state(&asl, "CheckWave").unwrap();
@@ -281,7 +284,10 @@ fn clusters_are_redeployed_wave_after_wave_the_canary_first() {
         "a wave's clusters all start"
     );
     assert_eq!(wave["Next"], "CheckWave");
-    assert_eq!(inner["States"]["CheckWave"]["Parameters"]["wave.$"], "$.results");
+    assert_eq!(
+        inner["States"]["CheckWave"]["Parameters"]["wave.$"],
+        "$.results"
+    );
     assert_eq!(inner["States"]["CheckWave"]["End"], true);
     for map in [waves, wave] {
         let keys: Vec<&String> = map.as_object().unwrap().keys().collect();
@@ -302,7 +308,10 @@ fn a_finished_rotation_reports_to_the_topic_unless_turned_off() {
         state(&asl, "DeleteOldKey").unwrap()["Parameters"]["report"]["started_at.$"],
         "$$.Execution.StartTime"
     );
-    assert_eq!(state(&asl, "DeleteOldKey").unwrap()["Next"], "NotifyOnSuccessSetting");
+    assert_eq!(
+        state(&asl, "DeleteOldKey").unwrap()["Next"],
+        "NotifyOnSuccessSetting"
+    );
     let setting = state(&asl, "NotifyOnSuccessSetting").unwrap();
     assert_eq!(setting["Result"]["enabled"], "${NotifyOnSuccess}");
     let choice = state(&asl, "ShouldReportSuccess").unwrap();

@@ -431,26 +431,11 @@ async fn preflight_rejects_bad_input_by_field() {
     assert_eq!(world.calls("editAWSCredentials"), 0);
 }
 
-/// An execution RUNNING in moto's Step Functions, as preflight sees a live rotation.
-async fn running_execution(world: &World) -> String {
-    world
-        .moto
-        .sfn()
-        .start_execution()
-        .state_machine_arn(&world.state_machine_arn)
-        .input(world.input().to_string())
-        .send()
-        .await
-        .unwrap()
-        .execution_arn()
-        .to_string()
-}
-
 #[tokio::test]
 async fn preflight_takes_the_users_lock_and_a_second_execution_meets_rotation_in_progress() {
     // GIVEN a running execution that passed preflight: it holds the user's lock
     let world = World::new().await;
-    let first = running_execution(&world).await;
+    let first = world.running_execution().await;
     preflight::handle(
         &world.deps,
         world.preflight_event_for(&first, world.input()),
@@ -462,7 +447,7 @@ async fn preflight_takes_the_users_lock_and_a_second_execution_meets_rotation_in
     assert_eq!(record.old_access_key_id, world.old_key);
 
     // WHEN a second execution (of this stack or any other) preflights, dry run or not
-    let second = running_execution(&world).await;
+    let second = world.running_execution().await;
     for dry_run in [false, true] {
         let mut input = world.input();
         input["dry_run"] = json!(dry_run);
@@ -520,8 +505,8 @@ async fn preflight_takes_the_users_lock_and_a_second_execution_meets_rotation_in
 async fn two_executions_preflighting_at_the_same_moment_take_the_lock_once() {
     let world = World::new().await;
     let (a, b) = (
-        running_execution(&world).await,
-        running_execution(&world).await,
+        world.running_execution().await,
+        world.running_execution().await,
     );
     let (first, second) = tokio::join!(
         preflight::handle(&world.deps, world.preflight_event_for(&a, world.input())),

@@ -447,6 +447,20 @@ impl World {
     }
 
     /// `Active` or `Inactive`; `None` if the user has no such key.
+    /// An execution RUNNING in moto's Step Functions, as preflight sees a live rotation.
+    pub async fn running_execution(&self) -> String {
+        self.moto
+            .sfn()
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .input(self.input().to_string())
+            .send()
+            .await
+            .unwrap()
+            .execution_arn()
+            .to_string()
+    }
+
     pub async fn key_status(&self, key: &str) -> Option<String> {
         self.keys()
             .await
@@ -883,20 +897,28 @@ pub fn with_caught_error(name: &str, next: &str, input: &Value, error: Value) ->
     output
 }
 
-/// The items of the `DeployClusters` Map for a state, built by its ItemSelector.
+/// The items of the `DeployWave` Maps for a state, wave after wave: each cluster's,
+/// built by the outer Map's ItemSelector (one item per wave), then the inner one's.
 pub fn map_items(state: &RotationState) -> Vec<Value> {
-    let map = asl_state("DeployClusters");
+    let waves = asl_state("DeployClusters");
+    let wave = &waves["ItemProcessor"]["States"]["DeployWave"];
     let input = serde_json::to_value(state).unwrap();
-    let items = read_path(map["ItemsPath"].as_str().unwrap(), &input, &json!({}));
-    items
-        .as_array()
-        .unwrap()
+    let selected = |map: &Value, input: &Value| -> Vec<Value> {
+        let items = read_path(map["ItemsPath"].as_str().unwrap(), input, &json!({}));
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let context = json!({"Map": {"Item": {"Index": index, "Value": item}}});
+                apply_template(&map["ItemSelector"], input, &context)
+            })
+            .collect()
+    };
+    selected(&waves, &input)
         .iter()
-        .enumerate()
-        .map(|(index, item)| {
-            let context = json!({"Map": {"Item": {"Index": index, "Value": item}}});
-            apply_template(&map["ItemSelector"], &input, &context)
-        })
+        .flat_map(|wave_input| selected(wave, wave_input))
         .collect()
 }
 
@@ -926,7 +948,10 @@ pub fn value<T: Serialize>(t: &T) -> Value {
 
 /// The context object of the execution a state belongs to (`$$.Execution.Id`).
 pub fn context_of(state: &RotationState) -> Value {
-    json!({"Execution": {"Id": state.execution_id}, "StateMachine": {"Id": state.state_machine_arn}})
+    json!({
+        "Execution": {"Id": state.execution_id, "StartTime": state.preflight_at},
+        "StateMachine": {"Id": state.state_machine_arn}
+    })
 }
 
 pub fn no_context() -> Value {
