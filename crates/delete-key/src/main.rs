@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    rotation::lambda::serve(rotation::steps::delete_key::handle).await
+    rotation::lambda::serve(rotation::steps::delete_key::serve_either).await
 }

@@ -56,12 +56,17 @@ pub enum RotationError {
     /// undoes it). Nothing changed.
     #[error("{0}")]
     RotationUnfinished(String),
+    /// Something outside Qovery still uses the old key: IAM saw it used within
+    /// `key_idle_seconds`, or a cluster failed while it was switched off. Both keys are
+    /// active; nothing was deleted.
+    #[error("{0}")]
+    KeyStillInUse(String),
 }
 
 impl RotationError {
     /// Every name `error_type` can take. The ASL may match only these (and the
     /// platform's own `States.*` and `Lambda.*` names).
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 16] = [
         "InvalidInput",
         "PreconditionFailed",
         "RotationInProgress",
@@ -77,6 +82,7 @@ impl RotationError {
         "HandOverIncomplete",
         "KeyTooOld",
         "RotationUnfinished",
+        "KeyStillInUse",
     ];
 
     /// The stable name Step Functions matches in `ErrorEquals`.
@@ -97,6 +103,7 @@ impl RotationError {
             Self::HandOverIncomplete(_) => "HandOverIncomplete",
             Self::KeyTooOld(_) => "KeyTooOld",
             Self::RotationUnfinished(_) => "RotationUnfinished",
+            Self::KeyStillInUse(_) => "KeyStillInUse",
         }
     }
 
@@ -117,7 +124,8 @@ impl RotationError {
             | Self::AwsRejected(m)
             | Self::HandOverIncomplete(m)
             | Self::KeyTooOld(m)
-            | Self::RotationUnfinished(m) => m,
+            | Self::RotationUnfinished(m)
+            | Self::KeyStillInUse(m) => m,
         }
     }
 
@@ -144,6 +152,7 @@ impl RotationError {
             Self::HandOverIncomplete(_) => Self::HandOverIncomplete(message),
             Self::KeyTooOld(_) => Self::KeyTooOld(message),
             Self::RotationUnfinished(_) => Self::RotationUnfinished(message),
+            Self::KeyStillInUse(_) => Self::KeyStillInUse(message),
         }
     }
 }
@@ -179,6 +188,7 @@ mod tests {
             RotationError::HandOverIncomplete(String::new()),
             RotationError::KeyTooOld(String::new()),
             RotationError::RotationUnfinished(String::new()),
+            RotationError::KeyStillInUse(String::new()),
         ];
         let names: Vec<_> = all.iter().map(|e| e.name()).collect();
         assert_eq!(names, RotationError::NAMES);

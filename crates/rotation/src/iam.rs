@@ -5,7 +5,7 @@ use aws_smithy_types::date_time::Format;
 
 use crate::aws::AwsError;
 use crate::secret::Secret;
-use crate::state::KeySummary;
+use crate::state::{KeySummary, LastUse};
 
 /// Every access key of `user` (IAM allows two at most).
 pub async fn list_access_keys(iam: &Client, user: &str) -> Result<Vec<KeySummary>, AwsError> {
@@ -93,4 +93,28 @@ pub async fn set_access_key_active(
         .await
         .map_err(|e| AwsError::from_sdk("iam:UpdateAccessKey", e))?;
     Ok(())
+}
+
+/// When, by which service and in which region `access_key_id` was last used, as IAM
+/// reports it; `None` if it never was. IAM documents no delay for this data: a steady
+/// caller shows, a single late call may not yet.
+pub async fn access_key_last_used(
+    iam: &Client,
+    access_key_id: &str,
+) -> Result<Option<LastUse>, AwsError> {
+    crate::deadline::ensure_time_for("iam:GetAccessKeyLastUsed")?;
+    let output = iam
+        .get_access_key_last_used()
+        .access_key_id(access_key_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("iam:GetAccessKeyLastUsed", e))?;
+    Ok(output.access_key_last_used().and_then(|used| {
+        let at = used.last_used_date()?.fmt(Format::DateTime).ok()?;
+        Some(LastUse {
+            at,
+            service: used.service_name().to_string(),
+            region: used.region().to_string(),
+        })
+    }))
 }

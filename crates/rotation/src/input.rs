@@ -18,6 +18,16 @@ pub const MAX_POLL_INTERVAL_SECONDS: u64 = 3600;
 /// A Standard execution lives at most a year; these bounds keep one rotation well inside.
 pub const MAX_DRAIN_SECONDS: u64 = 30 * 24 * 3600;
 pub const MAX_DEPLOY_TIMEOUT_SECONDS: u64 = 24 * 3600;
+/// At the drain's end the old key must not have been used for this long (IAM's
+/// GetAccessKeyLastUsed): an hour after the default two-hour drain began, Qovery work
+/// started before the hand-over has had an hour to stop using it, and anything calling
+/// at least hourly is caught.
+pub const DEFAULT_KEY_IDLE_SECONDS: u64 = 3600;
+/// Between switching the old key off and deleting it: an hour, in which anything that
+/// still needs it fails visibly (and a cluster turned INVALID_CREDENTIALS brings it
+/// back), while switching it on again is one call.
+pub const DEFAULT_QUARANTINE_SECONDS: u64 = 3600;
+pub const MAX_QUARANTINE_SECONDS: u64 = 7 * 24 * 3600;
 /// After the canary, how many clusters redeploy at once. One at a time is the safest;
 /// more shortens a rotation of many clusters.
 pub const DEFAULT_DEPLOY_CONCURRENCY: u64 = 1;
@@ -37,7 +47,7 @@ const EVENTS_PER_CLUSTER: u64 = 30;
 /// A wave's own events: its iteration, its inner Map, and the CheckWave task.
 const EVENTS_PER_WAVE: u64 = 20;
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 13] = [
     "iam_user_name",
     "organization_id",
     "credentials_id",
@@ -45,6 +55,8 @@ const FIELDS: [&str; 11] = [
     "deploy_timeout_seconds",
     "poll_interval_seconds",
     "deploy_concurrency",
+    "key_idle_seconds",
+    "quarantine_seconds",
     "allow_short_drain",
     "dry_run",
     "audit",
@@ -65,6 +77,11 @@ pub struct ExecutionInput {
     /// After the canary (the first cluster, alone), at most this many clusters
     /// redeploy at once.
     pub deploy_concurrency: u64,
+    /// The old key must have been idle this long when the drain ends (0: not checked).
+    pub key_idle_seconds: u64,
+    /// The old key stays switched off this long before it is deleted (0: deleted at
+    /// once, never switched off).
+    pub quarantine_seconds: u64,
     pub allow_short_drain: bool,
     /// Changes nothing. Also true for an audit.
     pub dry_run: bool,
@@ -120,6 +137,20 @@ impl ExecutionInput {
                 "field `max_key_age_days` must be between 1 and {MAX_MAX_KEY_AGE_DAYS} (days); got {max_key_age_days}"
             )));
         }
+        let key_idle_seconds =
+            optional_u64(object, "key_idle_seconds")?.unwrap_or(DEFAULT_KEY_IDLE_SECONDS);
+        if key_idle_seconds > MAX_DRAIN_SECONDS {
+            return Err(invalid(format!(
+                "field `key_idle_seconds` must be at most {MAX_DRAIN_SECONDS} (30 days); got {key_idle_seconds}"
+            )));
+        }
+        let quarantine_seconds =
+            optional_u64(object, "quarantine_seconds")?.unwrap_or(DEFAULT_QUARANTINE_SECONDS);
+        if quarantine_seconds > MAX_QUARANTINE_SECONDS {
+            return Err(invalid(format!(
+                "field `quarantine_seconds` must be at most {MAX_QUARANTINE_SECONDS} (7 days); got {quarantine_seconds}"
+            )));
+        }
         let deploy_concurrency =
             optional_u64(object, "deploy_concurrency")?.unwrap_or(DEFAULT_DEPLOY_CONCURRENCY);
         if !(1..=MAX_DEPLOY_CONCURRENCY).contains(&deploy_concurrency) {
@@ -166,6 +197,8 @@ impl ExecutionInput {
             deploy_timeout_seconds,
             poll_interval_seconds,
             deploy_concurrency,
+            key_idle_seconds,
+            quarantine_seconds,
             allow_short_drain,
             dry_run,
             audit,
@@ -304,6 +337,10 @@ mod tests {
         assert_eq!(input.poll_interval_seconds, 60);
         assert_eq!(input.credentials_id, None);
         assert_eq!(input.deploy_concurrency, 1);
+        assert_eq!(
+            (input.key_idle_seconds, input.quarantine_seconds),
+            (3600, 3600)
+        );
         assert_eq!(input.max_key_age_days, 45);
         assert!(!input.dry_run && !input.allow_short_drain && !input.audit);
     }
@@ -368,6 +405,21 @@ mod tests {
                 "field `deploy_concurrency`",
             ),
             ("max_key_age_days", json!(0), "field `max_key_age_days`"),
+            (
+                "key_idle_seconds",
+                json!(2592001),
+                "field `key_idle_seconds`",
+            ),
+            (
+                "quarantine_seconds",
+                json!(604801),
+                "field `quarantine_seconds`",
+            ),
+            (
+                "quarantine_seconds",
+                json!(-1),
+                "field `quarantine_seconds`",
+            ),
             ("max_key_age_days", json!(366), "field `max_key_age_days`"),
             ("iam_user_name", json!("bad name!"), "field `iam_user_name`"),
         ];

@@ -37,6 +37,8 @@ pub enum LedgerPhase {
     HandingOver,
     /// Every holder holds the new key; `handover_at` and the clusters are recorded.
     HandedOver,
+    /// The old key is switched off for the quarantine (or about to be).
+    Quarantined,
     /// About to delete the old key.
     Retiring,
     /// About to roll back the new key.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::qovery::HolderRef;
-use crate::state::{Recovery, SkippedCluster};
+use crate::state::{LastUse, QuarantineResult, Recovery, SkippedCluster};
 use crate::steps::check_wave::WaveOutcome;
 use crate::timefmt;
 
@@ -39,6 +39,8 @@ pub struct RotationOutcome {
     pub drain_until: Option<String>,
     #[serde(default)]
     pub recovery: Recovery,
+    #[serde(default)]
+    pub quarantine_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +60,12 @@ pub struct Drain {
     pub until: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUse {
+    pub at_drain_end: Option<LastUse>,
+    pub before_delete: Option<LastUse>,
+}
+
 /// The message, as the topic's subscribers read it (JSON, like the failure one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SuccessReport {
@@ -70,6 +78,11 @@ pub struct SuccessReport {
     pub holders_changed: Vec<String>,
     pub clusters: Vec<ClusterLine>,
     pub drain: Drain,
+    /// The old key's last use when the drain ended (checked idle), and just before
+    /// the delete (`None`: never used).
+    pub old_key_last_used: KeyUse,
+    /// Seconds the old key stayed switched off before the delete (0: none).
+    pub quarantine_seconds: u64,
     pub started_at: String,
     pub finished_at: String,
     pub duration_seconds: u64,
@@ -80,6 +93,8 @@ pub fn success(
     iam_user_name: &str,
     old_access_key_id: &str,
     new_access_key_id: &str,
+    quarantine: Option<&QuarantineResult>,
+    last_used: Option<&LastUse>,
     now: OffsetDateTime,
 ) -> SuccessReport {
     let rotation = &request.rotation;
@@ -146,6 +161,11 @@ pub fn success(
             from: rotation.qovery_updated_at.clone(),
             until: rotation.drain_until.clone(),
         },
+        old_key_last_used: KeyUse {
+            at_drain_end: quarantine.and_then(|q| q.last_used.clone()),
+            before_delete: last_used.cloned(),
+        },
+        quarantine_seconds: rotation.quarantine_seconds,
         started_at: request.started_at.clone(),
         finished_at: timefmt::format(now),
         duration_seconds,
@@ -201,7 +221,7 @@ mod tests {
     #[test]
     fn the_report_names_the_user_keys_holders_clusters_drain_and_duration() {
         let now = datetime!(2026-11-30 11:14:30 UTC);
-        let report = success(&request(), "qovery", "AKIAOLD", "AKIANEW", now);
+        let report = success(&request(), "qovery", "AKIAOLD", "AKIANEW", None, None, now);
         assert_eq!(report.subject, "Qovery key rotated: IAM user qovery");
         assert_eq!(report.duration_seconds, 2 * 3600 + 14 * 60 + 29);
         assert_eq!(report.holders_changed.len(), 2);

@@ -22,6 +22,21 @@ pub struct KeySummary {
 
 pub use crate::qovery::HolderRef;
 
+/// A key's last use, as IAM's GetAccessKeyLastUsed reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastUse {
+    /// RFC 3339.
+    pub at: String,
+    pub service: String,
+    pub region: String,
+}
+
+impl LastUse {
+    pub fn describe(&self) -> String {
+        format!("{} by {} in {}", self.at, self.service, self.region)
+    }
+}
+
 /// A holder that does not hold the rotated key (another key, or a role), named in the
 /// report and left alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +120,10 @@ pub struct PreflightReport {
     /// Whole days since the key Qovery holds was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_age_days: Option<u64>,
+    /// When, by which service and where the key Qovery holds was last used (IAM's
+    /// GetAccessKeyLastUsed; absent: never, or it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_last_used: Option<LastUse>,
     /// An audit's verdict, when it passed (a failed audit is an error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<String>,
@@ -141,6 +160,12 @@ pub struct RotationState {
     /// clusters to redeploy are final; the DeployClusters Map iterates over it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deploy_waves: Vec<Vec<ClusterPlan>>,
+    /// The old key must have been idle this long when the drain ends.
+    #[serde(default = "default_key_idle_seconds")]
+    pub key_idle_seconds: u64,
+    /// The old key stays switched off this long before it is deleted (0: not at all).
+    #[serde(default = "default_quarantine_seconds")]
+    pub quarantine_seconds: u64,
     pub dry_run: bool,
     /// A read-only audit of the key's age (a dry run too).
     #[serde(default)]
@@ -167,10 +192,21 @@ pub struct RotationState {
     pub qovery_updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_until: Option<String>,
+    /// Set by QuarantineOldKey (its ResultPath): what the drain's end found and did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<QuarantineResult>,
 }
 
 fn one() -> u64 {
     1
+}
+
+fn default_key_idle_seconds() -> u64 {
+    crate::input::DEFAULT_KEY_IDLE_SECONDS
+}
+
+fn default_quarantine_seconds() -> u64 {
+    crate::input::DEFAULT_QUARANTINE_SECONDS
 }
 
 /// Where a cluster's redeploy stands. The ASL's Choice states compare these strings.
@@ -242,7 +278,11 @@ impl ClusterDeployment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeleteMode {
-    /// After the drain: delete the key Qovery held before the rotation.
+    /// After the drain: check that nothing uses the old key, and switch it off for
+    /// the quarantine (QuarantineOldKey; `steps::quarantine`).
+    QuarantineOldKey,
+    /// After the drain (and the quarantine): delete the key Qovery held before the
+    /// rotation.
     RetireOldKey,
     /// The hand-over failed: delete the new key, which Qovery never took.
     RollbackNewKey,
@@ -272,6 +312,38 @@ pub struct DeleteKeyRequest {
     /// Retire only: what the success report needs (the execution's start, the state).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::report::ReportRequest>,
+    /// Quarantine and retire: the old key must have been idle this long.
+    #[serde(default)]
+    pub key_idle_seconds: Option<u64>,
+    /// Quarantine: how long the old key stays switched off before the delete.
+    #[serde(default)]
+    pub quarantine_seconds: Option<u64>,
+    /// Retire: what QuarantineOldKey found and did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<QuarantineResult>,
+    /// Retire after a quarantine: the clusters that must still be healthy.
+    #[serde(default)]
+    pub clusters: Vec<ClusterPlan>,
+}
+
+/// What QuarantineOldKey did: the old key's last use (checked idle), whether it was
+/// switched off, and until when the quarantine lasts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineResult {
+    pub old_access_key_id: String,
+    /// Its last use when the drain ended, as IAM reported it (`None`: never used).
+    #[serde(default)]
+    pub last_used: Option<LastUse>,
+    /// Switched off by this step (false with a quarantine of 0, or when an earlier
+    /// attempt had switched it off already).
+    pub switched_off: bool,
+    /// Already Inactive when this step looked: an earlier attempt switched it off.
+    pub already_off: bool,
+    /// Already deleted: an earlier DeleteOldKey went through.
+    pub already_deleted: bool,
+    /// When the Quarantine Wait ends (RFC 3339).
+    pub until: String,
+    pub summary: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,6 +357,9 @@ pub struct DeleteKeyResult {
     pub kept_by: Vec<String>,
     pub remaining_keys: Vec<KeySummary>,
     pub summary: String,
+    /// Retiring the old key: its last use just before the delete (`None`: never used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_key_last_used: Option<LastUse>,
     /// Retiring the old key: the message ReportSuccess publishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::report::SuccessReport>,

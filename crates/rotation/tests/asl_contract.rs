@@ -22,7 +22,7 @@ const PLATFORM_ERRORS: [&str; 8] = [
 
 /// Every Task state that calls AWS or Qovery, with the function (template.yaml
 /// resource) it invokes. (CheckWave calls nothing; ReportSuccess is SNS.)
-const TASKS: [(&str, &str); 10] = [
+const TASKS: [(&str, &str); 11] = [
     ("Preflight", "PreflightFunction"),
     ("CreateKey", "CreateKeyFunction"),
     ("UpdateQovery", "UpdateQoveryFunction"),
@@ -32,6 +32,7 @@ const TASKS: [(&str, &str); 10] = [
     ("UndoPrevious", "DeleteKeyFunction"),
     ("DeployCluster", "DeployClusterFunction"),
     ("CheckStatus", "CheckStatusFunction"),
+    ("QuarantineOldKey", "DeleteKeyFunction"),
     ("DeleteOldKey", "DeleteKeyFunction"),
 ];
 
@@ -380,4 +381,40 @@ fn every_delete_names_the_execution_that_holds_the_lock_and_recovery_is_routed()
     assert_eq!(state(&asl, "WhatToDo").unwrap()["Default"], "CreateKey");
     assert_eq!(state(&asl, "UndoPrevious").unwrap()["Next"], "CreateKey");
     assert!(state(&asl, "UndoPrevious").unwrap().get("Catch").is_none());
+}
+
+#[test]
+fn the_old_key_is_checked_idle_and_quarantined_before_the_delete() {
+    let asl = asl();
+    assert_eq!(state(&asl, "Drain").unwrap()["Next"], "QuarantineOldKey");
+    let quarantine = state(&asl, "QuarantineOldKey").unwrap();
+    assert_eq!(
+        quarantine["Parameters"]["mode"],
+        serde_json::to_value(rotation::state::DeleteMode::QuarantineOldKey).unwrap()
+    );
+    assert_eq!(
+        quarantine["Parameters"]["execution_id.$"],
+        "$$.Execution.Id"
+    );
+    assert_eq!(
+        quarantine["Parameters"]["key_idle_seconds.$"],
+        "$.key_idle_seconds"
+    );
+    assert_eq!(
+        quarantine["Parameters"]["quarantine_seconds.$"],
+        "$.quarantine_seconds"
+    );
+    assert_eq!(quarantine["ResultPath"], "$.quarantine");
+    assert!(
+        quarantine.get("Catch").is_none(),
+        "KeyStillInUse must fail the run"
+    );
+    let wait = state(&asl, "Quarantine").unwrap();
+    assert_eq!(wait["Type"], "Wait");
+    assert_eq!(wait["TimestampPath"], "$.quarantine.until");
+    assert_eq!(wait["Next"], "DeleteOldKey");
+    let delete = &state(&asl, "DeleteOldKey").unwrap()["Parameters"];
+    assert_eq!(delete["quarantine.$"], "$.quarantine");
+    assert_eq!(delete["clusters.$"], "$.clusters");
+    assert_eq!(delete["key_idle_seconds.$"], "$.key_idle_seconds");
 }

@@ -90,6 +90,10 @@ async fn no_secret_in_outputs_logs_or_errors() {
                     .unwrap();
         }
     }
+    let mut state = state;
+    let quarantined = quarantine(&world, &state).await.unwrap();
+    record(&serde_json::to_value(&quarantined).unwrap());
+    state.quarantine = Some(quarantined);
     let request = task_input(
         "DeleteOldKey",
         &serde_json::to_value(&state).unwrap(),

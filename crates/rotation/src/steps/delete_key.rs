@@ -26,15 +26,35 @@ use crate::ledger::{LedgerPhase, Record};
 use crate::qovery::holders::{self, Holder};
 use crate::state::{
     describe_keys, parse_step_input, DeleteKeyRequest, DeleteKeyResult, DeleteMode, KeySummary,
+    LastUse,
 };
 use crate::{iam, report, secrets_manager, timefmt};
 
+/// The delete-key function serves the quarantine too (QuarantineOldKey), told apart by
+/// its mode.
+/// Type-erased, as `check_status::serve_either`.
+pub fn serve_either(deps: &Deps, event: Value) -> super::StepFuture<'_> {
+    Box::pin(async move {
+        if event.get("mode").and_then(Value::as_str) == Some("quarantine_old_key") {
+            let result = super::quarantine::handle(deps, event).await?;
+            return Ok(serde_json::to_value(result).expect("a quarantine result always serializes"));
+        }
+        let result = handle(deps, event).await?;
+        Ok(serde_json::to_value(result).expect("a delete result always serializes"))
+    })
+}
+
 pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, RotationError> {
     let request: DeleteKeyRequest = parse_step_input("delete-key", event)?;
+    if request.mode == DeleteMode::QuarantineOldKey {
+        return Err(RotationError::InvalidInput(
+            "delete-key's quarantine_old_key mode is served by steps::quarantine. Nothing was changed.".to_string(),
+        ));
+    }
     let user = request.iam_user_name.as_str();
     let old = request.old_access_key_id.as_str();
     let (target, keep) = match (request.mode, request.new_access_key_id.as_deref()) {
-        (DeleteMode::RetireOldKey, Some(new)) => (old, new),
+        (DeleteMode::RetireOldKey | DeleteMode::QuarantineOldKey, Some(new)) => (old, new),
         (DeleteMode::RollbackNewKey | DeleteMode::UndoPrevious, Some(new)) => (new, old),
         (_, None) => {
             return Err(RotationError::InvalidInput(format!(
@@ -95,6 +115,15 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
                 .unwrap_or_else(|| "there is no record".to_string())
         )));
     }
+    // Nothing outside Qovery may still use the old key: idle per IAM while it is on;
+    // after a quarantine (it is off), no cluster of the rotation may have failed.
+    if request.mode == DeleteMode::RetireOldKey {
+        if target_active {
+            super::quarantine::check_idle(deps, &request, target, keep, &keys, &all).await?;
+        } else {
+            super::quarantine::check_clusters(deps, &token, &request, target).await?;
+        }
+    }
     write_phase(
         deps,
         record.as_ref(),
@@ -133,6 +162,17 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
         }
     }
 
+    // The old key's last use just before the delete, for the report (after the
+    // quarantine's: unchanged, since a switched-off key cannot be used).
+    let last_used = match request.mode {
+        DeleteMode::RetireOldKey => iam::access_key_last_used(&deps.iam, target)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e.message, "could not read the old key's last use");
+                None
+            }),
+        _ => None,
+    };
     iam::delete_access_key(&deps.iam, user, target)
         .await
         .map_err(|e| {
@@ -146,10 +186,10 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
             ))
         })?;
     tracing::info!(deleted_access_key_id = %target, mode = ?request.mode, "deleted access key");
-    finish(deps, &request, target, keep, false, &all).await
+    finish(deps, &request, target, keep, false, &all, last_used).await
 }
 
-async fn write_phase(
+pub(crate) async fn write_phase(
     deps: &Deps,
     record: Option<&Record>,
     phase: LedgerPhase,
@@ -167,7 +207,7 @@ async fn write_phase(
 
 /// Retiring the old key: the kept key must be Active, and every holder of the rotation
 /// must hold it.
-fn check_kept_key(
+pub(crate) fn check_kept_key(
     request: &DeleteKeyRequest,
     keep: &str,
     keys: &[KeySummary],
@@ -209,7 +249,7 @@ fn check_kept_key(
 }
 
 /// Switch `key` back on; says what happened, for the message.
-async fn reactivate(deps: &Deps, user: &str, key: &str) -> String {
+pub(crate) async fn reactivate(deps: &Deps, user: &str, key: &str) -> String {
     match iam::set_access_key_active(&deps.iam, user, key, true).await {
         Ok(()) => format!("The key {key} was switched back on."),
         Err(e) => format!(
@@ -234,7 +274,7 @@ async fn already_deleted(
     let keep_is_users = keys.iter().any(|k| k.access_key_id == keep);
     if keep_is_users && !holding_keep.is_empty() && holders::may_hold(all, target).is_empty() {
         tracing::info!(access_key_id = %target, "already deleted by an earlier attempt");
-        return finish(deps, request, target, keep, true, all).await;
+        return finish(deps, request, target, keep, true, all, None).await;
     }
     Err(RotationError::UnsafeDelete(format!(
         "Key {target} is not a key of IAM user {}, whose keys are: {}. Holders of the kept key {keep}: {}. Holders \
@@ -254,6 +294,7 @@ async fn finish(
     keep: &str,
     already_deleted: bool,
     all: &[Holder],
+    old_key_last_used: Option<LastUse>,
 ) -> Result<DeleteKeyResult, RotationError> {
     let user = &request.iam_user_name;
     if let Some(secret_id) = &request.key_secret_id {
@@ -291,9 +332,15 @@ async fn finish(
         describe_keys(&remaining_keys)
     );
     let report = match (request.mode, &request.report) {
-        (DeleteMode::RetireOldKey, Some(wanted)) => {
-            Some(report::success(wanted, user, target, keep, timefmt::now()))
-        }
+        (DeleteMode::RetireOldKey, Some(wanted)) => Some(report::success(
+            wanted,
+            user,
+            target,
+            keep,
+            request.quarantine.as_ref(),
+            old_key_last_used.as_ref(),
+            timefmt::now(),
+        )),
         _ => None,
     };
     Ok(DeleteKeyResult {
@@ -304,6 +351,7 @@ async fn finish(
         kept_by,
         remaining_keys,
         summary,
+        old_key_last_used,
         report,
     })
 }
@@ -343,7 +391,7 @@ async fn release_or_reset(deps: &Deps, request: &DeleteKeyRequest) {
     }
 }
 
-fn refusal(
+pub(crate) fn refusal(
     request: &DeleteKeyRequest,
     target: &str,
     keep: &str,
@@ -358,7 +406,7 @@ fn refusal(
              deletes {keep} once no holder holds it.",
             describe_keys(keys)
         ),
-        DeleteMode::RetireOldKey => format!(
+        DeleteMode::RetireOldKey | DeleteMode::QuarantineOldKey => format!(
             "Deleting it would break them. {outcome} Both keys ({}) stay active. Start a new run: it gives those \
              holders the new key {keep}; or find out why they hold the old one.",
             describe_keys(keys)

@@ -159,6 +159,13 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         clusters = clusters.len(), skipped = skipped_clusters.len(), recovery = ?decision.recovery, "{summary}");
     let now = timefmt::now();
     let key_age_days = audit::key_age_days(&keys, &qovery_key, now);
+    // For the report only: the check that matters runs at the drain's end.
+    let key_last_used = iam::access_key_last_used(&deps.iam, &qovery_key)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e.message, "could not read the key's last use");
+            None
+        });
     let audit = if input.audit {
         let verdict = audit::judge(&input, &keys, &qovery_key, decision.recovery, previous, now)?;
         tracing::info!(key_age_days = ?key_age_days, "{verdict}");
@@ -180,6 +187,8 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         poll_interval_seconds: input.poll_interval_seconds,
         deploy_concurrency: input.deploy_concurrency,
         deploy_waves: Vec::new(),
+        key_idle_seconds: input.key_idle_seconds,
+        quarantine_seconds: input.quarantine_seconds,
         dry_run: input.dry_run,
         audit: input.audit,
         recovery: decision.recovery,
@@ -192,6 +201,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
             recovery: decision.why.clone(),
             left_alone,
             key_age_days,
+            key_last_used,
             audit,
         },
         new_access_key_id: None,
@@ -199,6 +209,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         new_key_version_id: None,
         qovery_updated_at: None,
         drain_until: None,
+        quarantine: None,
     };
     if let Some(r) = previous {
         match decision.recovery {
@@ -258,6 +269,8 @@ fn audit_while_rotating(
         poll_interval_seconds: input.poll_interval_seconds,
         deploy_concurrency: input.deploy_concurrency,
         deploy_waves: Vec::new(),
+        key_idle_seconds: input.key_idle_seconds,
+        quarantine_seconds: input.quarantine_seconds,
         dry_run: true,
         audit: true,
         recovery: Recovery::Fresh,
@@ -270,6 +283,7 @@ fn audit_while_rotating(
             recovery: String::new(),
             left_alone: Vec::new(),
             key_age_days: None,
+            key_last_used: None,
             audit: Some(verdict),
         },
         new_access_key_id: None,
@@ -277,6 +291,7 @@ fn audit_while_rotating(
         new_key_version_id: None,
         qovery_updated_at: None,
         drain_until: None,
+        quarantine: None,
     }
 }
 

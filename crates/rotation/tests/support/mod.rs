@@ -15,10 +15,11 @@ use qovery_fake::{
     ClusterSnapshot, FakeQovery, RunningFake, Seed, SeedCluster, SeedCredentials, SeedRegistry,
 };
 use rotation::state::{
-    ClusterDeployment, DeleteKeyResult, KeySummary, Phase, ReconcileResult, RotationState,
+    ClusterDeployment, DeleteKeyResult, KeySummary, Phase, QuarantineResult, ReconcileResult,
+    RotationState,
 };
 use rotation::steps::{
-    check_status, create_key, delete_key, deploy_cluster, preflight, update_qovery,
+    check_status, create_key, delete_key, deploy_cluster, preflight, quarantine, update_qovery,
 };
 use rotation::RotationError;
 use rotation::{Deps, Settings};
@@ -992,15 +993,46 @@ pub async fn handed_over(world: &World) -> RotationState {
     update(world, &state).await.unwrap()
 }
 
-/// `DeleteOldKey` (retire) or `RollbackNewKey`, with the input the ASL gives it.
+/// `QuarantineOldKey`, with the input the ASL gives it.
+pub async fn quarantine(
+    world: &World,
+    state: &RotationState,
+) -> Result<QuarantineResult, RotationError> {
+    quarantine::handle(
+        &world.deps,
+        task_input("QuarantineOldKey", &value(state), &context_of(state)),
+    )
+    .await
+}
+
+/// The state as DeleteOldKey gets it: QuarantineOldKey ran at the drain's end, with
+/// `quarantine_seconds` (0: the old key stays on, as with a quarantine of 0).
+pub async fn drained(
+    world: &World,
+    state: RotationState,
+    quarantine_seconds: u64,
+) -> RotationState {
+    let mut state = state;
+    state.quarantine_seconds = quarantine_seconds;
+    state.quarantine = Some(quarantine(world, &state).await.unwrap());
+    state
+}
+
+/// `DeleteOldKey` (retire) or `RollbackNewKey`, with the input the ASL gives it. Before
+/// DeleteOldKey, QuarantineOldKey runs first as in the state machine, unless the state
+/// already went through it.
 pub async fn delete(
     world: &World,
     task: &str,
     state: &RotationState,
 ) -> Result<DeleteKeyResult, RotationError> {
+    let mut state = state.clone();
+    if task == "DeleteOldKey" && state.quarantine.is_none() {
+        state.quarantine = Some(quarantine(world, &state).await?);
+    }
     delete_key::handle(
         &world.deps,
-        task_input(task, &value(state), &context_of(state)),
+        task_input(task, &value(&state), &context_of(&state)),
     )
     .await
 }
