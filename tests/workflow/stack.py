@@ -66,6 +66,7 @@ ASL = Path(os.environ.get("QKR_ASL", REPO / "statemachine" / "rotation.asl.json"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug"
 NODE = HERE / "node_modules" / ".bin" / "node"
 PRISM = HERE / "node_modules" / ".bin" / "prism"
+PRISM_NO_REDIRECT = HERE / "prism_no_redirect.cjs"
 DRIVER = HERE / "run-asl.mjs"
 PYTHON = REPO / ".venv" / "bin" / "python"
 MOTO_SERVER = HERE / "moto_resources.py"
@@ -273,12 +274,17 @@ class FakeQovery:
         echo_request: bool = False,
         apply: bool = False,
         after: int = 0,
+        location: str | None = None,
     ) -> None:
         """The next `times` calls of `operation` (an operationId, or "*") answer `status`.
         echo_request: a gateway page quoting the request (line, Authorization, raw body).
         apply: the call is served for real, then answered `status` (a lost answer).
-        after: that many calls of the operation go through first."""
+        after: that many calls of the operation go through first.
+        location: answer a redirect there instead (status 301, 302, 303, 307 or 308);
+        the call changes nothing."""
         body: dict[str, Any] = {"operation": operation, "status": status, "times": times}
+        if location is not None:
+            body["location"] = location
         if retry_after is not None:
             body["retry_after"] = retry_after
         if echo_request:
@@ -498,7 +504,8 @@ class Stack:
             self.prism_port = free_port()
             prism = self._spawn(
                 "prism",
-                [str(NODE), str(PRISM), "proxy", str(self.spec), self.fake_url, "--errors",
+                # prism_no_redirect.cjs: Prism passes a redirect on instead of following it.
+                [str(NODE), "--require", str(PRISM_NO_REDIRECT), str(PRISM), "proxy", str(self.spec), self.fake_url, "--errors",
                  "--host", "127.0.0.1", "--port", str(self.prism_port)],
                 base,
             )

@@ -259,7 +259,7 @@ class World:
         return self.stack.ledger(self.user)
 
     def fault(self, operation: str, status: int, times: int = 1, **kw: Any) -> None:
-        """See FakeQovery.fault: retry_after, echo_request, apply, after."""
+        """See FakeQovery.fault: retry_after, echo_request, apply, after, location."""
         self.stack.fake.fault(operation, status, times, **kw)
         self.faults = True
 
