@@ -376,6 +376,7 @@ class Stack:
         # Parsed before anything starts: a template the stack cannot resolve fails here.
         self.template = Template()
         self.keys_file = self.log_dir / "aws-keys.json"
+        self.key_ages_file = self.log_dir / "key-ages.json"
         self.started = False
         self._old_handlers: dict[int, Any] = {}
 
@@ -475,7 +476,9 @@ class Stack:
             # Only the seeding of the admin (3 calls) goes unsigned; every later request
             # must be signed by a live key whose user's policy allows the action on the
             # resource.
-            {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "3", **self.extra_moto_env},
+            # QKR_MOTO_KEY_AGES: the back-dated keys of backdate_key() (moto_key_age.py).
+            {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "QKR_MOTO_KEY_AGES": str(self.key_ages_file),
+             **self.extra_moto_env},
         )
         fake = self._spawn("qovery-fake", [str(TARGET / "qovery-fake"), "--port", "0"], {**base, "RUST_LOG": "info"})
 
@@ -761,6 +764,23 @@ class Stack:
             k = self.iam.create_access_key(UserName=name)["AccessKey"]
             out.append((k["AccessKeyId"], k["SecretAccessKey"]))
         return out
+
+    def backdate_key(self, key_id: str, created: dt.datetime) -> None:
+        """From now on IAM says the access key was created at `created` (an aware
+        datetime): ListAccessKeys reports it as its CreateDate (moto_key_age.py). moto
+        itself can only stamp a key with the moment it made it."""
+        ages = json.loads(self.key_ages_file.read_text()) if self.key_ages_file.exists() else {}
+        ages[key_id] = created.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        tmp = self.key_ages_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(ages, indent=1))
+        tmp.replace(self.key_ages_file)
+
+    def key_created(self, user: str, key_id: str) -> dt.datetime:
+        """The key's CreateDate, as ListAccessKeys gives it."""
+        for m in self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]:
+            if m["AccessKeyId"] == key_id:
+                return m["CreateDate"]
+        raise StackError(f"IAM user {user} has no key {key_id}")
 
     def keys(self, user: str) -> list[tuple[str, str]]:
         """(access key id, status) of every key of the user, sorted by id."""
