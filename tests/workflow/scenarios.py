@@ -10,9 +10,10 @@ scenarios: each uses its own IAM user (the functions' policies are re-scoped to 
 reseeds the fake.
 
 This file holds scenarios 0 to 29 (credentials, clusters, faults), the list of every
-scenario and the runner; holder_scenarios.py holds 30 and up (container registries,
-helm repositories, secret manager accesses, DNS providers); worlds.py the World and the
-checks every scenario shares.
+scenario and the runner; holder_scenarios.py holds 30 to 40 (container registries,
+helm repositories, secret manager accesses, DNS providers), ledger_scenarios.py 41 to
+52 (the lock and the ledger), ops_scenarios.py 53 and up (redirects, deploy waves, the
+success report, the audit); worlds.py the World and the checks every scenario shares.
 
     run-scenarios.sh [-k SUBSTRING] [NUMBER ...]
 """
@@ -36,6 +37,7 @@ from stack import ASL, Execution, Stack, StackError, prism_problems
 from template_policies import without_action
 from holder_scenarios import HOLDER_SCENARIOS
 from ledger_scenarios import LEDGER_SCENARIOS
+from ops_scenarios import OPS_SCENARIOS
 from worlds import (
     deployed_in_order,
     WORLDS,
@@ -877,6 +879,7 @@ SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     ("29", "the hand-over cannot ask Qovery (400) -> reconcile, rollback (HandOverIncomplete)", s29_survey_refused_reconciled_then_rolled_back),
     *HOLDER_SCENARIOS,
     *LEDGER_SCENARIOS,
+    *OPS_SCENARIOS,
 ]
 
 
