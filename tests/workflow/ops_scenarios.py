@@ -315,6 +315,10 @@ def s55_failure_inside_a_wave(stack: Stack) -> str:
     statuses = {c: (clusters[c]["status"], clusters[c]["deploy_count"]) for c in w.cluster_ids}
     assert statuses == {c1: ("DEPLOYED", 1), c2: ("DEPLOYMENT_ERROR", 1), c3: ("DEPLOYED", 1), c4: ("DEPLOYED", 0)}, statuses
     walks, _ = walk(w)
+    assert max(walks[c2].deploys[0], walks[c3].deploys[0]) < walks[c2].end, (
+        f"c2 and c3 were not deploying at once: deploy POSTs at {walks[c2].deploys[0]}, {walks[c3].deploys[0]}; "
+        f"c2 failed at {walks[c2].end}"
+    )
     assert walks[c2].end < walks[c3].end, (
         f"c3 reported DEPLOYED (log #{walks[c3].end}) before c2 failed (#{walks[c2].end}): it was not followed past the failure"
     )
