@@ -172,6 +172,15 @@ def s00_negative_controls(stack: Stack) -> str:
         except AssertionError as e:
             assert found and "SECRET LEAKED" in str(e), e
     done.append("and a planted 12-character piece of it, not an 11-character one")
+    # ... and in a message published to the notification topic.
+    planted.function_logs, planted.published = "", [{"Subject": "x", "Message": json.dumps({"summary": stack.token[3:20]})}]
+    try:
+        assert_no_leaks(w, planted)
+        raise AssertionError("the leak check missed a piece of the token in a published message")
+    except AssertionError as e:
+        assert "SECRET LEAKED" in str(e) and "published" in str(e), e
+    planted.published = []
+    done.append("and in a published message")
     # Stack.run(twice=...) makes each invocation twice and keeps only the second answer:
     # a 401 on the first Qovery call fails only the first preflight, whose answer is lost.
     w.fault("*", 401, 1)
