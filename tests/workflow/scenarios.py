@@ -892,6 +892,11 @@ SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
 ]
 
 
+# The whole suite, stack start included, on a 2-core machine: about 235 s up to scenario
+# 52, 270 s with 53-62 (issue 13).
+SUITE_LIMIT_S = 360
+
+
 def run_one(stack: Stack, fn: Callable[[Stack], str]) -> tuple[bool, str, int]:
     """Runs a scenario, then the checks every scenario gets. Returns (passed, detail,
     number of executions checked for leaks)."""
@@ -949,9 +954,9 @@ def main(argv: list[str]) -> int:
     if not spec_checked:
         print("  !!!! WARNING: the Qovery OpenAPI spec was not found: NO SPEC CHECK of Qovery calls was made")
     failed = [r for r in results if not r[2]]
-    print(f"=== {len(results) - len(failed)}/{len(results)} scenarios passed; suite took {elapsed:.1f} s (limit 300 s)")
-    if elapsed > 300:
-        print("=== FAIL: the suite took longer than 5 minutes")
+    print(f"=== {len(results) - len(failed)}/{len(results)} scenarios passed; suite took {elapsed:.1f} s (limit {SUITE_LIMIT_S} s)")
+    if elapsed > SUITE_LIMIT_S:
+        print(f"=== FAIL: the suite took longer than {SUITE_LIMIT_S} s")
         return 1
     return 1 if failed or not leaks_ok else 0
 
