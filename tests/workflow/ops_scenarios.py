@@ -356,7 +356,7 @@ def s56_canary_fails_in_waves(stack: Stack) -> str:
     assert walks[c2].first is None and walks[c3].first is None, walks
     assert [e["input"]["cluster_id"] for e in ex.invocations("deploy-cluster")] == [c1], ex.describe()
     message = ex.cause_message() or ""
-    assert f"of the canary" in message and f"{clusters[c1]['name']} ({c1}): failed" in message, message
+    assert "of the canary" in message and f"{clusters[c1]['name']} ({c1}): failed" in message, message
     assert not ex.entered("DeleteOldKey") and not ex.published, ex.describe()
     return f"canary failed, c2 and c3 never touched; both keys live: {message[:120]}"
 
