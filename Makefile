@@ -80,8 +80,12 @@ lint-workflows: tools-lint
 test-unit: tools
 	MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server cargo test --workspace
 
-# Python checks of what the template says: the failure notification rendered as
-# EventBridge renders it, and the pinned fetch of Qovery's spec.
+# Python checks of what the templates say: the failure notification rendered as
+# EventBridge renders it; after the SAM transform (offline), the schedules (expression,
+# time zone, state, input, retries, dead letters and their alarm), the permissions
+# boundary on every role, the state machine's exact invoke ARNs; every grant of the
+# stack's roles inside deploy/github-oidc-role.yaml's boundary, and the CI role's hold on
+# it; and the pinned fetch of Qovery's spec.
 test-template: tools
 	$(VENV)/bin/python -m unittest discover -s tests/template -t . -v
 
