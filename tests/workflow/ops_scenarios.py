@@ -367,9 +367,10 @@ def s62_waves_every_task_twice(stack: Stack) -> str:
     ends as with one call each, and one success message is published (run-asl.mjs's
     `twice` doubles Lambda invocations only: the sns:publish integration of
     ReportSuccess runs once)."""
-    # No stale_polls here: a second deploy-cluster call that reads a stale status POSTs
-    # again, and the fake refuses a deploy while one is queued (see the report of issue 13).
-    w = make_world(stack, "wavetwice", mirrors=True, clusters=[{}, {}, {}])
+    # stale_polls: the second deploy-cluster call reads a status that does not show the
+    # first call's deployment yet, POSTs again, is refused (one is queued), and follows it.
+    w = make_world(stack, "wavetwice", mirrors=True,
+                   clusters=[{"stale_polls": 1}, {"stale_polls": 1}, {"stale_polls": 1}])
     c1, c2, c3 = w.cluster_ids
     ex = w.run({**w.input, **WAVE_INPUT, "deploy_concurrency": 2}, twice=True)
     new_id = assert_rotated(w, ex)
