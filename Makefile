@@ -80,8 +80,12 @@ lint-workflows: tools-lint
 test-unit: tools
 	MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server cargo test --workspace
 
-# Python checks of what the template says: the failure notification rendered as
-# EventBridge renders it, and the pinned fetch of Qovery's spec.
+# Python checks of what the templates say: the failure notification rendered as
+# EventBridge renders it; after the SAM transform (offline), the schedules (expression,
+# time zone, state, input, retries, dead letters and their alarm), the permissions
+# boundary on every role, the state machine's exact invoke ARNs; every grant of the
+# stack's roles inside deploy/github-oidc-role.yaml's boundary, and the CI role's hold on
+# it; and the pinned fetch of Qovery's spec.
 test-template: tools
 	$(VENV)/bin/python -m unittest discover -s tests/template -t . -v
 
@@ -120,16 +124,22 @@ deploy: package
 
 # Non-interactive deploy for CI, after `make package`. STACK_NAME and PARAMETER_OVERRIDES
 # ("Key=Value Key=Value", e.g. QoveryOrganizationId=<uuid> IamUserName=<user>) come from
-# the environment; SAM_ARTIFACT_BUCKET and CLOUDFORMATION_ROLE_ARN, when set, are the
-# bucket and the CloudFormation role deploy/github-oidc-role.yaml creates.
+# the environment; SAM_ARTIFACT_BUCKET, CLOUDFORMATION_ROLE_ARN and
+# PERMISSIONS_BOUNDARY_ARN, when set, are the bucket, the CloudFormation role and the
+# permissions boundary deploy/github-oidc-role.yaml creates. That role creates no role
+# without the boundary, so the one needs the other: the boundary is passed as the
+# stack's PermissionsBoundaryArn.
 deploy-ci: tools-sam
 	@[[ -n "$$STACK_NAME" ]] || { echo "deploy-ci: set STACK_NAME"; exit 1; }
 	@[[ -n "$$PARAMETER_OVERRIDES" ]] || { echo "deploy-ci: set PARAMETER_OVERRIDES"; exit 1; }
+	@[[ -z "$$CLOUDFORMATION_ROLE_ARN" || -n "$$PERMISSIONS_BOUNDARY_ARN" || "$$PARAMETER_OVERRIDES" == *PermissionsBoundaryArn=arn:* ]] || { echo "deploy-ci: CLOUDFORMATION_ROLE_ARN needs PERMISSIONS_BOUNDARY_ARN (the PermissionsBoundaryArn output of deploy/github-oidc-role.yaml)"; exit 1; }
+	@[[ -z "$$PERMISSIONS_BOUNDARY_ARN" || "$$PARAMETER_OVERRIDES" != *PermissionsBoundaryArn=* ]] || { echo "deploy-ci: PermissionsBoundaryArn is in PARAMETER_OVERRIDES and PERMISSIONS_BOUNDARY_ARN; keep one"; exit 1; }
 	@[[ -f .aws-sam/build/template.yaml ]] || { echo "deploy-ci: run make package first"; exit 1; }
 	bucket=(--resolve-s3); [[ -z "$$SAM_ARTIFACT_BUCKET" ]] || bucket=(--s3-bucket "$$SAM_ARTIFACT_BUCKET"); \
 	role=(); [[ -z "$$CLOUDFORMATION_ROLE_ARN" ]] || role=(--role-arn "$$CLOUDFORMATION_ROLE_ARN"); \
+	boundary=(); [[ -z "$$PERMISSIONS_BOUNDARY_ARN" ]] || boundary=("PermissionsBoundaryArn=$$PERMISSIONS_BOUNDARY_ARN"); \
 	$(SAM_VENV)/bin/sam deploy --config-env ci --stack-name "$$STACK_NAME" \
-	  --parameter-overrides $$PARAMETER_OVERRIDES "$${bucket[@]}" "$${role[@]}" \
+	  --parameter-overrides $$PARAMETER_OVERRIDES "$${boundary[@]}" "$${bucket[@]}" "$${role[@]}" \
 	  --no-confirm-changeset --no-fail-on-empty-changeset
 
 # Cold start, first and warm invocation and peak RSS of each function, on this machine.

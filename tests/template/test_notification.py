@@ -56,7 +56,7 @@ class NotificationTest(unittest.TestCase):
         self.assertEqual(m["time"], ev["time"])
         self.assertEqual(m["error"], error)
         self.assertEqual(m["cause"], cause)
-        self.assertIn(f"rotation {d['name']} ended with status {d['status']}.", m["summary"])
+        self.assertIn(f"execution {d['name']} ended with status {d['status']}.", m["summary"])
         self.assertEqual(
             m["console"],
             f"https://{ev['region']}.console.aws.amazon.com/states/home?region={ev['region']}"

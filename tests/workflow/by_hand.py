@@ -15,7 +15,13 @@ and the six binaries, each signing with its template policies):
     used by two clusters, and by each cluster's mirroring container registry.
 
 What moto does not emulate: the functions' CloudWatch logs, the state machine's log
-delivery, EventBridge (the schedule and the failure notification) and the console.
+delivery, EventBridge (the failure notification), EventBridge Scheduler (the rotation
+and audit schedules) and the console. moto's CloudFormation creates the stack without
+the resource types it does not implement, with a warning each: AWS::Scheduler::Schedule,
+AWS::CloudWatch::Alarm, AWS::SNS::TopicPolicy and AWS::SecretsManager::Secret (the token
+secret is stack.py's; ExistingQoveryTokenSecretArn points at it). Nothing the README's
+commands use refers to them; tests/template/test_schedule.py checks the schedules, their
+roles and dead-letter queue, the alarm and the topic policy in the transformed template.
 
     python by_hand.py                      prints the environment for the AWS CLI, runs until Ctrl-C
     python by_hand.py --run SCRIPT         runs `bash SCRIPT` in that environment, then stops
@@ -108,22 +114,27 @@ def deploy_template(stack: Stack, parameters: dict[str, str]) -> dict[str, str]:
     return binaries
 
 
-def substitutions() -> dict[str, str]:
-    """DefinitionSubstitutions of the state machine: key -> logical id of the function."""
-    subs = load()["Resources"]["RotationStateMachine"]["Properties"]["DefinitionSubstitutions"]
+def substitutions(stack: Stack) -> dict[str, str]:
+    """DefinitionSubstitutions of the state machine, resolved against the stack in moto:
+    !GetAtt <function>.Arn, !Ref <resource> (its physical id: a topic's ARN) and
+    !Ref <parameter> (the stack's value)."""
+    template = load()
+    subs = template["Resources"]["RotationStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    cfn = stack._client("cloudformation")
+    summaries = cfn.list_stack_resources(StackName=STACK_NAME)["StackResourceSummaries"]
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in summaries}
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in cfn.describe_stacks(StackName=STACK_NAME)["Stacks"][0]["Parameters"]}
     out = {}
     for key, value in subs.items():
-        logical_id, attribute = value["Fn::GetAtt"]
-        if attribute != "Arn":
-            raise StackError(f"DefinitionSubstitutions {key}: only !GetAtt <function>.Arn is resolved here")
-        out[key] = logical_id
+        if "Fn::GetAtt" in value and value["Fn::GetAtt"][1] == "Arn" and value["Fn::GetAtt"][0] in physical:
+            out[key] = f"arn:aws:lambda:{REGION}:{stack.world.account_id}:function:{physical[value['Fn::GetAtt'][0]]}"
+        elif "Ref" in value and value["Ref"] in template["Resources"] and value["Ref"] in physical:
+            out[key] = physical[value["Ref"]]
+        elif "Ref" in value and value["Ref"] in parameters:
+            out[key] = parameters[value["Ref"]]
+        else:
+            raise StackError(f"DefinitionSubstitutions {key}: {value} is not resolved here")
     return out
-
-
-def function_arn(stack: Stack, logical_id: str) -> str:
-    summaries = stack._client("cloudformation").list_stack_resources(StackName=STACK_NAME)["StackResourceSummaries"]
-    (name,) = [r["PhysicalResourceId"] for r in summaries if r["LogicalResourceId"] == logical_id]
-    return f"arn:aws:lambda:{REGION}:{stack.world.account_id}:function:{name}"
 
 
 DOC = REPO / "docs" / "by-hand.md"
@@ -263,11 +274,11 @@ def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[s
         # from S3, and moto keeps the state machines its engine runs apart from those
         # CloudFormation made. So the engine gets the stack's state machine as
         # CloudFormation would make it: same name and role, the ASL with its
-        # DefinitionSubstitutions resolved to the stack's function ARNs.
+        # DefinitionSubstitutions resolved (the stack's function ARNs, its topic...).
         made = stack.sfn.describe_state_machine(stateMachineArn=stack.state_machine_arn)
         definition = (REPO / "statemachine" / "rotation.asl.json").read_text()
-        for key, logical_id in substitutions().items():
-            definition = definition.replace("${" + key + "}", function_arn(stack, logical_id))
+        for key, value in substitutions(stack).items():
+            definition = definition.replace("${" + key + "}", value)
         request = urllib.request.Request(
             f"{stack.moto_url}/moto-api/config", method="POST",
             data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),

@@ -27,6 +27,9 @@ secret CreateSecret will make: the policies' "<name>-??????" matches it. That is
 assumption for DescribeSecret on a missing secret too; AWS's own behaviour there is not
 checked here.
 
+With QKR_MOTO_KEY_AGES set, it also loads moto_key_age.py (back-dated access keys,
+for the audit scenarios); with QKR_MOTO_LAMBDA_ROUTES, moto_sfn_lambda.py (by_hand.py).
+
     python moto_resources.py -H 127.0.0.1 -p PORT      (moto_server's arguments)
 """
 
@@ -166,6 +169,12 @@ if os.environ.get("QKR_MOTO_LAMBDA_ROUTES"):
     import moto_sfn_lambda
 
     moto_sfn_lambda.install(os.environ["QKR_MOTO_LAMBDA_ROUTES"])
+
+if os.environ.get("QKR_MOTO_KEY_AGES"):
+    # The audit scenarios: back-dated access keys (ListAccessKeys' CreateDate).
+    import moto_key_age
+
+    moto_key_age.install(os.environ["QKR_MOTO_KEY_AGES"])
 
 if __name__ == "__main__":
     moto_main(sys.argv[1:])

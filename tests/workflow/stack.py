@@ -66,6 +66,7 @@ ASL = Path(os.environ.get("QKR_ASL", REPO / "statemachine" / "rotation.asl.json"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug"
 NODE = HERE / "node_modules" / ".bin" / "node"
 PRISM = HERE / "node_modules" / ".bin" / "prism"
+PRISM_NO_REDIRECT = HERE / "prism_no_redirect.cjs"
 DRIVER = HERE / "run-asl.mjs"
 PYTHON = REPO / ".venv" / "bin" / "python"
 MOTO_SERVER = HERE / "moto_resources.py"
@@ -273,12 +274,17 @@ class FakeQovery:
         echo_request: bool = False,
         apply: bool = False,
         after: int = 0,
+        location: str | None = None,
     ) -> None:
         """The next `times` calls of `operation` (an operationId, or "*") answer `status`.
         echo_request: a gateway page quoting the request (line, Authorization, raw body).
         apply: the call is served for real, then answered `status` (a lost answer).
-        after: that many calls of the operation go through first."""
+        after: that many calls of the operation go through first.
+        location: answer a redirect there instead (status 301, 302, 303, 307 or 308);
+        the call changes nothing."""
         body: dict[str, Any] = {"operation": operation, "status": status, "times": times}
+        if location is not None:
+            body["location"] = location
         if retry_after is not None:
             body["retry_after"] = retry_after
         if echo_request:
@@ -370,6 +376,7 @@ class Stack:
         # Parsed before anything starts: a template the stack cannot resolve fails here.
         self.template = Template()
         self.keys_file = self.log_dir / "aws-keys.json"
+        self.key_ages_file = self.log_dir / "key-ages.json"
         self.started = False
         self._old_handlers: dict[int, Any] = {}
 
@@ -469,7 +476,9 @@ class Stack:
             # Only the seeding of the admin (3 calls) goes unsigned; every later request
             # must be signed by a live key whose user's policy allows the action on the
             # resource.
-            {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "3", **self.extra_moto_env},
+            # QKR_MOTO_KEY_AGES: the back-dated keys of backdate_key() (moto_key_age.py).
+            {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "QKR_MOTO_KEY_AGES": str(self.key_ages_file),
+             **self.extra_moto_env},
         )
         fake = self._spawn("qovery-fake", [str(TARGET / "qovery-fake"), "--port", "0"], {**base, "RUST_LOG": "info"})
 
@@ -498,7 +507,8 @@ class Stack:
             self.prism_port = free_port()
             prism = self._spawn(
                 "prism",
-                [str(NODE), str(PRISM), "proxy", str(self.spec), self.fake_url, "--errors",
+                # prism_no_redirect.cjs: Prism passes a redirect on instead of following it.
+                [str(NODE), "--require", str(PRISM_NO_REDIRECT), str(PRISM), "proxy", str(self.spec), self.fake_url, "--errors",
                  "--host", "127.0.0.1", "--port", str(self.prism_port)],
                 base,
             )
@@ -754,6 +764,23 @@ class Stack:
             k = self.iam.create_access_key(UserName=name)["AccessKey"]
             out.append((k["AccessKeyId"], k["SecretAccessKey"]))
         return out
+
+    def backdate_key(self, key_id: str, created: dt.datetime) -> None:
+        """From now on IAM says the access key was created at `created` (an aware
+        datetime): ListAccessKeys reports it as its CreateDate (moto_key_age.py). moto
+        itself can only stamp a key with the moment it made it."""
+        ages = json.loads(self.key_ages_file.read_text()) if self.key_ages_file.exists() else {}
+        ages[key_id] = created.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        tmp = self.key_ages_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(ages, indent=1))
+        tmp.replace(self.key_ages_file)
+
+    def key_created(self, user: str, key_id: str) -> dt.datetime:
+        """The key's CreateDate, as ListAccessKeys gives it."""
+        for m in self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]:
+            if m["AccessKeyId"] == key_id:
+                return m["CreateDate"]
+        raise StackError(f"IAM user {user} has no key {key_id}")
 
     def keys(self, user: str) -> list[tuple[str, str]]:
         """(access key id, status) of every key of the user, sorted by id."""

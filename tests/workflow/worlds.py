@@ -259,7 +259,7 @@ class World:
         return self.stack.ledger(self.user)
 
     def fault(self, operation: str, status: int, times: int = 1, **kw: Any) -> None:
-        """See FakeQovery.fault: retry_after, echo_request, apply, after."""
+        """See FakeQovery.fault: retry_after, echo_request, apply, after, location."""
         self.stack.fake.fault(operation, status, times, **kw)
         self.faults = True
 
@@ -737,7 +737,8 @@ def assert_ledger(w: World) -> None:
         owner = after.get("execution_id") if after else None
         alone = not w.overlapped(ex)
         what = f"{ex.name} ({ex.status} {ex.error or ''})"
-        if ex.input.get("dry_run"):
+        if ex.input.get("dry_run") or ex.input.get("audit"):
+            # An audit is a dry run that also judges: it never takes the lock either.
             assert not alone or after == before, f"the dry run {what} changed the ledger: {describe_item(before)} -> {describe_item(after)}"
             assert owner != ex.arn, f"the dry run {what} took the lock"
         elif released(ex):
@@ -762,13 +763,15 @@ def assert_ledger(w: World) -> None:
 
 def assert_no_leaks(w: World, ex: Execution) -> None:
     """Scenario 14, in every scenario: no secret in any recorded state input or output,
-    Lambda event, error or cause, or in the functions' log output."""
+    Lambda event, error or cause, in the functions' log output, or in a message
+    published to the notification topic."""
     if ex.invocations("preflight"):
         assert ex.function_logs.strip(), "no function log output was captured: the log leak check would be vacuous"
     places = {
         "execution history (state inputs/outputs, errors, causes)": json.dumps(ex.events),
         "the functions' logs": ex.function_logs,
         "the driver's stderr": ex.driver_stderr,
+        "the messages published to the notification topic": json.dumps(ex.published),
     }
     leaks = []
     for what, secret in secrets_of(w).items():

@@ -531,6 +531,87 @@ async fn an_applied_fault_serves_the_call_then_answers_the_fault() {
 }
 
 #[tokio::test]
+async fn a_redirect_fault_answers_its_location_and_applies_nothing() {
+    let api = Api::start(seed(cluster())).await;
+    let elsewhere = "http://127.0.0.1:9/organization/elsewhere";
+    api.fake
+        .inject_fault(Fault::new("editAWSCredentials", 307, 1).redirecting_to(elsewhere));
+    // A client that follows no redirect sees it as the fake sent it.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = http
+        .put(api.url(&credentials_path()))
+        .header("Authorization", format!("Token {TOKEN}"))
+        .json(&static_request("AKIANEW", "new-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(response.headers()["location"], elsewhere);
+    let snapshot = api.fake.snapshot();
+    let held = &snapshot.credentials[0];
+    assert_eq!(
+        (held.access_key_id.as_str(), held.secret_access_key.as_str()),
+        ("AKIAOLD", "old-secret"),
+        "a redirected PUT changed nothing"
+    );
+    assert_eq!(
+        snapshot.received_secrets,
+        ["new-secret"],
+        "its secret is on record, for leak checks"
+    );
+
+    // Used up: the next PUT applies. Through the control API, each redirect status is
+    // accepted with a location; a location with another status, with apply or with
+    // echo_request, and a redirect status without a location, are refused.
+    assert_eq!(
+        api.put(&credentials_path(), static_request("AKIANEW", "new-secret"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let fault = |body: Value| api.http.post(api.url("/_fake/faults")).json(&body).send();
+    for status in [301, 302, 303, 307, 308] {
+        let body = json!({"operation": "deployCluster", "status": status, "location": elsewhere});
+        assert_eq!(
+            fault(body).await.unwrap().status(),
+            StatusCode::NO_CONTENT,
+            "{status}"
+        );
+    }
+    for body in [
+        json!({"operation": "deployCluster", "status": 400, "location": elsewhere}),
+        json!({"operation": "deployCluster", "status": 304, "location": elsewhere}),
+        json!({"operation": "deployCluster", "status": 307, "location": elsewhere, "apply": true}),
+        json!({"operation": "deployCluster", "status": 307, "location": elsewhere, "echo_request": true}),
+        json!({"operation": "deployCluster", "status": 307}),
+    ] {
+        let response = fault(body.clone()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    // The five accepted redirects answer the next five deploys, each with its status.
+    for status in [301, 302, 303, 307, 308] {
+        let response = http
+            .post(api.url(&deploy_path()))
+            .header("Authorization", format!("Token {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        assert_eq!(response.headers()["location"], elsewhere);
+    }
+    let snapshot = api.fake.snapshot();
+    assert_eq!(
+        snapshot.clusters[0].deploy_count, 0,
+        "no redirected deploy started"
+    );
+    let statuses: Vec<u16> = snapshot.requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [307, 200, 301, 302, 303, 307, 308]);
+}
+
+#[tokio::test]
 async fn a_fault_with_after_lets_that_many_calls_through_first() {
     let api = Api::start(seed(cluster())).await;
     api.fake

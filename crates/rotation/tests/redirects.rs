@@ -84,6 +84,10 @@ async fn a_put_answered_with_a_redirect_sends_nothing_to_where_it_points() {
             error.detail
         );
         assert!(!error.detail.contains(secret.expose()));
+        // The message points at the base URL, not at the input's ids.
+        let message = error.clone().into_rotation_error("").message().to_string();
+        assert!(message.contains("QOVERY_API_URL"), "{message}");
+        assert!(!message.contains("execution input"), "{message}");
         assert_eq!(
             received.load(Ordering::SeqCst),
             0,

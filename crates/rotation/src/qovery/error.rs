@@ -50,6 +50,10 @@ impl QoveryError {
                     "{what}{retry} This is usually temporary and the state machine retries it."
                 ))
             }
+            // A redirect's detail already says what to check (QOVERY_API_URL).
+            QoveryErrorKind::Rejected if self.status.is_some_and(|s| (300..400).contains(&s)) => {
+                RotationError::QoveryRejected(what)
+            }
             QoveryErrorKind::Rejected => RotationError::QoveryRejected(format!(
                 "{what} Check the organization, credentials and cluster ids in the execution input."
             )),

@@ -1,11 +1,13 @@
-//! Step 5, for one cluster (run in a Map, one cluster at a time). Redeploy the cluster
-//! so it picks up the new credentials.
+//! Step 5, for one cluster (run in a wave's Map). Redeploy the cluster so it picks up
+//! the new credentials.
 //!
 //! - A deployment that started after the hand-over (its execution id or date differs
 //!   from what Qovery reported then) already uses the new key: it is followed, not
 //!   repeated. This is also what makes a second call with the same input safe: the
 //!   first call's deployment is found and followed, so at most one extra deployment
-//!   ever happens, and the loop ends.
+//!   ever happens, and the loop ends. If Qovery's status does not show that deployment
+//!   yet, the repeat's deploy is refused (one is already queued): the cluster, busy
+//!   now, is left to settle as below.
 //! - A busy cluster is left to settle first: a deployment that began before the
 //!   hand-over runs with the old key.
 //! - A cluster stopped or deleted since preflight is not started again (`skipped`).
@@ -15,7 +17,7 @@ use serde_json::Value;
 use crate::clusters::{self, Decision};
 use crate::config::Deps;
 use crate::error::RotationError;
-use crate::qovery::StateClass;
+use crate::qovery::{QoveryErrorKind, StateClass};
 use crate::state::{parse_step_input, ClusterDeployment, Phase};
 use crate::timefmt;
 
@@ -69,11 +71,35 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
         return Ok(cluster);
     }
 
-    let started = deps
+    let started = match deps
         .qovery
         .deploy_cluster(&token, &cluster.organization_id, &cluster.cluster_id)
         .await
-        .map_err(|e| e.into_rotation_error(&context))?;
+    {
+        Ok(started) => started,
+        Err(refused) if refused.kind == QoveryErrorKind::Rejected => {
+            // A repeat of this step whose first call's deploy Qovery's status did not
+            // show yet: the refusal is that deployment. Asked again, the cluster is busy.
+            let now_status = deps
+                .qovery
+                .cluster_status(&token, &cluster.organization_id, &cluster.cluster_id)
+                .await
+                .map_err(|e| e.into_rotation_error(&context))?;
+            let busy = matches!(
+                now_status.status.class(),
+                StateClass::Busy | StateClass::Unknown
+            );
+            if !busy && !super::check_status::is_new_deployment(&cluster, &now_status) {
+                return Err(refused.into_rotation_error(&context));
+            }
+            tracing::info!(cluster_id = %cluster.cluster_id, status = now_status.status.as_str(),
+                "deploy refused while a deployment is queued; following it once it settles");
+            cluster.status = Some(now_status.status.as_str().to_string());
+            cluster.phase = Some(Phase::AwaitingIdle);
+            return Ok(cluster);
+        }
+        Err(e) => return Err(e.into_rotation_error(&context)),
+    };
     tracing::info!(cluster_id = %cluster.cluster_id, status = started.status.as_str(), "redeploy requested");
     cluster.deploy_requested_at = Some(timefmt::format(now));
     cluster.status = Some(started.status.as_str().to_string());
