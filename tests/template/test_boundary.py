@@ -174,7 +174,8 @@ class BoundaryCoversTheStackTest(unittest.TestCase):
             for a in as_list(st["Action"]):
                 self.assertNotIn("*", a, st)
                 self.assertFalse(a.startswith("iam:") and a not in {
-                    "iam:ListAccessKeys", "iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey"}, a)
+                    "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:CreateAccessKey", "iam:UpdateAccessKey",
+                    "iam:DeleteAccessKey"}, a)
 
 
 class CloudFormationRoleTest(unittest.TestCase):

@@ -45,6 +45,8 @@ SAMPLE = {
     "DeployTimeoutSeconds": "3600",
     "PollIntervalSeconds": "120",
     "DeployConcurrency": "3",
+    "KeyIdleSeconds": "1800",
+    "QuarantineSeconds": "0",
     "MaxKeyAgeDays": "30",
     "ScheduleTimezone": "America/Argentina/Buenos_Aires",
 }
@@ -89,6 +91,8 @@ def check_rotation_input(value: dict, params: dict[str, str]) -> None:
         "deploy_timeout_seconds": int(params["DeployTimeoutSeconds"]),
         "poll_interval_seconds": int(params["PollIntervalSeconds"]),
         "deploy_concurrency": int(params["DeployConcurrency"]),
+        "key_idle_seconds": int(params["KeyIdleSeconds"]),
+        "quarantine_seconds": int(params["QuarantineSeconds"]),
     }
     if params.get("QoveryCredentialsId"):
         expected["credentials_id"] = params["QoveryCredentialsId"]
@@ -226,13 +230,18 @@ class ScheduleTest(unittest.TestCase):
         p = rot["Properties"]
         self.assertEqual(r.resolve(p["ScheduleExpressionTimezone"]), "UTC")
         self.assertEqual(r.resolve(p["State"]), "ENABLED")
-        self.assertEqual(parse_input(r.resolve(p["Target"]["Input"]))["deploy_concurrency"], 1)
+        rotation = parse_input(r.resolve(p["Target"]["Input"]))
+        self.assertEqual(rotation["deploy_concurrency"], 1)
+        # The same defaults as the code's (input.rs): an hour idle, an hour switched off.
+        self.assertEqual((rotation["key_idle_seconds"], rotation["quarantine_seconds"]), (3600, 3600))
         _, aud = schedule_by_name(self.t, r, "qovery-key-rotator-key-age-audit")
         self.assertEqual(r.resolve(aud["Properties"]["State"]), "ENABLED")
         self.assertEqual(parse_input(r.resolve(aud["Properties"]["Target"]["Input"]))["max_key_age_days"], 45)
         params = self.t["Parameters"]
         self.assertEqual((params["MaxKeyAgeDays"]["MinValue"], params["MaxKeyAgeDays"]["MaxValue"]), (1, 365))
         self.assertEqual((params["DeployConcurrency"]["MinValue"], params["DeployConcurrency"]["MaxValue"]), (1, 10))
+        self.assertEqual((params["KeyIdleSeconds"]["MinValue"], params["KeyIdleSeconds"]["MaxValue"]), (0, 2592000))
+        self.assertEqual((params["QuarantineSeconds"]["MinValue"], params["QuarantineSeconds"]["MaxValue"]), (0, 604800))
         self.assertEqual(params["NotifyOnSuccess"]["AllowedValues"], ["true", "false"])
         self.assertEqual(params["NotifyOnSuccess"]["Default"], "true")
 

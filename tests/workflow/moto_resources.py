@@ -12,7 +12,8 @@ would see an error with no code.
 This runs `moto.server.main` with three changes, so that the template's policies are
 enforced as written and denied as AWS denies:
 
-  - each request names the ARN it acts on: the IAM user of UserName, the secret of
+  - each request names the ARN it acts on: the IAM user of UserName (or, for
+    GetAccessKeyLastUsed, the user who owns AccessKeyId), the secret of
     SecretId (or Name, for CreateSecret), the state machine or execution of
     stateMachineArn / executionArn, the DynamoDB table of TableName. Requests on
     anything else keep moto's "*".
@@ -91,6 +92,13 @@ def iam_resource(self: IamResponse) -> str:
     resource = _iam_determine_resource(self)  # moto's own: roles
     if resource != "*":
         return resource
+    # GetAccessKeyLastUsed names only the key; IAM authorizes it on the user who owns it.
+    key_id = self._get_param("AccessKeyId")
+    if self._get_action() == "GetAccessKeyLastUsed" and key_id:
+        for owner in self.backend.users.values():
+            if any(k.access_key_id == key_id for k in owner.access_keys):
+                return owner.arn
+        return "*"
     user = self._get_param("UserName")
     if not user:
         return "*"
