@@ -436,6 +436,17 @@ impl RunningFake {
         self.put_registry(RegistryList::Helm, repository);
     }
 
+    /// Sets one cluster's status, as `POST /_fake/cluster_status` does: it reports that
+    /// status from now on; nothing else changes (deployments, request log, faults).
+    ///
+    /// # Panics
+    /// If the cluster is unknown or the status is not a `ClusterStateEnum` value.
+    pub fn set_cluster_status(&self, cluster_id: &str, status: &str) {
+        lock(&self.shared)
+            .set_cluster_status(cluster_id, status)
+            .unwrap_or_else(|e| panic!("invalid cluster status change: {}", e.message()));
+    }
+
     fn put_registry(&self, list: RegistryList, seed: SeedRegistry) {
         lock(&self.shared)
             .put_registry(list, seed)

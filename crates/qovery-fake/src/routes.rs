@@ -107,6 +107,7 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/_fake/faults", post(post_fault))
         .route("/_fake/container_registries", post(post_container_registry))
         .route("/_fake/helm_repositories", post(post_helm_repository))
+        .route("/_fake/cluster_status", post(post_cluster_status))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Added last so that it also wraps the fallbacks, and sees the matched route.
@@ -132,6 +133,10 @@ impl ApiError {
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
@@ -666,6 +671,24 @@ fn post_registry(shared: &Shared, list: RegistryList, body: &[u8]) -> Result<Sta
     let invalid = |e: String| ApiError::bad_request(format!("invalid {}: {e}", list.what()));
     let seed: SeedRegistry = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
     lock(shared).put_registry(list, seed).map_err(invalid)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `{"cluster_id": ..., "status": ...}`: see `State::set_cluster_status`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterStatusChange {
+    cluster_id: String,
+    status: String,
+}
+
+async fn post_cluster_status(
+    State(shared): State<Shared>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let change: ClusterStatusChange = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid cluster status change: {e}")))?;
+    lock(&shared).set_cluster_status(&change.cluster_id, &change.status)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

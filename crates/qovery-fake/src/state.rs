@@ -262,6 +262,24 @@ impl State {
         self.admit_registry(list, seed, true)
     }
 
+    /// The control API's change of one cluster's status, as if something outside the
+    /// rotation moved it (a cluster that turned `INVALID_CREDENTIALS`): the cluster
+    /// reports `status` from now on (a stale report it was showing ends), and nothing
+    /// else changes, not its deployments, the request log nor the faults.
+    pub(crate) fn set_cluster_status(&mut self, id: &str, status: &str) -> Result<(), ApiError> {
+        let id = parse_seed_uuid("cluster id", id).map_err(ApiError::bad_request)?;
+        let status = CLUSTER_STATES
+            .into_iter()
+            .find(|s| *s == status)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("status {status:?} is not a ClusterStateEnum value"))
+            })?;
+        let cluster = self.cluster_mut(id)?;
+        cluster.status = status;
+        cluster.stale = None;
+        Ok(())
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             credentials: self

@@ -704,6 +704,92 @@ async fn the_control_api_replaces_state_and_rejects_malformed_bodies() {
 }
 
 #[tokio::test]
+async fn the_control_api_sets_one_clusters_status_and_nothing_else() {
+    let api = Api::start(seed(SeedCluster {
+        stale_polls: 2,
+        ..cluster()
+    }))
+    .await;
+    api.deploy().await;
+    let before = api.fake.snapshot();
+    let post = |body: Value| {
+        api.http
+            .post(api.url("/_fake/cluster_status"))
+            .json(&body)
+            .send()
+    };
+    let change = json!({"cluster_id": CLUSTER, "status": "INVALID_CREDENTIALS"});
+    assert_eq!(post(change).await.unwrap().status(), StatusCode::NO_CONTENT);
+    // Every read reports it at once, the stale report of the previous deployment ends.
+    let bulk: Value = api
+        .get(&format!("/organization/{ORG}/cluster/status"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bulk["results"][0]["status"], "INVALID_CREDENTIALS");
+    assert_eq!(api.poll().await["status"], "INVALID_CREDENTIALS");
+    let after = api.fake.snapshot();
+    let (b, a) = (&before.clusters[0], &after.clusters[0]);
+    assert_eq!(a.status, "INVALID_CREDENTIALS");
+    assert_eq!(
+        (
+            a.deploy_count,
+            &a.last_execution_id,
+            &a.last_deployment_date
+        ),
+        (
+            b.deploy_count,
+            &b.last_execution_id,
+            &b.last_deployment_date
+        )
+    );
+    // The control call is not in the request log: only the deploy and the two reads.
+    let operations: Vec<&str> = after
+        .requests
+        .iter()
+        .map(|r| r.operation.as_str())
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            "deployCluster",
+            "getOrganizationClusterStatus",
+            "getClusterStatus"
+        ]
+    );
+
+    api.fake.set_cluster_status(CLUSTER, "DEPLOYED");
+    assert_eq!(api.poll().await["status"], "DEPLOYED");
+    for (body, status, named) in [
+        (
+            json!({"cluster_id": CLUSTER, "status": "BROKEN"}),
+            StatusCode::BAD_REQUEST,
+            "BROKEN",
+        ),
+        (
+            json!({"cluster_id": "prod", "status": "DEPLOYED"}),
+            StatusCode::BAD_REQUEST,
+            "prod",
+        ),
+        (
+            json!({"cluster_id": OTHER, "status": "DEPLOYED"}),
+            StatusCode::NOT_FOUND,
+            OTHER,
+        ),
+        (
+            json!({"cluster": CLUSTER, "status": "DEPLOYED"}),
+            StatusCode::BAD_REQUEST,
+            "cluster",
+        ),
+    ] {
+        let message = error_message(post(body.clone()).await.unwrap(), status).await;
+        assert!(message.contains(named), "{body} gave {message:?}");
+    }
+    assert_eq!(api.fake.snapshot().clusters[0].status, "DEPLOYED");
+}
+
+#[tokio::test]
 async fn the_binary_prints_its_url_serves_and_stops_on_sigterm() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio::process::Command;
