@@ -342,8 +342,9 @@ def s39_secret_manager_access_after_preflight(stack: Stack) -> str:
 
 def s40_registry_takes_old_key_after_hand_over(stack: Stack) -> str:
     """After the hand-over, while the clusters redeploy, someone gives a new registry
-    the old key. DeleteOldKey asks every holder just before the delete and refuses
-    (UnsafeDelete): the old key is never deleted under a holder. Both keys stay."""
+    the old key. QuarantineOldKey (issue 15: before the old key is switched off, then
+    deleted) asks every holder and refuses (UnsafeDelete): the old key is never
+    switched off, let alone deleted, under a holder. Both keys stay Active."""
     w = make_world(stack, "lateold", mirrors=True, clusters=[{}])
     late = registry_seed("container", "key", f"{w.tag}-late-ecr", w.held)
 
@@ -353,7 +354,7 @@ def s40_registry_takes_old_key_after_hand_over(stack: Stack) -> str:
 
     ex = w.run(on_event=on_event)
     expect(ex, "FAILED", "UnsafeDelete")
-    assert ex.of("StateFailed", "DeleteOldKey"), ex.describe()
+    assert ex.of("StateFailed", "QuarantineOldKey") and not ex.entered("DeleteOldKey"), ex.describe()
     old_id, old_secret = w.keys[0]
     new_id = new_key_of(w)
     assert w.key_ids() == sorted([(old_id, "Active"), (new_id, "Active")]), w.key_ids()
@@ -367,7 +368,7 @@ def s40_registry_takes_old_key_after_hand_over(stack: Stack) -> str:
     message = ex.cause_message()
     assert late["id"] in message and old_id in message, message
     assert not stack.key_secrets(w.user), "the key secret outlived the hand-over"
-    return f"DeleteOldKey refused, both keys kept: {message[:160]}"
+    return f"QuarantineOldKey refused, both keys kept Active: {message[:160]}"
 
 
 HOLDER_SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
@@ -381,5 +382,5 @@ HOLDER_SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     ("37", "every task runs twice with registries and a helm repository -> one PUT per holder", s37_every_task_twice_with_registries),
     ("38", "dry run lists every holder by kind, name and id", s38_dry_run_lists_every_holder),
     ("39", "a secret manager access takes the key after preflight -> rolled back at once", s39_secret_manager_access_after_preflight),
-    ("40", "a registry takes the old key after the hand-over -> UnsafeDelete, both keys kept", s40_registry_takes_old_key_after_hand_over),
+    ("40", "a registry takes the old key after the hand-over -> UnsafeDelete at the quarantine, both keys kept Active", s40_registry_takes_old_key_after_hand_over),
 ]

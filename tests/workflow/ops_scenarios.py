@@ -399,8 +399,11 @@ def s57_success_report(stack: Stack) -> str:
     """A finished rotation publishes one message to the stack's topic: the subject
     names the IAM user; the JSON message names both keys, every holder that changed,
     each cluster redeployed or skipped (a STOPPED one), the drain and the duration,
-    as the execution did, and holds no secret. Rotated again with NotifyOnSuccess off,
-    nothing is published and the rotation still succeeds."""
+    as the execution did, the old key's last use at the drain's end and before the
+    delete (issue 15: null, never used) and the quarantine, and holds no secret.
+    Rotated again with NotifyOnSuccess off, nothing is published and the rotation still
+    succeeds; its report (in DeleteOldKey's output) gives the last use of the key it
+    retired, which the first rotation's checks used: by sts, in the stack's region."""
     w = make_world(stack, "report", mirrors=True, registries=[{"holds": "other"}],
                    clusters=[{}, {}, {"status": "STOPPED"}])
     c1, c2, c3 = w.cluster_ids
@@ -444,13 +447,18 @@ def s57_success_report(stack: Stack) -> str:
     assert before - slack <= started <= finished <= after + slack, (before, report["started_at"], report["finished_at"], after)
     assert abs((finished - started).total_seconds() - report["duration_seconds"]) <= 1, report
     assert report["duration_seconds"] <= ex.duration_s + 1, (report["duration_seconds"], ex.duration_s)
+    # Issue 15: nothing ever signed with the seeded key, and the default quarantine.
+    assert report["old_key_last_used"] == {"at_drain_end": None, "before_delete": None}, report["old_key_last_used"]
+    assert report["quarantine_seconds"] == 3600 == ex.output["quarantine_seconds"], (report["quarantine_seconds"], ex.output["quarantine_seconds"])
     for text in (w.user, old_id, new_id, "2 cluster(s) redeployed", "1 skipped", "4 holder(s) changed"):
         assert text in report["summary"], f"{text!r} not in the summary: {report['summary']}"
     leaks = [what for what, secret in secrets_of(w).items() if leaked_piece(secret, json.dumps(sent)) is not None]
     assert not leaks, f"SECRET LEAKED into the success report: {leaks}"
 
-    # NotifyOnSuccess off: the same world rotated again publishes nothing.
-    second = w.run(notify_on_success=False)
+    # NotifyOnSuccess off: the same world rotated again publishes nothing. The
+    # hand-over and assert_rotated above proved new_id with STS seconds ago (a use, for
+    # IAM): the idle check has its own scenarios.
+    second = w.run({**w.input, "key_idle_seconds": 0, "quarantine_seconds": 5}, notify_on_success=False)
     expect(second, "SUCCEEDED")
     ((third, status),) = w.key_ids()
     assert third not in (old_id, new_id) and status == "Active", w.key_ids()
@@ -458,6 +466,14 @@ def s57_success_report(stack: Stack) -> str:
     assert second.published == [], second.published
     names = second.state_names()
     assert names[-3:] == ["NotifyOnSuccessSetting", "ShouldReportSuccess", "Rotated"] and "ReportSuccess" not in names, names
+    unsent = second.output["deleted"]["report"]
+    used = unsent["old_key_last_used"]
+    at_end = used["at_drain_end"]
+    assert at_end and (at_end["service"], at_end["region"]) == ("sts", "us-east-1"), used
+    assert parse_time(at_end["at"]) <= dt.datetime.now(dt.timezone.utc), used
+    # Switched off in between, so not used since.
+    assert used["before_delete"] == at_end, used
+    assert unsent["quarantine_seconds"] == 5, unsent["quarantine_seconds"]
     return (f"one message '{subject}': {old_id} -> {new_id}, {len(changed)} holders, clusters "
             f"{[o for _, o in clusters]}, drain {drain['seconds']} s, {report['duration_seconds']} s; "
             f"then NotifyOnSuccess off: nothing published, rotated to {third}")

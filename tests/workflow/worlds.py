@@ -28,7 +28,8 @@ from stack import ACCOUNT, ASL, REGION, Execution, Stack, prism_problems
 
 BASE_INPUT = {"drain_seconds": 60, "allow_short_drain": True, "poll_interval_seconds": 10}
 # States that change something; none of them may run when a scenario must change nothing.
-CHANGING_STATES = ["CreateKey", "UpdateQovery", "FinishHandOver", "RollbackNewKey", "DeployClusters", "DeleteOldKey"]
+CHANGING_STATES = ["CreateKey", "UpdateQovery", "FinishHandOver", "RollbackNewKey", "DeployClusters", "QuarantineOldKey",
+                   "DeleteOldKey"]
 IN_PROGRESS = {"DEPLOYING", "DEPLOYMENT_QUEUED", "QUEUED", "BUILDING"}
 # The worlds the running scenario made, for the checks every scenario gets.
 WORLDS: list["World"] = []
