@@ -12,13 +12,17 @@ use crate::timefmt;
 
 /// The check-status function serves two states: CheckStatus (one cluster's status) and
 /// CheckWave (a wave's outcome, `check_wave`), told apart by the `wave` field.
-pub async fn serve_either(deps: &Deps, event: Value) -> Result<Value, RotationError> {
-    if event.get("wave").is_some() {
-        let outcome = super::check_wave::handle(event)?;
-        return Ok(serde_json::to_value(outcome).expect("a wave outcome always serializes"));
-    }
-    let cluster = handle(deps, event).await?;
-    Ok(serde_json::to_value(cluster).expect("a cluster deployment always serializes"))
+/// Type-erased: written out, this future is too deep for rustc to lay out inside the
+/// Lambda binary's runtime loop ("queries overflow the depth limit").
+pub fn serve_either(deps: &Deps, event: Value) -> super::StepFuture<'_> {
+    Box::pin(async move {
+        if event.get("wave").is_some() {
+            let outcome = super::check_wave::handle(event)?;
+            return Ok(serde_json::to_value(outcome).expect("a wave outcome always serializes"));
+        }
+        let cluster = handle(deps, event).await?;
+        Ok(serde_json::to_value(cluster).expect("a cluster deployment always serializes"))
+    })
 }
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, RotationError> {

@@ -11,12 +11,20 @@ pub mod preflight;
 pub mod recovery;
 pub mod update_qovery;
 
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+
 use crate::config::Deps;
 use crate::error::RotationError;
 use crate::ledger::Record;
 use crate::qovery::holders::{self, Holder};
 use crate::secret::Secret;
 use crate::secrets_manager;
+
+/// A step's future, boxed: a function that serves two states picks one at run time.
+pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, RotationError>> + Send + 'a>>;
 
 /// The Qovery API token, read fresh from Secrets Manager for each invocation.
 pub(crate) async fn qovery_token(deps: &Deps, context: &str) -> Result<Secret, RotationError> {
