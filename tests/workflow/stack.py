@@ -346,6 +346,12 @@ class FakeQovery:
         """The same for a helm repository."""
         self._call("POST", "/_fake/helm_repositories", repository)
 
+    def set_cluster_status(self, cluster_id: str, status: str) -> None:
+        """Sets one cluster's status (a ClusterStateEnum value), as if something outside
+        the rotation moved it: every read reports it from now on. Nothing else changes
+        (deployments, request log, faults): usable mid-execution."""
+        self._call("POST", "/_fake/cluster_status", {"cluster_id": cluster_id, "status": status})
+
     def requests(self, operation: str | None = None, path_contains: str | None = None) -> list[dict]:
         """The API calls the fake answered since the last seed, optionally only those of
         an operationId and whose path contains a string (an object's id, say)."""
