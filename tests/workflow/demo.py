@@ -257,6 +257,7 @@ def main(argv: list[str]) -> int:
             "organization_id": org,
             "drain_seconds": 60,
             "allow_short_drain": True,
+            "key_idle_seconds": 60,
             "poll_interval_seconds": 10,
             "deploy_timeout_seconds": deploy_timeout,
         }

@@ -28,6 +28,7 @@ secret CreateSecret will make: the policies' "<name>-??????" matches it. That is
 assumption for DescribeSecret on a missing secret too; AWS's own behaviour there is not
 checked here.
 
+It always loads moto_atomic.py (DynamoDB's conditional writes applied atomically).
 With QKR_MOTO_KEY_AGES set, it also loads moto_key_age.py (back-dated access keys,
 for the audit scenarios); with QKR_MOTO_LAMBDA_ROUTES, moto_sfn_lambda.py (by_hand.py).
 
@@ -171,6 +172,9 @@ IamResponse._determine_resource = iam_resource  # type: ignore[method-assign]
 SecretsManagerResponse._determine_resource = secret_resource  # type: ignore[attr-defined]
 StepFunctionResponse._determine_resource = states_resource  # type: ignore[attr-defined]
 DynamoHandler._determine_resource = dynamodb_resource  # type: ignore[attr-defined]
+
+# DynamoDB's conditional writes applied atomically, as on AWS (the rotation lock).
+import moto_atomic  # noqa: E402,F401
 
 if os.environ.get("QKR_MOTO_LAMBDA_ROUTES"):
     # by_hand.py: moto's own Step Functions engine invokes the real step binaries.

@@ -26,7 +26,10 @@ import botocore.exceptions
 
 from stack import ACCOUNT, ASL, REGION, Execution, Stack, prism_problems
 
-BASE_INPUT = {"drain_seconds": 60, "allow_short_drain": True, "poll_interval_seconds": 10}
+# key_idle_seconds may not exceed the drain: the old key must have been idle for its last
+# 60 s (the Waits take no time here, so that is wall-clock time since the harness or a
+# caller last used it).
+BASE_INPUT = {"drain_seconds": 60, "allow_short_drain": True, "key_idle_seconds": 60, "poll_interval_seconds": 10}
 # States that change something; none of them may run when a scenario must change nothing.
 CHANGING_STATES = ["CreateKey", "UpdateQovery", "FinishHandOver", "RollbackNewKey", "DeployClusters", "QuarantineOldKey",
                    "DeleteOldKey"]

@@ -189,6 +189,14 @@ impl ExecutionInput {
             )));
         }
 
+        if key_idle_seconds > drain_seconds {
+            return Err(invalid(format!(
+                "field `key_idle_seconds` ({key_idle_seconds}) is longer than `drain_seconds` ({drain_seconds}): Qovery \
+                 itself uses the old key until it takes the new one, so at the drain's end the key would always \
+                 look used within the window and the rotation would stop with KeyStillInUse. Use at most \
+                 `drain_seconds` (the default, 3600, is half the default drain), or 0 to turn the check off"
+            )));
+        }
         Ok(Self {
             iam_user_name,
             organization_id,
@@ -488,10 +496,27 @@ mod tests {
     }
 
     #[test]
+    fn the_idle_window_fits_in_the_drain() {
+        let mut value = minimal();
+        value["drain_seconds"] = json!(60);
+        value["allow_short_drain"] = json!(true);
+        let message = error_of(value.clone());
+        assert!(
+            message.contains("`key_idle_seconds` (3600) is longer than `drain_seconds` (60)"),
+            "{message}"
+        );
+        value["key_idle_seconds"] = json!(60);
+        assert_eq!(ExecutionInput::parse(&value).unwrap().key_idle_seconds, 60);
+        value["key_idle_seconds"] = json!(0);
+        assert!(ExecutionInput::parse(&value).is_ok());
+    }
+
+    #[test]
     fn short_drain_needs_the_flag() {
         let mut value = minimal();
         value["drain_seconds"] = json!(60);
         value["allow_short_drain"] = json!(true);
+        value["key_idle_seconds"] = json!(60);
         assert_eq!(ExecutionInput::parse(&value).unwrap().drain_seconds, 60);
     }
 }

@@ -178,7 +178,9 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
         .map_err(|e| {
             e.into_rotation_error(&format!(
                 "Key {target} was not deleted{}. Qovery holds {keep}.",
-                if request.mode == DeleteMode::RetireOldKey {
+                if request.mode == DeleteMode::RetireOldKey && !target_active {
+                    " (it stays switched off since the quarantine, held by no holder; the next run deletes it)"
+                } else if request.mode == DeleteMode::RetireOldKey {
                     ""
                 } else {
                     " (it is Inactive, and no holder holds it; the retry deletes it)"
@@ -274,7 +276,13 @@ async fn already_deleted(
     let keep_is_users = keys.iter().any(|k| k.access_key_id == keep);
     if keep_is_users && !holding_keep.is_empty() && holders::may_hold(all, target).is_empty() {
         tracing::info!(access_key_id = %target, "already deleted by an earlier attempt");
-        return finish(deps, request, target, keep, true, all, None).await;
+        // The key is gone: its last use before the delete is the one read at the
+        // drain's end (switched off since, or deleted right after it).
+        let last_used = request
+            .quarantine
+            .as_ref()
+            .and_then(|q| q.last_used.clone());
+        return finish(deps, request, target, keep, true, all, last_used).await;
     }
     Err(RotationError::UnsafeDelete(format!(
         "Key {target} is not a key of IAM user {}, whose keys are: {}. Holders of the kept key {keep}: {}. Holders \
@@ -407,14 +415,19 @@ pub(crate) fn refusal(
             describe_keys(keys)
         ),
         DeleteMode::RetireOldKey | DeleteMode::QuarantineOldKey => format!(
-            "Deleting it would break them. {outcome} Both keys ({}) stay active. Start a new run: it gives those \
+            "Switching it off or deleting it would break them. {outcome} Both keys ({}) stay active. Start a new run: it gives those \
              holders the new key {keep}; or find out why they hold the old one.",
             describe_keys(keys)
         ),
     };
     RotationError::UnsafeDelete(format!(
-        "Refused to delete key {target}: Qovery holds it right now. Holders of {target}: {}. Holders of {keep}: {}. \
+        "Refused to {} key {target}: Qovery holds it right now. Holders of {target}: {}. Holders of {keep}: {}. \
          {next}",
+        if request.mode == DeleteMode::QuarantineOldKey {
+            "switch off"
+        } else {
+            "delete"
+        },
         super::describe_holding(all, target),
         super::describe_holding(all, keep)
     ))

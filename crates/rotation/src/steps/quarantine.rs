@@ -87,9 +87,17 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<QuarantineResult, Rotat
         )));
     }
     if !active {
+        // An earlier attempt checked it idle and switched it off; its last use since
+        // cannot have changed, and the report wants it.
+        let last_used = iam::access_key_last_used(&deps.iam, old)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e.message, "could not read the old key's last use");
+                None
+            });
         return Ok(QuarantineResult {
             old_access_key_id: old.to_string(),
-            last_used: None,
+            last_used,
             switched_off: false,
             already_off: true,
             until,

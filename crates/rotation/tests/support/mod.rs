@@ -73,6 +73,21 @@ impl Drop for Moto {
     }
 }
 
+/// The moto server to run: MOTO_SERVER, a `moto_server` executable or a Python launcher
+/// (`tests/workflow/moto_atomic.py`, run with the project's virtualenv), or the
+/// virtualenv's own `moto_server`.
+fn moto_command() -> Command {
+    let path = moto_binary();
+    if path.extension().is_some_and(|e| e == "py") {
+        let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+        let mut command = Command::new(python);
+        command.arg(path);
+        command
+    } else {
+        Command::new(path)
+    }
+}
+
 fn moto_binary() -> PathBuf {
     let path = std::env::var_os("MOTO_SERVER")
         .map(PathBuf::from)
@@ -114,7 +129,7 @@ pub fn sdk_config(endpoint: &str, key: &str, secret: &str) -> SdkConfig {
 impl Moto {
     pub async fn start() -> Self {
         let port = free_port();
-        let child = Command::new(moto_binary())
+        let child = moto_command()
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("INITIAL_NO_AUTH_ACTION_COUNT", SEED_REQUESTS.to_string())
             .stdout(Stdio::null())
@@ -413,7 +428,7 @@ impl World {
     /// The execution input: no `credentials_id` (the entries are found from the key).
     pub fn input(&self) -> Value {
         json!({"iam_user_name": USER, "organization_id": ORG,
-               "drain_seconds": 60, "allow_short_drain": true,
+               "drain_seconds": 60, "allow_short_drain": true, "key_idle_seconds": 60,
                "poll_interval_seconds": 10, "deploy_timeout_seconds": 600})
     }
 
