@@ -41,6 +41,7 @@ import botocore.exceptions
 from ledger_scenarios import assert_finished_rotation, assert_path, recovery_of
 from stack import REGION, Execution, Stack
 from worlds import (
+    BASE_INPUT,
     assert_holders,
     assert_key_works,
     assert_nothing_changed,
@@ -144,7 +145,7 @@ def s63_steady_user_of_the_old_key(stack: Stack) -> str:
     assert first.of("StateFailed", "QuarantineOldKey"), first.describe()
     assert not first.entered("Quarantine") and not first.entered("DeleteOldKey"), first.describe()
     message = first.cause_message() or ""
-    for text in (old_id, f"by sts in region {REGION}", "key_idle_seconds (3600 s)", "Both keys stay active",
+    for text in (old_id, f"by sts in region {REGION}", f"key_idle_seconds ({BASE_INPUT['key_idle_seconds']} s)", "Both keys stay active",
                  "nothing was deleted"):
         assert text in message, f"the cause does not say {text!r}: {message}"
     new_id = new_key_of(w)
