@@ -96,20 +96,24 @@ impl Settings {
     }
 }
 
-/// Every AWS SDK call is bounded, retries included, so that a step knows how long a call
-/// can take (`deadline::AWS_CALL_BUDGET`) and never starts one Lambda would cut off.
 /// The Qovery API is reached over HTTPS only: requests carry the token, and the PUTs a
 /// new secret key. Plain HTTP only to this machine (the local stack's fake Qovery),
-/// which never leaves the host.
+/// which never leaves the host. The refusal quotes the URL only when it parsed and
+/// holds no credentials: whatever else was put there may be a secret.
 pub fn check_qovery_api_url(url: &str) -> Result<(), RotationError> {
+    let parsed = reqwest::Url::parse(url);
+    let shown = match &parsed {
+        Ok(u) if u.username().is_empty() && u.password().is_none() => format!("{url:?}"),
+        _ => "(not shown)".to_string(),
+    };
     let refuse = |why: &str| {
         Err(RotationError::InvalidInput(format!(
-            "QOVERY_API_URL {url:?} {why}. Requests to Qovery carry the API token and new secret keys, so the \
+            "QOVERY_API_URL {shown} {why}. Requests to Qovery carry the API token and new secret keys, so the \
              base URL must be https://<host> (plain http only for a loopback address: the local stack). Fix the \
              QoveryApiUrl parameter. Nothing was changed."
         )))
     };
-    let parsed = match reqwest::Url::parse(url) {
+    let parsed = match parsed {
         Ok(parsed) => parsed,
         Err(e) => return refuse(&format!("is not a URL ({e})")),
     };
@@ -135,6 +139,8 @@ pub fn check_qovery_api_url(url: &str) -> Result<(), RotationError> {
     }
 }
 
+/// Every AWS SDK call is bounded, retries included, so that a step knows how long a call
+/// can take (`deadline::AWS_CALL_BUDGET`) and never starts one Lambda would cut off.
 pub fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(std::time::Duration::from_secs(3))
@@ -212,6 +218,20 @@ mod tests {
             let error = check_qovery_api_url(refused).unwrap_err();
             assert_eq!(error.name(), "InvalidInput", "{refused}");
             assert!(error.message().contains("QOVERY_API_URL"), "{refused}");
+        }
+        // Credentials in the URL, or a value that is not a URL at all, are never quoted.
+        for secretive in [
+            "https://user:hunter2@api.qovery.com",
+            "qov_t0ken-pasted-here",
+        ] {
+            let message = check_qovery_api_url(secretive)
+                .unwrap_err()
+                .message()
+                .to_string();
+            assert!(
+                !message.contains("hunter2") && !message.contains("t0ken"),
+                "{message}"
+            );
         }
     }
 
