@@ -1678,6 +1678,41 @@ async fn rollback_turns_the_new_key_back_on_if_qovery_takes_it_meanwhile() {
 }
 
 #[tokio::test]
+async fn a_rollback_switches_the_new_key_off_before_asking_qovery_again() {
+    // GIVEN the new key, which Qovery does not hold
+    let world = World::new().await;
+    let state = created(&world).await;
+    let new_key = state.new_access_key_id.clone().unwrap();
+
+    // WHEN RollbackNewKey runs, held at its last look at Qovery (the second survey's
+    // first call; the first survey comes before the key is touched)
+    let before = world.calls("listOrganizationCredentials");
+    let mut last_look = world.fake.hold("listOrganizationCredentials", 1);
+    let look = async {
+        tokio::time::timeout(std::time::Duration::from_secs(60), last_look.reached())
+            .await
+            .expect("the rollback asked Qovery a second time");
+        let status = world.key_status(&new_key).await;
+        last_look.release();
+        status
+    };
+    let (result, status_at_last_look) =
+        tokio::join!(delete(&world, "RollbackNewKey", &state), look);
+
+    // THEN the key was already off when Qovery was asked: a hand-over still under way
+    // cannot be answered with a key that works, so the last answer can be trusted
+    assert_eq!(
+        status_at_last_look.as_deref(),
+        Some("Inactive"),
+        "the new key was still on at the rollback's last look at Qovery"
+    );
+    let result = result.unwrap();
+    assert_eq!(result.deleted_access_key_id, new_key);
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    assert_eq!(world.calls("listOrganizationCredentials"), before + 2);
+}
+
+#[tokio::test]
 async fn delete_key_refuses_keys_outside_the_rotation() {
     let world = World::new().await;
     let state = drained(&world, handed_over(&world).await, 0).await;
