@@ -1482,6 +1482,67 @@ async fn delete_key_retires_the_old_key_and_a_second_call_is_already_deleted() {
     assert!(all_hold(&world, &new_key));
 }
 
+/// Deletes a key of the user behind the rotation's back.
+async fn delete_in_iam(world: &World, key: &str) {
+    world
+        .moto
+        .iam()
+        .delete_access_key()
+        .user_name(USER)
+        .access_key_id(key)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_already_deleted_key_that_qovery_still_holds_is_refused() {
+    // GIVEN two entries handed the new key and drained; then one entry is given the old
+    // key back (a console edit) and the old key is deleted outside the rotation
+    let world = World::shared_key().await;
+    let state = drained(&world, handed_over(&world).await, 0).await;
+    world.qovery_takes(CREDS_US, &world.old_key, &world.old_secret);
+    delete_in_iam(&world, &world.old_key).await;
+
+    // WHEN DeleteOldKey finds the key it is to delete gone
+    let (name, message) = failure(delete(&world, "DeleteOldKey", &state).await);
+
+    // THEN that is no retry of its own delete: an entry holds a key that no longer exists
+    assert_eq!(name, "UnsafeDelete", "{message}");
+    assert!(
+        message.contains("not a retry of a delete that went through") && message.contains(CREDS_US),
+        "{message}"
+    );
+    assert_eq!(
+        world.lock_holder().await,
+        state.execution_id,
+        "the lock stays"
+    );
+
+    // GIVEN a new key one entry took (a PUT whose answer was lost), deleted in IAM
+    let world = World::shared_key().await;
+    let state = created(&world).await;
+    let new_key = state.new_access_key_id.clone().unwrap();
+    let new_secret = world.stored_secret(&state).await;
+    world.qovery_takes(CREDS, &new_key, &new_secret);
+    delete_in_iam(&world, &new_key).await;
+
+    // WHEN RollbackNewKey finds the key it is to delete gone
+    let (name, message) = failure(delete(&world, "RollbackNewKey", &state).await);
+
+    // THEN the same: refused, naming the entry that holds it
+    assert_eq!(name, "UnsafeDelete", "{message}");
+    assert!(
+        message.contains("not a retry of a delete that went through") && message.contains(CREDS),
+        "{message}"
+    );
+    assert_eq!(
+        world.lock_holder().await,
+        state.execution_id,
+        "the lock stays"
+    );
+}
+
 #[tokio::test]
 async fn delete_key_refuses_while_any_entry_holds_the_old_key() {
     let world = World::new().await;
