@@ -1027,6 +1027,50 @@ async fn update_qovery_refuses_a_key_sts_does_not_accept() {
 }
 
 #[tokio::test]
+async fn the_sts_proof_refuses_a_key_of_another_user() {
+    // GIVEN a state whose new key works, but is a key of another IAM user, stored as
+    // create-key stores a key (the state or the secret was tampered with, or mixed up)
+    let world = World::new().await;
+    let mut state = created(&world).await;
+    let (other_key, other_secret) = user_with_key(&world.moto.iam(), "someone-else").await;
+    let version = "11111111-2222-4333-8444-555555555555";
+    let secret_arn = world
+        .moto
+        .secrets()
+        .create_secret()
+        .name("qovery-key-rotator/someone-else")
+        .client_request_token(version)
+        .secret_string(
+            json!({"access_key_id": other_key, "secret_access_key": other_secret}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    state.new_access_key_id = Some(other_key.clone());
+    state.key_secret_id = Some(secret_arn);
+    state.new_key_version_id = Some(version.to_string());
+    assert!(
+        world.moto.caller(&other_key, &other_secret).await.is_ok(),
+        "sanity: the key works"
+    );
+
+    // WHEN update-qovery runs
+    let (name, message) = failure(update(&world, &state).await);
+
+    // THEN STS's answer names another user: nothing is handed over
+    assert_eq!(name, "NewKeyNotValid", "{message}");
+    assert!(
+        message.contains("someone-else") && message.contains(&format!("not to IAM user {USER}")),
+        "{message}"
+    );
+    assert_eq!(world.calls("editAWSCredentials"), 0);
+    assert!(all_hold(&world, &world.old_key));
+}
+
+#[tokio::test]
 async fn update_qovery_maps_qovery_failures_and_leaves_the_old_key_held() {
     // GIVEN the new key, and Qovery failing the next PUT
     let world = World::shared_key().await;
