@@ -270,6 +270,44 @@ impl Fault {
     }
 }
 
+/// A call held by [`RunningFake::hold`].
+#[derive(Debug)]
+pub struct Hold {
+    reached: Option<oneshot::Receiver<()>>,
+    release: Option<oneshot::Sender<()>>,
+}
+
+impl Hold {
+    /// Returns once the held call has come in; it then waits until `release`.
+    ///
+    /// # Panics
+    /// If the hold was dropped before the call came (`set_state` replaced it), or is
+    /// awaited twice.
+    pub async fn reached(&mut self) {
+        self.reached
+            .take()
+            .expect("reached is awaited once")
+            .await
+            .expect("the fake dropped the hold before the call came");
+    }
+
+    /// Lets the held call go on. Dropping the hold does too.
+    pub fn release(mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+    }
+}
+
+/// The fake's half of a [`Hold`].
+pub(crate) struct PendingHold {
+    pub(crate) operation: String,
+    /// Calls of `operation` still to let through before the held one.
+    pub(crate) after: u32,
+    pub(crate) reached: oneshot::Sender<()>,
+    pub(crate) release: oneshot::Receiver<()>,
+}
+
 /// What the fake holds now, and every API call it answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -407,6 +445,31 @@ impl RunningFake {
         state
             .add_fault(fault)
             .unwrap_or_else(|e| panic!("invalid fault: {e}"));
+    }
+
+    /// Holds the call of `operation` that comes after `after` more calls of it: it waits
+    /// on its way in (not yet served, faulted or logged) until the returned [`Hold`] is
+    /// released or dropped. For a test that must look at the world at the moment a step
+    /// makes that call, the step paused. In-process only: the control API has no such call.
+    /// `set_state` drops a hold not yet reached.
+    ///
+    /// # Panics
+    /// If the fake does not serve `operation` (`*` is not allowed).
+    pub fn hold(&self, operation: &str, after: u32) -> Hold {
+        let (reached, reached_rx) = oneshot::channel();
+        let (release, release_rx) = oneshot::channel();
+        lock(&self.shared)
+            .add_hold(PendingHold {
+                operation: operation.to_owned(),
+                after,
+                reached,
+                release: release_rx,
+            })
+            .unwrap_or_else(|e| panic!("invalid hold: {e}"));
+        Hold {
+            reached: Some(reached_rx),
+            release: Some(release),
+        }
     }
 
     /// Replaces the whole state, as `PUT /_fake/state` does: faults and the request log too.

@@ -186,6 +186,12 @@ async fn gate(State(shared): State<Shared>, request: Request, next: Next) -> Res
     }
 
     let operation = route.as_deref().and_then(|r| operation_of(&method, r));
+    let hold = operation.and_then(|op| lock(&shared).take_hold(op));
+    if let Some(hold) = hold {
+        // Held on its way in, before anything else happens to it, until the test lets go.
+        let _ = hold.reached.send(());
+        let _ = hold.release.await;
+    }
     let request = if operation.is_some_and(|op| SECRET_CARRIERS.contains(&op)) {
         receive_secrets(&shared, request).await
     } else {

@@ -14,8 +14,8 @@ use crate::cluster_keys::{
 use crate::registry::{Registry, RegistryList};
 use crate::routes::{ApiError, OPERATIONS};
 use crate::{
-    ClusterSnapshot, CredentialsSnapshot, Fault, Outcome, RequestRecord, Seed, SeedDnsProvider,
-    SeedRegistry, Snapshot,
+    ClusterSnapshot, CredentialsSnapshot, Fault, Outcome, PendingHold, RequestRecord, Seed,
+    SeedDnsProvider, SeedRegistry, Snapshot,
 };
 
 /// The spec's `ClusterStateEnum`. A status outside it would fail response validation.
@@ -54,6 +54,7 @@ pub(crate) struct State {
     container_registries: Vec<Registry>,
     helm_repositories: Vec<Registry>,
     faults: Vec<Fault>,
+    holds: Vec<PendingHold>,
     requests: Vec<RequestRecord>,
     received_secrets: Vec<String>,
 }
@@ -197,6 +198,7 @@ impl State {
             container_registries: Vec::new(),
             helm_repositories: Vec::new(),
             faults: Vec::new(),
+            holds: Vec::new(),
             requests: Vec::new(),
             received_secrets: Vec::new(),
         };
@@ -372,6 +374,34 @@ impl State {
         } else {
             Some(self.faults[i].clone())
         }
+    }
+
+    pub(crate) fn add_hold(&mut self, hold: PendingHold) -> Result<(), String> {
+        if !OPERATIONS.iter().any(|(_, _, op)| *op == hold.operation) {
+            return Err(format!(
+                "operation {:?} is not one the fake serves",
+                hold.operation
+            ));
+        }
+        self.holds.push(hold);
+        Ok(())
+    }
+
+    /// The hold armed for this call of `operation`, if any; counts the call for the
+    /// others, as `take_fault` does.
+    pub(crate) fn take_hold(&mut self, operation: &str) -> Option<PendingHold> {
+        let armed = self
+            .holds
+            .iter()
+            .position(|h| h.operation == operation && h.after == 0);
+        for waiting in self
+            .holds
+            .iter_mut()
+            .filter(|h| h.operation == operation && h.after > 0)
+        {
+            waiting.after -= 1;
+        }
+        armed.map(|i| self.holds.remove(i))
     }
 
     pub(crate) fn record(&mut self, request: RequestRecord) {

@@ -645,6 +645,61 @@ async fn a_fault_with_after_lets_that_many_calls_through_first() {
 }
 
 #[tokio::test]
+async fn a_held_call_waits_unserved_until_released() {
+    let api = Api::start(seed(cluster())).await;
+    // The second status call is held; calls of other operations do not count.
+    let mut hold = api.fake.hold("getClusterStatus", 1);
+    assert_eq!(api.get(&credentials_path()).await.status(), StatusCode::OK);
+    assert_eq!(api.get(&status_path()).await.status(), StatusCode::OK);
+    let path = status_path();
+    let held = api.get(&path);
+    let look = async {
+        tokio::time::timeout(std::time::Duration::from_secs(10), hold.reached())
+            .await
+            .expect("the second status call came in and was held");
+        // While it waits, nothing of it happened yet, and other calls go through.
+        let logged = api.fake.snapshot().requests.len();
+        assert_eq!(api.get(&credentials_path()).await.status(), StatusCode::OK);
+        hold.release();
+        logged
+    };
+    let (response, logged) = tokio::join!(held, look);
+    assert_eq!(logged, 2, "the held call was not served before the release");
+    assert_eq!(response.status(), StatusCode::OK);
+    let operations: Vec<String> = api
+        .fake
+        .snapshot()
+        .requests
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            "getAWSCredentials",
+            "getClusterStatus",
+            "getAWSCredentials",
+            "getClusterStatus"
+        ]
+    );
+    // A hold is used once; a dropped one lets its call through.
+    assert_eq!(api.get(&status_path()).await.status(), StatusCode::OK);
+    drop(api.fake.hold("getClusterStatus", 0));
+    assert_eq!(api.get(&status_path()).await.status(), StatusCode::OK);
+}
+
+#[test]
+#[should_panic(expected = "invalid hold")]
+fn a_hold_names_an_operation_the_fake_serves() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = runtime.block_on(Api::start(seed(cluster())));
+    api.fake.hold("*", 0);
+}
+
+#[tokio::test]
 async fn the_control_api_replaces_state_and_rejects_malformed_bodies() {
     let api = Api::start(Seed::default()).await;
     let put = |body: Value| api.http.put(api.url("/_fake/state")).json(&body).send();

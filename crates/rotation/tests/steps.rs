@@ -1027,6 +1027,50 @@ async fn update_qovery_refuses_a_key_sts_does_not_accept() {
 }
 
 #[tokio::test]
+async fn the_sts_proof_refuses_a_key_of_another_user() {
+    // GIVEN a state whose new key works, but is a key of another IAM user, stored as
+    // create-key stores a key (the state or the secret was tampered with, or mixed up)
+    let world = World::new().await;
+    let mut state = created(&world).await;
+    let (other_key, other_secret) = user_with_key(&world.moto.iam(), "someone-else").await;
+    let version = "11111111-2222-4333-8444-555555555555";
+    let secret_arn = world
+        .moto
+        .secrets()
+        .create_secret()
+        .name("qovery-key-rotator/someone-else")
+        .client_request_token(version)
+        .secret_string(
+            json!({"access_key_id": other_key, "secret_access_key": other_secret}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    state.new_access_key_id = Some(other_key.clone());
+    state.key_secret_id = Some(secret_arn);
+    state.new_key_version_id = Some(version.to_string());
+    assert!(
+        world.moto.caller(&other_key, &other_secret).await.is_ok(),
+        "sanity: the key works"
+    );
+
+    // WHEN update-qovery runs
+    let (name, message) = failure(update(&world, &state).await);
+
+    // THEN STS's answer names another user: nothing is handed over
+    assert_eq!(name, "NewKeyNotValid", "{message}");
+    assert!(
+        message.contains("someone-else") && message.contains(&format!("not to IAM user {USER}")),
+        "{message}"
+    );
+    assert_eq!(world.calls("editAWSCredentials"), 0);
+    assert!(all_hold(&world, &world.old_key));
+}
+
+#[tokio::test]
 async fn update_qovery_maps_qovery_failures_and_leaves_the_old_key_held() {
     // GIVEN the new key, and Qovery failing the next PUT
     let world = World::shared_key().await;
@@ -1482,6 +1526,67 @@ async fn delete_key_retires_the_old_key_and_a_second_call_is_already_deleted() {
     assert!(all_hold(&world, &new_key));
 }
 
+/// Deletes a key of the user behind the rotation's back.
+async fn delete_in_iam(world: &World, key: &str) {
+    world
+        .moto
+        .iam()
+        .delete_access_key()
+        .user_name(USER)
+        .access_key_id(key)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_already_deleted_key_that_qovery_still_holds_is_refused() {
+    // GIVEN two entries handed the new key and drained; then one entry is given the old
+    // key back (a console edit) and the old key is deleted outside the rotation
+    let world = World::shared_key().await;
+    let state = drained(&world, handed_over(&world).await, 0).await;
+    world.qovery_takes(CREDS_US, &world.old_key, &world.old_secret);
+    delete_in_iam(&world, &world.old_key).await;
+
+    // WHEN DeleteOldKey finds the key it is to delete gone
+    let (name, message) = failure(delete(&world, "DeleteOldKey", &state).await);
+
+    // THEN that is no retry of its own delete: an entry holds a key that no longer exists
+    assert_eq!(name, "UnsafeDelete", "{message}");
+    assert!(
+        message.contains("not a retry of a delete that went through") && message.contains(CREDS_US),
+        "{message}"
+    );
+    assert_eq!(
+        world.lock_holder().await,
+        state.execution_id,
+        "the lock stays"
+    );
+
+    // GIVEN a new key one entry took (a PUT whose answer was lost), deleted in IAM
+    let world = World::shared_key().await;
+    let state = created(&world).await;
+    let new_key = state.new_access_key_id.clone().unwrap();
+    let new_secret = world.stored_secret(&state).await;
+    world.qovery_takes(CREDS, &new_key, &new_secret);
+    delete_in_iam(&world, &new_key).await;
+
+    // WHEN RollbackNewKey finds the key it is to delete gone
+    let (name, message) = failure(delete(&world, "RollbackNewKey", &state).await);
+
+    // THEN the same: refused, naming the entry that holds it
+    assert_eq!(name, "UnsafeDelete", "{message}");
+    assert!(
+        message.contains("not a retry of a delete that went through") && message.contains(CREDS),
+        "{message}"
+    );
+    assert_eq!(
+        world.lock_holder().await,
+        state.execution_id,
+        "the lock stays"
+    );
+}
+
 #[tokio::test]
 async fn delete_key_refuses_while_any_entry_holds_the_old_key() {
     let world = World::new().await;
@@ -1675,6 +1780,41 @@ async fn rollback_turns_the_new_key_back_on_if_qovery_takes_it_meanwhile() {
     );
     assert_eq!(world.key_status(&new_key).await.as_deref(), Some("Active"));
     assert_eq!(world.key_ids().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_rollback_switches_the_new_key_off_before_asking_qovery_again() {
+    // GIVEN the new key, which Qovery does not hold
+    let world = World::new().await;
+    let state = created(&world).await;
+    let new_key = state.new_access_key_id.clone().unwrap();
+
+    // WHEN RollbackNewKey runs, held at its last look at Qovery (the second survey's
+    // first call; the first survey comes before the key is touched)
+    let before = world.calls("listOrganizationCredentials");
+    let mut last_look = world.fake.hold("listOrganizationCredentials", 1);
+    let look = async {
+        tokio::time::timeout(std::time::Duration::from_secs(60), last_look.reached())
+            .await
+            .expect("the rollback asked Qovery a second time");
+        let status = world.key_status(&new_key).await;
+        last_look.release();
+        status
+    };
+    let (result, status_at_last_look) =
+        tokio::join!(delete(&world, "RollbackNewKey", &state), look);
+
+    // THEN the key was already off when Qovery was asked: a hand-over still under way
+    // cannot be answered with a key that works, so the last answer can be trusted
+    assert_eq!(
+        status_at_last_look.as_deref(),
+        Some("Inactive"),
+        "the new key was still on at the rollback's last look at Qovery"
+    );
+    let result = result.unwrap();
+    assert_eq!(result.deleted_access_key_id, new_key);
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    assert_eq!(world.calls("listOrganizationCredentials"), before + 2);
 }
 
 #[tokio::test]

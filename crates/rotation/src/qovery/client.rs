@@ -252,3 +252,92 @@ impl QoveryApi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    const TOKEN: &str = "qov_t0ken-that-must-never-leak-8c1f";
+    const KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+    /// A server that answers every request with 200 and `body`.
+    fn answering(body: String) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                let _ = stream.read(&mut [0u8; 8192]);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        url
+    }
+
+    /// `text` quoted something in place of a secret, and no piece of either is left.
+    fn assert_scrubbed(text: &str) {
+        for secret in [TOKEN, KEY] {
+            for start in 0..=secret.len() - crate::secret::PIECE {
+                let piece = &secret[start..start + crate::secret::PIECE];
+                assert!(!text.contains(piece), "{piece:?} left in {text:?}");
+            }
+        }
+        assert!(text.contains("[redacted]"), "nothing was quoted: {text}");
+    }
+
+    #[tokio::test]
+    async fn network_and_parse_errors_from_qovery_carry_no_secret() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let token = Secret::new(TOKEN);
+        let key = Secret::new(KEY);
+
+        // A network error quotes the URL: here one that carries the token.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let api = QoveryApi::new(&format!("http://{closed}/{TOKEN}"));
+        let error = api
+            .cluster_status(&token, "org", "cluster")
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind, QoveryErrorKind::Unavailable);
+        assert!(
+            error.detail.starts_with("network error"),
+            "{}",
+            error.detail
+        );
+        assert_scrubbed(&error.detail);
+
+        // A 200 that does not parse: serde quotes the string it found, here an echo of
+        // the request: a PUT's secret key and the token; a GET's token.
+        let echo = |text: String| answering(serde_json::to_string(&text).unwrap());
+        let put = QoveryApi::new(&echo(format!(
+            "secret_access_key={KEY} Authorization: Token {TOKEN}"
+        )))
+        .put_aws_static_credentials(&token, "org", "creds", "aws-prod", "AKIANEW", &key)
+        .await
+        .unwrap_err();
+        let get = QoveryApi::new(&echo(format!("Authorization: Token {TOKEN}")))
+            .list_organization_credentials(&token, "org")
+            .await
+            .unwrap_err();
+        for error in [put, get] {
+            assert_eq!(error.kind, QoveryErrorKind::Rejected);
+            assert!(
+                error.detail.contains("does not match Qovery's API spec"),
+                "{}",
+                error.detail
+            );
+            assert_scrubbed(&error.detail);
+        }
+    }
+}

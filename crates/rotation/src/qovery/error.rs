@@ -187,6 +187,30 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_across_the_cut_is_scrubbed_before_the_cut() {
+        // Fewer than PIECE characters of the key before the cut: cut first, they would
+        // no longer match any piece of the key, and would be quoted as they are.
+        let field = r#"{"secret_access_key":""#;
+        for before_cut in 1..crate::secret::PIECE {
+            let key_at = MAX_QUOTED_CHARS - before_cut;
+            let prefix = "x".repeat(key_at - field.len());
+            let body = format!("{prefix}{field}{KEY}\"}}");
+            let quoted = detail(&body, true);
+            let at_the_cut = &quoted[key_at..];
+            assert!(
+                !at_the_cut.starts_with(&KEY[..before_cut]),
+                "{before_cut} characters of the key quoted: {quoted}"
+            );
+            let redacted = "[redacted]";
+            assert!(
+                at_the_cut.starts_with(&redacted[..before_cut.min(redacted.len())]),
+                "{quoted}"
+            );
+            assert!(quoted.ends_with('…'), "{quoted}");
+        }
+    }
+
+    #[test]
     fn every_quoted_form_is_scrubbed() {
         let escaped = KEY.replace('/', "\\/");
         let encoded = KEY.replace('/', "%2F").replace('+', "%2B");

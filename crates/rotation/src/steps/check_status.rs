@@ -141,3 +141,109 @@ pub(crate) fn timed_out(cluster: &ClusterDeployment, doing: &str) -> RotationErr
         keys_context(cluster)
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const BEFORE: &str = "2025-03-01T10:00:00Z";
+    const AFTER: &str = "2025-03-01T10:20:00Z";
+
+    /// A cluster as the Map gives it, with what Qovery reported at the hand-over.
+    fn cluster(
+        status: Option<&str>,
+        execution_id: Option<&str>,
+        date: Option<&str>,
+    ) -> ClusterDeployment {
+        serde_json::from_value(json!({
+            "organization_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+            "cluster_id": "0b7a9c2e-1d2f-4e5a-8b6c-7d8e9f0a1b2c",
+            "poll_interval_seconds": 10,
+            "deploy_timeout_seconds": 600,
+            "baseline_status": status,
+            "baseline_execution_id": execution_id,
+            "baseline_deployment_date": date,
+        }))
+        .unwrap()
+    }
+
+    /// What Qovery reports now.
+    fn now(status: &str, execution_id: Option<&str>, date: Option<&str>) -> ClusterStatus {
+        serde_json::from_value(json!({
+            "cluster_id": "0b7a9c2e-1d2f-4e5a-8b6c-7d8e9f0a1b2c",
+            "status": status,
+            "last_execution_id": execution_id,
+            "last_deployment_date": date,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deployment_without_an_execution_id_is_new_only_if_its_date_changed() {
+        let idle = cluster(Some("DEPLOYED"), None, Some(BEFORE));
+        assert!(!is_new_deployment(
+            &idle,
+            &now("DEPLOYED", None, Some(BEFORE))
+        ));
+        assert!(!is_new_deployment(&idle, &now("DEPLOYED", None, None)));
+        assert!(is_new_deployment(
+            &idle,
+            &now("DEPLOYED", None, Some(AFTER))
+        ));
+        assert!(is_new_deployment(
+            &idle,
+            &now("DEPLOYMENT_ERROR", None, Some(AFTER))
+        ));
+        // Never deployed before the hand-over: any date is a change.
+        let never = cluster(Some("READY"), None, None);
+        assert!(is_new_deployment(
+            &never,
+            &now("DEPLOYED", None, Some(AFTER))
+        ));
+        assert!(!is_new_deployment(&never, &now("DEPLOYED", None, None)));
+        // A deployment running at the hand-over (with the old key) dates itself when it
+        // ends: a new date then proves nothing.
+        for busy in ["DEPLOYING", "DEPLOYMENT_QUEUED", "HIBERNATED"] {
+            let running = cluster(Some(busy), None, Some(BEFORE));
+            assert!(
+                !is_new_deployment(&running, &now("DEPLOYED", None, Some(AFTER))),
+                "{busy}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_deployment_with_an_execution_id_is_new_only_if_its_id_changed() {
+        let at_handover = cluster(Some("DEPLOYING"), Some("exec-1"), Some(BEFORE));
+        // The deployment that ran at the hand-over, ended since: a new date, the same id.
+        assert!(!is_new_deployment(
+            &at_handover,
+            &now("DEPLOYED", Some("exec-1"), Some(AFTER))
+        ));
+        assert!(is_new_deployment(
+            &at_handover,
+            &now("DEPLOYING", Some("exec-2"), Some(BEFORE))
+        ));
+        let no_id_then = cluster(Some("DEPLOYED"), None, Some(BEFORE));
+        assert!(is_new_deployment(
+            &no_id_then,
+            &now("DEPLOYED", Some("exec-2"), Some(BEFORE))
+        ));
+    }
+
+    #[test]
+    fn without_a_hand_over_record_no_deployment_counts_as_new() {
+        // A cluster whose state at the hand-over was not recorded: nothing Qovery
+        // reports can prove a deployment with the new key, whatever it says.
+        let unrecorded = cluster(None, None, None);
+        for status in [
+            now("DEPLOYED", Some("exec-2"), Some(AFTER)),
+            now("DEPLOYED", None, Some(AFTER)),
+            now("DEPLOYMENT_ERROR", Some("exec-2"), Some(AFTER)),
+            now("DEPLOYED", None, None),
+        ] {
+            assert!(!is_new_deployment(&unrecorded, &status), "{status:?}");
+        }
+    }
+}

@@ -129,13 +129,7 @@ async fn run(deps: &Deps, event: Value) -> Result<RotationState, RotationError> 
         &new_key,
         &secret_access_key,
     )
-    .await
-    // Secrets Manager's messages are not known to quote a value, but this one carried
-    // the secret key: scrub it before it can reach an error.
-    .map_err(|mut e| {
-        e.message = crate::secret::scrub_all(&e.message, &[&secret_access_key]);
-        e
-    });
+    .await;
     drop(secret_access_key);
     match stored {
         Ok(secret_arn) => {
