@@ -14,10 +14,15 @@ LINT_DIR := tools/lint
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(SAM_VENV)/bin:$(CURDIR)/$(NODE_DIR)/node_modules/.bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 ARGS ?=
-WORKFLOWS := .github/workflows/ci.yml .github/workflows/deploy.yml
+WORKFLOWS := .github/workflows/ci.yml .github/workflows/deploy.yml .github/workflows/mutants.yml
+# cargo-mutants for `make mutants`, pinned, built into the ignored .tools/ with the
+# versions of its own Cargo.lock (cargo install --locked).
+CARGO_MUTANTS_VERSION := 27.1.0
+MUTANTS_ROOT := .tools/cargo-mutants
+CARGO_MUTANTS := $(CURDIR)/$(MUTANTS_ROOT)/bin/cargo-mutants
 FUNCTIONS := PreflightFunction CreateKeyFunction UpdateQoveryFunction DeployClusterFunction CheckStatusFunction DeleteKeyFunction
 
-.PHONY: tools tools-sam tools-lint build build-debug build-host lint lint-workflows fmt-check clippy test-unit test-template test-workflow test-by-hand test demo bench package deploy deploy-ci clean
+.PHONY: tools tools-sam tools-lint tools-mutants mutants build build-debug build-host lint lint-workflows fmt-check clippy test-unit test-template test-workflow test-by-hand test demo bench package deploy deploy-ci clean
 
 # The six Lambda functions' crates; the fake Qovery is only for tests, the demo and the
 # benchmark. (FUNCTIONS above are their logical ids in template.yaml.)
@@ -26,6 +31,7 @@ BINARIES := preflight create-key update-qovery deploy-cluster check-status delet
 tools: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
 tools-sam: $(SAM_VENV)/.installed
 tools-lint: $(LINT_DIR)/node_modules/.installed
+tools-mutants: $(MUTANTS_ROOT)/.installed-$(CARGO_MUTANTS_VERSION)
 
 $(VENV)/.installed: tools/requirements.txt
 	python3 -m venv $(VENV)
@@ -43,6 +49,10 @@ $(SAM_VENV)/.installed: tools/sam-requirements.txt
 
 $(LINT_DIR)/node_modules/.installed: $(LINT_DIR)/package.json $(LINT_DIR)/package-lock.json
 	cd $(LINT_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+$(MUTANTS_ROOT)/.installed-$(CARGO_MUTANTS_VERSION):
+	cargo install --locked --version $(CARGO_MUTANTS_VERSION) --root $(CURDIR)/$(MUTANTS_ROOT) cargo-mutants
 	touch $@
 
 # Debug binaries for the local stack and the tests.
@@ -148,6 +158,22 @@ deploy-ci: tools-sam
 bench: tools build-host
 	$(VENV)/bin/python tools/bench/bench.py $(ARGS)
 
+# Mutation testing of the modules that guard a key or a secret (.cargo/mutants.toml):
+# cargo-mutants builds and tests each mutant with the rotation package's tests, then
+# tools/mutants/check.py prints caught, missed, unviable and timed out, with the time,
+# and fails on a survivor that tools/mutants/explained.txt does not explain (or when
+# cargo-mutants itself failed). ARGS go to cargo-mutants: `ARGS='--in-diff git.diff'`
+# (only the mutants of a change), `ARGS='--shard 0/8'`, `ARGS='--file <glob>'`.
+# The previous results are kept in mutants.out.old; mutants.out/scope.json lists the
+# whole scope, against which the check finds stale entries. See docs/mutants.md.
+mutants: $(VENV)/.installed tools-mutants
+	@rm -rf mutants.out.old; [[ ! -d mutants.out ]] || mv mutants.out mutants.out.old
+	@started=$$(date +%s); \
+	MOTO_SERVER=$(CURDIR)/tools/mutants/moto-server $(CARGO_MUTANTS) mutants -vV $(ARGS); status=$$?; \
+	seconds=$$(( $$(date +%s) - started )); \
+	mkdir -p mutants.out && $(CARGO_MUTANTS) mutants --list --json > mutants.out/scope.json && \
+	$(VENV)/bin/python tools/mutants/check.py --exit-code $$status --seconds $$seconds
+
 clean:
 	cargo clean
-	rm -rf $(VENV) $(SAM_VENV) $(NODE_DIR)/node_modules $(LINT_DIR)/node_modules .aws-sam .cache
+	rm -rf $(VENV) $(SAM_VENV) $(NODE_DIR)/node_modules $(LINT_DIR)/node_modules .aws-sam .cache .tools mutants.out mutants.out.old
