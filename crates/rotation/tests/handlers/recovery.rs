@@ -4,13 +4,11 @@
 //! and the fake Qovery. `EXECUTION` never exists in moto's Step Functions, so once a
 //! second execution looks, the first has ended.
 
-mod support;
-
+use crate::support::*;
 use qovery_fake::{Fault, SeedRegistry};
 use rotation::ledger::LedgerPhase;
 use rotation::state::{Recovery, RotationState};
 use rotation::steps::preflight;
-use support::*;
 
 async fn preflight_of_the_next_run(world: &World) -> RotationState {
     preflight::handle(

@@ -3,8 +3,7 @@
 //! credentials entries. Each step handler against moto and the fake Qovery, called with
 //! the input the ASL gives it. Every test checks what every holder holds afterwards.
 
-mod support;
-
+use crate::support::*;
 use qovery_fake::{
     Fault, SeedCluster, SeedCredentials, SeedDnsProvider, SeedRegistry, SeedSecretManagerAccess,
 };
@@ -12,7 +11,6 @@ use rotation::qovery::HolderKind;
 use rotation::state::{QoveryHolds, RotationState};
 use rotation::steps::preflight;
 use serde_json::json;
-use support::*;
 
 const OTHER_KEY: &str = "AKIAOTHERKEY00000001";
 const ROLE: &str = "arn:aws:iam::123456789012:role/qovery-ecr";

@@ -3,12 +3,10 @@
 //! Each step handler against moto and the fake Qovery. `EXECUTION` never exists in
 //! moto's Step Functions, so once a second execution looks, the first has ended.
 
-mod support;
-
+use crate::support::*;
 use rotation::state::RotationState;
 use rotation::steps::preflight;
 use serde_json::json;
-use support::*;
 
 async fn audit(
     world: &World,

@@ -3,10 +3,8 @@
 //! is switched off for a quarantine, and deleted only if no cluster of the rotation
 //! failed meanwhile. Each step handler against moto and the fake Qovery.
 
-mod support;
-
+use crate::support::*;
 use rotation::state::RotationState;
-use support::*;
 
 async fn use_old_key(world: &World) {
     world

@@ -1,11 +1,11 @@
 //! The harness for the handler tests: a real moto server (IAM, STS, Secrets Manager,
 //! Step Functions) with key checks on, and the fake Qovery, both on 127.0.0.1.
-#![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -58,48 +58,69 @@ pub const EXECUTION_2: &str = "arn:aws:states:us-east-1:123456789012:execution:r
 /// seed the admin user and its key.
 const SEED_REQUESTS: usize = 3;
 
-/// A moto server process, killed when dropped (also when a test panics).
+/// A moto server of its own for one test, forked by the test binary's fork server
+/// (`tests/workflow/moto_forkserver.py`): it ends when this is dropped (also when a test
+/// panics), as the fork ends when its connection closes.
 pub struct Moto {
-    child: Child,
+    _fork: TcpStream,
     pub endpoint: String,
     /// Signed with the admin key: for seeding and for checking what exists afterwards.
     pub admin: SdkConfig,
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The fork server, started once per test binary: it has imported moto (about a second
+/// of CPU), so each test's server is a fork ready in milliseconds. It ends when its
+/// stdin closes, which the end of the test binary does.
+struct ForkServer {
+    _process: Child,
+    port: u16,
 }
 
-/// The moto server to run: MOTO_SERVER, a `moto_server` executable or a Python launcher
-/// (`tests/workflow/moto_atomic.py`, run with the project's virtualenv), or the
-/// virtualenv's own `moto_server`.
+static FORK_SERVER: OnceLock<ForkServer> = OnceLock::new();
+
+fn fork_server() -> &'static ForkServer {
+    FORK_SERVER.get_or_init(|| {
+        let mut process = moto_command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto's fork server");
+        let mut port = String::new();
+        BufReader::new(process.stdout.take().unwrap())
+            .read_line(&mut port)
+            .expect("read the fork server's port");
+        let port = port
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("moto's fork server did not start: {port:?}"));
+        ForkServer {
+            _process: process,
+            port,
+        }
+    })
+}
+
+/// The fork server to run: MOTO_SERVER, a script that runs it (`tools/mutants/moto-server`
+/// for `make mutants`), or `tests/workflow/moto_forkserver.py` with the project's
+/// virtualenv.
 fn moto_command() -> Command {
-    let path = moto_binary();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = std::env::var_os("MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("tests/workflow/moto_forkserver.py"));
+    assert!(
+        path.exists(),
+        "moto's fork server not found at {}; run `make tools` first",
+        path.display()
+    );
     if path.extension().is_some_and(|e| e == "py") {
-        let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-        let mut command = Command::new(python);
+        let mut command = Command::new(root.join(".venv/bin/python"));
         command.arg(path);
         command
     } else {
         Command::new(path)
     }
-}
-
-fn moto_binary() -> PathBuf {
-    let path = std::env::var_os("MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server")
-        });
-    assert!(
-        path.exists(),
-        "moto_server not found at {}; run `make tools` first",
-        path.display()
-    );
-    path
 }
 
 fn free_port() -> u16 {
@@ -129,22 +150,15 @@ pub fn sdk_config(endpoint: &str, key: &str, secret: &str) -> SdkConfig {
 impl Moto {
     pub async fn start() -> Self {
         let port = free_port();
-        let child = moto_command()
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", SEED_REQUESTS.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
+        let mut fork = TcpStream::connect(("127.0.0.1", fork_server().port))
+            .expect("reach moto's fork server");
+        writeln!(fork, "{port} {SEED_REQUESTS}").unwrap();
+        let mut ready = String::new();
+        BufReader::new(fork.try_clone().unwrap())
+            .read_line(&mut ready)
+            .expect("moto's fork answers");
+        assert_eq!(ready.trim(), "ok", "moto did not start on port {port}");
         let endpoint = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "moto did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         // The first SEED_REQUESTS calls go unchecked; any signature will do.
         let anonymous = sdk_config(&endpoint, "AKIASEEDSEEDSEEDSEED", "seed");
         let (key, secret) =
@@ -152,7 +166,7 @@ impl Moto {
         let admin = sdk_config(&endpoint, &key, &secret);
         // From here on, moto checks every signature.
         Self {
-            child,
+            _fork: fork,
             endpoint,
             admin,
         }
