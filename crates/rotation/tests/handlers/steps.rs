@@ -7,7 +7,7 @@
 use crate::support::*;
 use qovery_fake::{Fault, Outcome, SeedCluster, SeedCredentials, SeedSecretManagerAccess};
 use rotation::qovery::HolderKind;
-use rotation::state::{DeleteKeyResult, Phase, QoveryHolds, RotationState};
+use rotation::state::{ClusterDeployment, DeleteKeyResult, Phase, QoveryHolds, RotationState};
 use rotation::steps::{
     check_status, create_key, delete_key, deploy_cluster, preflight, update_qovery,
 };
@@ -1438,6 +1438,94 @@ async fn a_cluster_stopped_after_preflight_is_skipped_not_started() {
         assert_eq!(world.cluster(id).status, "STOPPED");
     }
     assert_eq!(world.calls("deployCluster"), 0);
+}
+
+/// Runs deploy-cluster for `cluster` with its POST held on the way in; meanwhile the
+/// cluster's status becomes `status_meanwhile` (its execution unchanged: no new
+/// deployment), as a deployment queued by a first call whose answer was lost shows up.
+async fn deploy_while_the_status_turns(
+    world: &World,
+    state: &RotationState,
+    cluster: &str,
+    status_meanwhile: &str,
+) -> Result<ClusterDeployment, RotationError> {
+    let mut post = world.fake.hold("deployCluster", 0);
+    let turn = async {
+        tokio::time::timeout(std::time::Duration::from_secs(60), post.reached())
+            .await
+            .expect("deploy-cluster asked Qovery to deploy");
+        world.fake.set_cluster_status(cluster, status_meanwhile);
+        post.release();
+    };
+    let (result, ()) = tokio::join!(
+        deploy_cluster::handle(&world.deps, map_item(state, cluster)),
+        turn
+    );
+    result
+}
+
+#[tokio::test]
+async fn a_deploy_refused_because_one_is_queued_follows_it_and_deploys_nothing_more() {
+    // GIVEN the hand-over is done, and Qovery refuses the POST because a deployment is
+    // queued that its status did not show yet (a first call's, its answer lost)
+    let world = World::new().await;
+    let state = handed_over(&world).await;
+    world.fake.inject_fault(Fault::new("deployCluster", 400, 1));
+
+    // WHEN deploy-cluster runs and the status, asked again, shows the queued deployment
+    let cluster = deploy_while_the_status_turns(&world, &state, CLUSTER_A, "DEPLOYMENT_QUEUED")
+        .await
+        .unwrap();
+
+    // THEN it waits for the cluster to settle (then deploys if nothing new came of it);
+    // the refusal is not a failure of the rotation
+    assert_eq!(cluster.phase, Some(Phase::AwaitingIdle));
+    // (the fake moves a queued deployment on at each look)
+    let status = cluster.status.as_deref();
+    assert!(
+        matches!(status, Some("DEPLOYMENT_QUEUED" | "DEPLOYING")),
+        "{status:?}"
+    );
+    assert!(
+        cluster.deploy_requested_at.is_none(),
+        "no deploy was accepted"
+    );
+    assert_eq!(world.calls("getClusterStatus"), 2, "the status asked again");
+}
+
+#[tokio::test]
+async fn a_deploy_refused_while_nothing_is_queued_fails_the_rotation() {
+    // GIVEN the hand-over is done, and Qovery refuses the POST
+    let world = World::new().await;
+    let state = handed_over(&world).await;
+    world.fake.inject_fault(Fault::new("deployCluster", 400, 1));
+
+    // WHEN deploy-cluster runs and the status, asked again, is still DEPLOYED on the
+    // execution the hand-over recorded
+    let result = deploy_while_the_status_turns(&world, &state, CLUSTER_A, "DEPLOYED").await;
+
+    // THEN nothing is queued that could carry the new key: the refusal is the answer
+    let (name, message) = failure(result);
+    assert_eq!(name, "QoveryRejected");
+    assert!(message.contains("400"), "{message}");
+    assert_eq!(world.cluster(CLUSTER_A).deploy_count, 0);
+}
+
+#[tokio::test]
+async fn a_deploy_failing_for_another_reason_is_that_failure_even_if_the_cluster_is_busy() {
+    // GIVEN the hand-over is done, and the POST fails on the token (401), not a refusal
+    let world = World::new().await;
+    let state = handed_over(&world).await;
+    world.fake.inject_fault(Fault::new("deployCluster", 401, 1));
+
+    // WHEN the cluster meanwhile shows a deployment queued by someone else
+    let result =
+        deploy_while_the_status_turns(&world, &state, CLUSTER_A, "DEPLOYMENT_QUEUED").await;
+
+    // THEN the failure is reported as it is: only a refusal means "already queued"
+    let (name, _) = failure(result);
+    assert_eq!(name, "QoveryUnauthorized");
+    assert_eq!(world.calls("getClusterStatus"), 1, "no second look");
 }
 
 #[tokio::test]
