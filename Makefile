@@ -170,7 +170,8 @@ bench: tools build-host
 mutants: $(VENV)/.installed tools-mutants
 	@rm -rf mutants.out.old; [[ ! -d mutants.out ]] || mv mutants.out mutants.out.old
 	@started=$$(date +%s); \
-	MOTO_SERVER=$(CURDIR)/tools/mutants/moto-server $(CARGO_MUTANTS) mutants -vV $(ARGS); status=$$?; \
+	MOTO_SERVER=$(CURDIR)/tools/mutants/moto-server RUST_TEST_THREADS=4 TESTS_FAIL_FAST=1 \
+	  $(CARGO_MUTANTS) mutants -vV --jobs $(MUTANTS_JOBS) $(ARGS); status=$$?; \
 	seconds=$$(( $$(date +%s) - started )); \
 	mkdir -p mutants.out && $(CARGO_MUTANTS) mutants --list --json > mutants.out/scope.json && \
 	$(VENV)/bin/python tools/mutants/check.py --exit-code $$status --seconds $$seconds

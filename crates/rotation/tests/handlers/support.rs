@@ -80,6 +80,7 @@ static FORK_SERVER: OnceLock<ForkServer> = OnceLock::new();
 
 fn fork_server() -> &'static ForkServer {
     FORK_SERVER.get_or_init(|| {
+        stop_at_the_first_failure_if_asked();
         let mut process = moto_command()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -99,6 +100,20 @@ fn fork_server() -> &'static ForkServer {
             port,
         }
     })
+}
+
+/// With TESTS_FAIL_FAST set (`make mutants` sets it), the first failing test ends the
+/// whole binary: libtest would run every other test first, and a mutant is caught as
+/// soon as one test fails. Its message is printed as usual before the exit.
+fn stop_at_the_first_failure_if_asked() {
+    if std::env::var_os("TESTS_FAIL_FAST").is_none() {
+        return;
+    }
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
+        report(panic);
+        std::process::exit(101);
+    }));
 }
 
 /// The fork server to run: MOTO_SERVER, a script that runs it (`tools/mutants/moto-server`
