@@ -41,18 +41,6 @@ pub struct CredentialsHeader {
     pub role_arn: Option<String>,
 }
 
-impl CredentialsHeader {
-    /// Whether these credentials, of any type, hold `access_key_id`.
-    pub fn holds_key(&self, access_key_id: &str) -> bool {
-        self.access_key_id.as_deref() == Some(access_key_id)
-    }
-
-    /// Whether these are static AWS keys holding `access_key_id`.
-    pub fn holds_aws_key(&self, access_key_id: &str) -> bool {
-        self.object_type.as_deref() == Some("AWS") && self.holds_key(access_key_id)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CredentialCluster {
     pub id: String,

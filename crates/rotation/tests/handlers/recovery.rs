@@ -293,6 +293,26 @@ async fn delete_old_key_refuses_while_the_kept_key_is_inactive_or_a_holder_lacks
 }
 
 #[tokio::test]
+async fn delete_old_key_refuses_while_one_holder_of_two_lacks_the_kept_key() {
+    // GIVEN the hand-over of a key two credentials entries hold is done
+    let world = World::shared_key().await;
+    let state = handed_over(&world).await;
+
+    // WHEN one entry holds the kept key and the other another key (edited by hand): not
+    // the old key, so only the check that every holder holds the kept key can see it
+    world.reseed(|seed| {
+        let us = seed.credentials.iter_mut().find(|c| c.id == CREDS_US);
+        us.unwrap().access_key_id = "AKIAELSEWHERE0000001".into();
+    });
+    let (name, message) = failure(delete(&world, "DeleteOldKey", &state).await);
+
+    // THEN it refuses, naming the entry that lacks it, and both keys stay
+    assert_eq!(name, "UnsafeDelete");
+    assert!(message.contains("lacking: credentials aws-us"), "{message}");
+    assert_eq!(world.key_ids().await.len(), 2);
+}
+
+#[tokio::test]
 async fn delete_key_deletes_only_what_the_record_names() {
     // GIVEN the hand-over is done, and the record no longer names the old key as this
     // rotation's (another rotation's record, say)
