@@ -19,8 +19,8 @@ WORKFLOWS := .github/workflows/ci.yml .github/workflows/deploy.yml .github/workf
 # versions of its own Cargo.lock (cargo install --locked).
 CARGO_MUTANTS_VERSION := 27.1.0
 MUTANTS_ROOT := .tools/cargo-mutants
-# Two mutants at a time: one builds (mostly on one core) while the other's tests run.
-MUTANTS_JOBS ?= 2
+# One mutant at a time: two builds at once on 2 cores took 22 s each instead of 6 s.
+MUTANTS_JOBS ?= 1
 CARGO_MUTANTS := $(CURDIR)/$(MUTANTS_ROOT)/bin/cargo-mutants
 FUNCTIONS := PreflightFunction CreateKeyFunction UpdateQoveryFunction DeployClusterFunction CheckStatusFunction DeleteKeyFunction
 
