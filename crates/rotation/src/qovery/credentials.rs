@@ -166,4 +166,35 @@ mod tests {
         );
         assert!(eks_anywhere.holds("AKIAOLD") && eks_anywhere.cannot_give.is_some());
     }
+
+    #[test]
+    fn only_static_aws_keys_are_edited_eks_anywhere_is_refused_with_its_reason() {
+        let edited = |holder: &Holder| matches!(holder.edit, Edit::Credentials);
+        let aws = entry(
+            serde_json::json!({"id": "A", "name": "a", "object_type": "AWS", "access_key_id": "AKIAOLD"}),
+        );
+        assert!(edited(&aws) && aws.cannot_give.is_none());
+        // A role entry is given nothing: a PUT of static keys would turn it into one.
+        let role = entry(
+            serde_json::json!({"id": "R", "name": "r", "object_type": "AWS_ROLE", "role_arn": "arn"}),
+        );
+        assert!(!edited(&role) && role.cannot_give.is_none());
+
+        let eks_key = entry(
+            serde_json::json!({"id": "E", "name": "e", "object_type": "EKS_ANYWHERE_VSPHERE",
+                                                    "access_key_id": "AKIAOLD"}),
+        );
+        let why = eks_key.cannot_give.clone().unwrap();
+        assert!(why.contains("vSphere user and password"), "{why}");
+        assert!(!edited(&eks_key));
+        let eks_role = entry(
+            serde_json::json!({"id": "E", "name": "e", "object_type": "EKS_ANYWHERE_VSPHERE",
+                                                    "role_arn": "arn:aws:iam::1:role/eks"}),
+        );
+        assert_eq!(
+            eks_role.holding,
+            Holding::Role("arn:aws:iam::1:role/eks".into())
+        );
+        assert!(eks_role.cannot_give.is_none() && !edited(&eks_role));
+    }
 }

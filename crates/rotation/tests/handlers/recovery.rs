@@ -313,6 +313,28 @@ async fn delete_old_key_refuses_while_one_holder_of_two_lacks_the_kept_key() {
 }
 
 #[tokio::test]
+async fn a_step_of_an_execution_that_no_longer_holds_the_lock_changes_nothing() {
+    // GIVEN the hand-over is done by the execution that holds the lock
+    let world = World::new().await;
+    let state = handed_over(&world).await;
+    let new_key = state.new_access_key_id.clone().unwrap();
+
+    // WHEN a step of another execution (a stopped one's last Lambda, say) runs with
+    // that state: delete the old key, or roll the new one back
+    for task in ["DeleteOldKey", "RollbackNewKey"] {
+        let mut other = state.clone();
+        other.execution_id = EXECUTION_2.to_string();
+        let (name, message) = failure(delete(&world, task, &other).await);
+
+        // THEN it is refused, naming the holder, and both keys stay
+        assert_eq!(name, "RotationInProgress", "{task}: {message}");
+        assert!(message.contains(EXECUTION), "{message}");
+        let keys = world.key_ids().await;
+        assert!(keys.contains(&world.old_key) && keys.contains(&new_key));
+    }
+}
+
+#[tokio::test]
 async fn delete_key_deletes_only_what_the_record_names() {
     // GIVEN the hand-over is done, and the record no longer names the old key as this
     // rotation's (another rotation's record, say)
