@@ -334,6 +334,25 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_quoted_through_two_different_encodings_is_redacted() {
+        // Every 12 bytes of this secret hold a `/`, so a reading that undoes only one of
+        // the two encodings never shows a whole piece of it: only the pair does.
+        let secret = "abcdefghi/jklmnopqr/stuvwxyz0/123456789/ABCDEFGHI";
+        // JSON in a query string: `\/` URL-encoded.
+        let json_in_query = percent(&secret.replace('/', "\\/"));
+        assert_eq!(
+            scrub(&format!("q={json_in_query}&x=1"), &[secret]),
+            "q=[redacted]&x=1"
+        );
+        // A query string in JSON: `%2F` with its `%` JSON-escaped.
+        let query_in_json = percent(secret).replace('%', "\\u0025");
+        assert_eq!(
+            scrub(&format!("{{\"q\":\"{query_in_json}\"}}"), &[secret]),
+            "{\"q\":\"[redacted]\"}"
+        );
+    }
+
+    #[test]
     fn html_escaped_forms_are_redacted() {
         check(&KEY.replace('/', "&#x2F;").replace('+', "&#43;"));
         let amp = "a&b<c>d\"e'f-long-enough";
