@@ -353,6 +353,14 @@ mod tests {
     }
 
     #[test]
+    fn a_piece_that_starts_or_ends_inside_a_character_takes_the_whole_character() {
+        // `é` is C3 A9: `©` (C2 A9) shares its last byte, `è` (C3 A8) its first, so a
+        // piece of these secrets can match from the middle of a character of the text.
+        assert_eq!(scrub("©ABCDEFGHIJK.", &["xéABCDEFGHIJK"]), "[redacted].");
+        assert_eq!(scrub(".ABCDEFGHIJKè", &["ABCDEFGHIJKé"]), ".[redacted]");
+    }
+
+    #[test]
     fn html_escaped_forms_are_redacted() {
         check(&KEY.replace('/', "&#x2F;").replace('+', "&#43;"));
         let amp = "a&b<c>d\"e'f-long-enough";
