@@ -698,6 +698,96 @@ async fn create_key_deletes_its_own_recorded_key_whose_secret_was_lost_and_creat
     assert!(all_hold(&world, &world.old_key));
 }
 
+/// IAM refuses CreateAccessKey to the rotator from now on: create-key stops exactly
+/// where a Lambda that died in that call would.
+async fn deny_key_creation(world: &World) {
+    let deny = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "iam:CreateAccessKey", "Resource": "*"}]});
+    world
+        .moto
+        .iam()
+        .put_user_policy()
+        .user_name("rotator-admin")
+        .policy_name("no-new-keys")
+        .policy_document(deny.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn create_key_records_that_it_is_creating_a_key_and_where_its_secret_goes_before_it_asks_iam()
+{
+    // GIVEN a preflighted rotation, and IAM that will not answer CreateAccessKey with a key
+    let world = World::new().await;
+    let state = preflighted(&world).await;
+    deny_key_creation(&world).await;
+
+    // WHEN create-key runs
+    let (name, message) = failure(create(&world, &state).await);
+
+    // THEN the record already says a key was being created (so that a later run can
+    // tell a lost creation from someone else's key) and where its secret goes; no key
+    assert_eq!(name, "AwsRejected", "{message}");
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    assert_eq!(record.phase, rotation::ledger::LedgerPhase::CreatingKey);
+    assert_eq!(
+        record.key_secret_id.as_deref(),
+        Some(world.key_secret_name(EXECUTION).as_str())
+    );
+    assert!(record.new_key_version_id.is_some());
+    assert_eq!(record.new_access_key_id, None);
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+}
+
+#[tokio::test]
+async fn create_key_forgets_the_lost_key_it_deleted_before_it_creates_another() {
+    // GIVEN an earlier attempt's recorded key whose secret was lost, and IAM that will
+    // not create the next one
+    let world = World::new().await;
+    let state = preflighted(&world).await;
+    let lost = world.key_made_by_someone_else().await;
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    world
+        .deps
+        .ledger
+        .write(&rotation::ledger::Record {
+            phase: rotation::ledger::LedgerPhase::KeyCreated,
+            new_access_key_id: Some(lost.clone()),
+            ..record
+        })
+        .await
+        .unwrap();
+    deny_key_creation(&world).await;
+
+    // WHEN create-key runs again and fails to create
+    failure(create(&world, &state).await);
+
+    // THEN the lost key is deleted and no longer recorded as this rotation's new key
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    assert_eq!(record.new_access_key_id, None, "{record:?}");
+    assert_eq!(record.phase, rotation::ledger::LedgerPhase::CreatingKey);
+}
+
+#[tokio::test]
+async fn create_key_records_the_key_its_secret_and_the_secret_version() {
+    // GIVEN a preflighted rotation
+    let world = World::new().await;
+    let state = preflighted(&world).await;
+
+    // WHEN create-key runs
+    let state = create(&world, &state).await.unwrap();
+
+    // THEN the record is the proof of the key, and names the secret version a later run
+    // finishes the hand-over with
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    assert_eq!(record.phase, rotation::ledger::LedgerPhase::KeyCreated);
+    assert_eq!(record.new_access_key_id, state.new_access_key_id);
+    assert_eq!(record.key_secret_id, state.key_secret_id);
+    assert_eq!(record.new_key_version_id, state.new_key_version_id);
+}
+
 #[tokio::test]
 async fn create_key_refuses_a_second_key_from_before_preflight() {
     // GIVEN a second key that predates preflight (preflight is dated after it)
