@@ -16,10 +16,13 @@ use, then forks a server per request:
     A request is one line on a new connection: "<port> <initial_no_auth_action_count>\n".
     The fork answers "ok\n" once it listens on <port>, and lives until that connection
     closes: the test drops its `Moto` (also when it panics) or its process ends.
+
+Each fork also takes one fault from its test (FAULT_PATH, below).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import select
 import signal
@@ -69,6 +72,42 @@ def _warm_up(app: DomainDispatcherApplication) -> None:
     ActionAuthenticatorMixin.request_count = 0
 
 
+FAULT_PATH = "/_test/fail_dynamodb_writes_containing"
+INJECTED = (
+    b'{"__type":"com.amazonaws.dynamodb.v20120810#ValidationException",'
+    b'"message":"a failure injected by the test"}'
+)
+
+
+def _with_faults(app: DomainDispatcherApplication) -> object:
+    """The app, plus one fault a test can ask its own server for: `POST FAULT_PATH` with
+    a text makes every later DynamoDB PutItem whose body contains that text fail (400,
+    not retried), as a ledger write can fail between two others."""
+    texts: list[bytes] = []
+
+    def wsgi(environ: dict, start_response: object) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if environ.get("PATH_INFO") == FAULT_PATH:
+            texts.append(environ["wsgi.input"].read(length))
+            start_response("204 No Content", [])  # type: ignore[operator]
+            return []
+        if texts and environ.get("HTTP_X_AMZ_TARGET", "").endswith(".PutItem"):
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)
+            if any(text in body for text in texts):
+                start_response(  # type: ignore[operator]
+                    "400 Bad Request",
+                    [
+                        ("Content-Type", "application/x-amz-json-1.0"),
+                        ("Content-Length", str(len(INJECTED))),
+                    ],
+                )
+                return [INJECTED]
+        return app(environ, start_response)
+
+    return wsgi
+
+
 def _serve_one(
     app: DomainDispatcherApplication,
     connection: socket.socket,
@@ -77,7 +116,9 @@ def _serve_one(
 ) -> None:
     """In the fork: a moto server on `port` until `connection` closes."""
     settings.INITIAL_NO_AUTH_ACTION_COUNT = unsigned_requests
-    server = make_server("127.0.0.1", port, app, True, request_handler=MotoRequestHandler)
+    server = make_server(
+        "127.0.0.1", port, _with_faults(app), True, request_handler=MotoRequestHandler
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     connection.sendall(b"ok\n")
     # Blocks until the test closes its end; nothing is ever sent on it.

@@ -789,6 +789,26 @@ async fn create_key_records_the_key_its_secret_and_the_secret_version() {
 }
 
 #[tokio::test]
+async fn a_new_key_the_ledger_cannot_record_is_deleted_again() {
+    // GIVEN a preflighted rotation, and a ledger that will refuse the record of the key
+    let world = World::new().await;
+    let state = preflighted(&world).await;
+    world
+        .moto
+        .fail_dynamodb_writes_containing("key_created")
+        .await;
+
+    // WHEN create-key runs: IAM creates the key, the write of its proof fails
+    let (name, message) = failure(create(&world, &state).await);
+
+    // THEN the key it could not record is deleted (no orphan key), and Qovery's remains
+    assert_eq!(name, "AwsRejected", "{message}");
+    assert!(message.contains("was deleted again"), "{message}");
+    assert_eq!(world.key_ids().await, vec![world.old_key.clone()]);
+    assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
+}
+
+#[tokio::test]
 async fn create_key_refuses_a_second_key_from_before_preflight() {
     // GIVEN a second key that predates preflight (preflight is dated after it)
     let world = World::new().await;
@@ -809,6 +829,9 @@ async fn create_key_refuses_a_second_key_from_before_preflight() {
     ] {
         assert!(message.contains(needle), "{needle}: {message}");
     }
+    // The key it cannot prove it made is the other one, not Qovery's.
+    let unproven = format!("cannot prove it made {other}, so it does not delete it");
+    assert!(message.contains(&unproven), "{message}");
     assert_eq!(world.key_ids().await, before);
     assert_eq!(world.secret_names().await, vec![TOKEN_SECRET.to_string()]);
 }

@@ -187,6 +187,24 @@ impl Moto {
         }
     }
 
+    /// From now on every DynamoDB PutItem whose request body contains `text` fails
+    /// (a ValidationException, not retried): a ledger write that fails between others.
+    pub async fn fail_dynamodb_writes_containing(&self, text: &str) {
+        use std::io::Read;
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "POST /_test/fail_dynamodb_writes_containing HTTP/1.1\r\nHost: {address}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    }
+
     pub fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.admin)
     }
