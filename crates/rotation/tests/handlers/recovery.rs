@@ -73,7 +73,11 @@ async fn a_run_stopped_after_create_key_is_undone_by_the_next_which_then_rotates
     let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
     assert_eq!(record.execution_id, EXECUTION_2);
     assert_eq!(record.phase, LedgerPhase::Planned);
+    // Nothing of the ended run is left in it: its key, its secret, the take-over.
     assert_eq!(record.new_access_key_id, None);
+    assert_eq!(record.key_secret_id, None);
+    assert_eq!(record.new_key_version_id, None);
+    assert_eq!(record.took_over_from, None);
 
     // AND the rotation goes on from the start, to the end, and releases the lock
     let state = create(&world, &state).await.unwrap();
