@@ -124,6 +124,10 @@ async fn a_run_stopped_mid_hand_over_is_finished_by_the_next() {
 
     // THEN it finishes: same keys, every holder of either key in the plan
     assert_eq!(state.recovery, Recovery::Finish);
+    // The record is this run's now, and still says which run started the rotation.
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    assert_eq!(record.execution_id, EXECUTION_2);
+    assert_eq!(record.took_over_from.as_deref(), Some(EXECUTION));
     assert_eq!(state.old_access_key_id, world.old_key);
     assert_eq!(state.new_access_key_id.as_deref(), Some(new_key.as_str()));
     assert_eq!(state.holders.len(), 2);
