@@ -187,4 +187,25 @@ mod tests {
         let third = decide(&record(Some("AKIANEWKEY0000000001")), ORG, &keys, &[]).unwrap_err();
         assert!(third.contains("AKIAWHOSEKEY00000001 is neither"), "{third}");
     }
+
+    #[test]
+    fn a_run_that_ended_while_creating_with_no_second_key_created_nothing() {
+        let mut creating = record(None);
+        creating.phase = LedgerPhase::CreatingKey;
+        let only_old = [key("AKIAOLDKEY0000000001", "Active")];
+        let decision = decide(&creating, ORG, &only_old, &[]).unwrap();
+        assert_eq!(decision.recovery, Recovery::Fresh);
+        // Before the creation started, a second key is not the ended run's to explain:
+        // the new run's own checks refuse it.
+        let mut planned = record(None);
+        planned.phase = LedgerPhase::Planned;
+        let keys = [
+            key("AKIAOLDKEY0000000001", "Active"),
+            key("AKIAWHOSEKEY00000001", "Active"),
+        ];
+        assert_eq!(
+            decide(&planned, ORG, &keys, &[]).unwrap().recovery,
+            Recovery::Fresh
+        );
+    }
 }

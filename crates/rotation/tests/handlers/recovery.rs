@@ -93,6 +93,43 @@ async fn a_run_stopped_after_create_key_is_undone_by_the_next_which_then_rotates
 }
 
 #[tokio::test]
+async fn a_held_new_key_that_is_switched_off_is_not_finished_but_refused() {
+    // GIVEN a run that handed the new key over, then ended; someone switched that key off
+    let world = World::new().await;
+    let ended = handed_over(&world).await;
+    let new_key = ended.new_access_key_id.clone().unwrap();
+    world
+        .moto
+        .iam()
+        .update_access_key()
+        .user_name(USER)
+        .access_key_id(&new_key)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+
+    // WHEN the next run preflights
+    let (name, message) = failure(
+        preflight::handle(
+            &world.deps,
+            world.preflight_event_for(EXECUTION_2, world.input()),
+        )
+        .await,
+    );
+
+    // THEN it refuses to finish on a key Qovery cannot use, says how to switch it on,
+    // and changes nothing (the lock stays with the ended run)
+    assert_eq!(name, "PreconditionFailed");
+    assert!(
+        message.contains("is not Active: switch it on first"),
+        "{message}"
+    );
+    assert_eq!(world.lock_holder().await, EXECUTION);
+    assert_eq!(world.key_ids().await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_run_stopped_mid_hand_over_is_finished_by_the_next() {
     // GIVEN a run that gave the credentials the new key, then ended on a refused
     // registry PUT (HandOverUnfinished): the key secret is kept
