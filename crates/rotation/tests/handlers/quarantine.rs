@@ -156,6 +156,10 @@ async fn a_cluster_failing_during_the_quarantine_switches_the_old_key_back_on_an
         message.contains("INVALID_CREDENTIALS") && message.contains("switched back on"),
         "{message}"
     );
+    // It names the cluster that failed, and only that one.
+    let failed = format!("production ({CLUSTER_A}) is INVALID_CREDENTIALS");
+    assert!(message.contains(&failed), "{message}");
+    assert!(!message.contains("staging"), "{message}");
     both_keys_active(&world, &new_key(&state)).await;
     assert_eq!(world.key_ids().await.len(), 2);
 }
