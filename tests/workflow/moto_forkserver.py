@@ -81,8 +81,8 @@ INJECTED = (
 
 def _with_faults(app: DomainDispatcherApplication) -> object:
     """The app, plus one fault a test can ask its own server for: `POST FAULT_PATH` with
-    a text makes every later DynamoDB PutItem whose body contains that text fail (400,
-    not retried), as a ledger write can fail between two others."""
+    a text makes the next DynamoDB PutItem whose body contains that text fail (400, not
+    retried), as a ledger write can fail between two others."""
     texts: list[bytes] = []
 
     def wsgi(environ: dict, start_response: object) -> list[bytes]:
@@ -94,7 +94,9 @@ def _with_faults(app: DomainDispatcherApplication) -> object:
         if texts and environ.get("HTTP_X_AMZ_TARGET", "").endswith(".PutItem"):
             body = environ["wsgi.input"].read(length)
             environ["wsgi.input"] = io.BytesIO(body)
-            if any(text in body for text in texts):
+            hit = next((text for text in texts if text in body), None)
+            if hit is not None:
+                texts.remove(hit)
                 start_response(  # type: ignore[operator]
                     "400 Bad Request",
                     [

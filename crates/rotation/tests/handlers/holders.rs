@@ -328,6 +328,16 @@ async fn a_holder_that_takes_the_old_key_after_preflight_gets_the_new_one_and_it
     assert_eq!(planned, [CLUSTER_A, CLUSTER_D]);
     assert!(state.clusters[1].handover_status.is_some());
     assert!(state.clusters[1].held_by.contains(CREDS_OTHER));
+    // The ledger names them among the rotation's holders: a run that ends now is
+    // finished by one that checks them too.
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    for late in [CREDS_OTHER, REGISTRY_A] {
+        assert!(
+            record.holders.iter().any(|h| h.id == late),
+            "{late}: {:?}",
+            record.holders
+        );
+    }
 }
 
 #[tokio::test]

@@ -795,7 +795,7 @@ async fn a_new_key_the_ledger_cannot_record_is_deleted_again() {
     let state = preflighted(&world).await;
     world
         .moto
-        .fail_dynamodb_writes_containing("key_created")
+        .fail_next_dynamodb_write_containing("key_created")
         .await;
 
     // WHEN create-key runs: IAM creates the key, the write of its proof fails

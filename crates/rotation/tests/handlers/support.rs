@@ -187,9 +187,9 @@ impl Moto {
         }
     }
 
-    /// From now on every DynamoDB PutItem whose request body contains `text` fails
-    /// (a ValidationException, not retried): a ledger write that fails between others.
-    pub async fn fail_dynamodb_writes_containing(&self, text: &str) {
+    /// The next DynamoDB PutItem whose request body contains `text` fails (a
+    /// ValidationException, not retried): a ledger write that fails between others.
+    pub async fn fail_next_dynamodb_write_containing(&self, text: &str) {
         use std::io::Read;
         let address = self.endpoint.trim_start_matches("http://");
         let mut stream = TcpStream::connect(address).unwrap();
