@@ -341,6 +341,28 @@ async fn a_holder_that_takes_the_old_key_after_preflight_gets_the_new_one_and_it
 }
 
 #[tokio::test]
+async fn a_holder_changed_to_a_third_key_during_the_rotation_stops_the_hand_over() {
+    // GIVEN a created key, and the entry preflight recorded now holding a key that is
+    // neither the old nor the new one (someone edited it by hand)
+    let world = World::new().await;
+    let state = created(&world).await;
+    world.reseed(|seed| {
+        seed.credentials[0].access_key_id = "AKIAELSEWHERE0000001".into();
+    });
+
+    // WHEN update-qovery runs
+    let (name, message) = failure(update(&world, &state).await);
+
+    // THEN it refuses before any PUT: whoever changed it must be asked first
+    assert_eq!(name, "PreconditionFailed");
+    assert!(
+        message.contains("neither the old key") && message.contains("AKIAELSEWHERE0000001"),
+        "{message}"
+    );
+    assert_eq!(world.calls("editAWSCredentials"), 0);
+}
+
+#[tokio::test]
 async fn delete_key_asks_every_kind_of_holder_again_before_deleting() {
     // GIVEN the hand-over is done
     let world = World::with(with_registries()).await;
