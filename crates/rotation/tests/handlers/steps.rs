@@ -663,12 +663,9 @@ async fn create_key_never_deletes_a_key_it_cannot_prove_it_made() {
     }
 }
 
-#[tokio::test]
-async fn create_key_deletes_its_own_recorded_key_whose_secret_was_lost_and_creates_another() {
-    // GIVEN an earlier attempt created a key and recorded it in the ledger (the proof),
-    // then died before storing its secret
-    let world = World::new().await;
-    let state = preflighted(&world).await;
+/// A key an earlier attempt of this execution created and recorded (the proof), then
+/// died before storing its secret.
+async fn a_recorded_key_whose_secret_was_lost(world: &World) -> String {
     let lost = world.key_made_by_someone_else().await;
     let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
     world
@@ -681,6 +678,16 @@ async fn create_key_deletes_its_own_recorded_key_whose_secret_was_lost_and_creat
         })
         .await
         .unwrap();
+    lost
+}
+
+#[tokio::test]
+async fn create_key_deletes_its_own_recorded_key_whose_secret_was_lost_and_creates_another() {
+    // GIVEN an earlier attempt created a key and recorded it in the ledger (the proof),
+    // then died before storing its secret
+    let world = World::new().await;
+    let state = preflighted(&world).await;
+    let lost = a_recorded_key_whose_secret_was_lost(&world).await;
 
     // WHEN create-key runs again
     let state = create(&world, &state).await.unwrap();
@@ -746,18 +753,7 @@ async fn create_key_forgets_the_lost_key_it_deleted_before_it_creates_another() 
     // not create the next one
     let world = World::new().await;
     let state = preflighted(&world).await;
-    let lost = world.key_made_by_someone_else().await;
-    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
-    world
-        .deps
-        .ledger
-        .write(&rotation::ledger::Record {
-            phase: rotation::ledger::LedgerPhase::KeyCreated,
-            new_access_key_id: Some(lost.clone()),
-            ..record
-        })
-        .await
-        .unwrap();
+    a_recorded_key_whose_secret_was_lost(&world).await;
     deny_key_creation(&world).await;
 
     // WHEN create-key runs again and fails to create
