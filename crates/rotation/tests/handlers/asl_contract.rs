@@ -9,7 +9,7 @@ use rotation::RotationError;
 use serde_json::Value;
 
 /// Errors Step Functions itself raises for a Lambda task.
-const PLATFORM_ERRORS: [&str; 8] = [
+pub(crate) const PLATFORM_ERRORS: [&str; 8] = [
     "States.ALL",
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",

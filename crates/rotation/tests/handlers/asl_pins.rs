@@ -223,19 +223,17 @@ fn every_catch_of_every_state_sends_its_errors_where_pinned() {
 /// One Retry rule: (ErrorEquals, IntervalSeconds, MaxAttempts, BackoffRate).
 type Retry = (Vec<&'static str>, u64, u64, f64);
 
-/// What every Lambda task retries: the platform's lost answers and timeouts.
-const LAMBDA_ERRORS: [&str; 7] = [
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException",
-    "Lambda.Unknown",
-    "Sandbox.Timedout",
-    "States.Timeout",
-];
+/// What every Lambda task retries: the platform's lost answers and timeouts, every error
+/// Step Functions raises for a Lambda task but the catch-all (asl_contract's list).
+fn platform_retry_errors() -> Vec<&'static str> {
+    crate::asl_contract::PLATFORM_ERRORS
+        .into_iter()
+        .filter(|e| *e != "States.ALL")
+        .collect()
+}
 
 fn lambda_errors() -> Retry {
-    (LAMBDA_ERRORS.to_vec(), 2, 6, 2.0)
+    (platform_retry_errors(), 2, 6, 2.0)
 }
 
 /// The Retry list of a step that calls AWS and Qovery.
