@@ -39,6 +39,7 @@ from template_policies import without_action
 from holder_scenarios import HOLDER_SCENARIOS
 from ledger_scenarios import LEDGER_SCENARIOS
 from ops_scenarios import OPS_SCENARIOS
+from migration_scenarios import MIGRATION_SCENARIOS
 from quarantine_scenarios import QUARANTINE_SCENARIOS
 from worlds import (
     deployed_in_order,
@@ -901,6 +902,7 @@ SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     *LEDGER_SCENARIOS,
     *OPS_SCENARIOS,
     *QUARANTINE_SCENARIOS,
+    *MIGRATION_SCENARIOS,
 ]
 
 

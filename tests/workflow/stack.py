@@ -789,8 +789,12 @@ class Stack:
         raise StackError(f"IAM user {user} has no key {key_id}")
 
     def keys(self, user: str) -> list[tuple[str, str]]:
-        """(access key id, status) of every key of the user, sorted by id."""
-        meta = self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        """(access key id, status) of every key of the user, sorted by id; none once the
+        user is deleted (as an operator does after a move to a role)."""
+        try:
+            meta = self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        except self.iam.exceptions.NoSuchEntityException:
+            return []
         return sorted((m["AccessKeyId"], m["Status"]) for m in meta)
 
     def caller_arn(self, key_id: str, secret: str) -> str:

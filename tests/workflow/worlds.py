@@ -341,7 +341,7 @@ def make_world(
 ) -> World:
     """An IAM user with `keys` keys and an organization whose AWS credentials entries
     hold the user's first key (or `holds`). `entries` is how many, or what each holds
-    ("key" or "other", see HOLDS).
+    ("key", "other" or "role", see HOLDS).
 
     A cluster spec may say which entry it uses with "entry" (an index; default 0),
     give it secret manager accesses with "accesses" (a list of HOLDS values) and a
@@ -360,6 +360,12 @@ def make_world(
 
     def key_for(what: str) -> tuple[str, str]:
         return held if what == "key" else other
+
+    def entry_seed(i: int, entry_id: str, what: str) -> dict:
+        seed = {"id": entry_id, "name": f"aws-{tag}-{i + 1}"}
+        if what == "role":
+            return seed | {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/qovery-{tag}"}
+        return seed | {"access_key_id": key_for(what)[0], "secret_access_key": key_for(what)[1]}
 
     org = str(uuid.uuid4())
     entry_holds = ["key"] * entries if isinstance(entries, int) else list(entries)
@@ -404,10 +410,7 @@ def make_world(
     seed = {
         "token": token or stack.token,
         "organization_id": org,
-        "credentials": [
-            {"id": c, "name": f"aws-{tag}-{i + 1}", "access_key_id": key_for(h)[0], "secret_access_key": key_for(h)[1]}
-            for i, (c, h) in enumerate(zip(all_creds, entry_holds))
-        ],
+        "credentials": [entry_seed(i, c, h) for i, (c, h) in enumerate(zip(all_creds, entry_holds))],
         "clusters": cluster_seeds,
         "container_registries": container_seeds,
         "helm_repositories": helm_seeds,
@@ -745,6 +748,11 @@ def assert_ledger(w: World) -> None:
             # An audit is a dry run that also judges: it never takes the lock either.
             assert not alone or after == before, f"the dry run {what} changed the ledger: {describe_item(before)} -> {describe_item(after)}"
             assert owner != ex.arn, f"the dry run {what} took the lock"
+        elif ex.entered("NothingToRotate"):
+            # Qovery uses a role, nothing to rotate: like a dry run, no lock, no record.
+            assert owner != ex.arn and (not alone or after == before), (
+                f"{what} found nothing to rotate, yet changed the ledger: {describe_item(before)} -> {describe_item(after)}"
+            )
         elif released(ex):
             assert owner != ex.arn, f"{what} finished its rotation, but still holds the lock: {describe_item(after)}"
             assert not alone or after is None, f"{what} finished its rotation, but the ledger still has {describe_item(after)}"

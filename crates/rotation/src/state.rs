@@ -95,6 +95,18 @@ pub enum Recovery {
     Finish,
 }
 
+/// What the run does. The ASL's WhichWork Choice compares these strings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Rotate the key Qovery holds (fresh, or finishing or undoing an ended run).
+    #[default]
+    Rotate,
+    /// Qovery uses a role and holds no key of the user (after a move to an IAM role):
+    /// nothing to rotate, nothing changed, a success.
+    NothingToRotate,
+}
+
 /// The key an ended run created and no holder took, and the secret it kept it in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UndoTarget {
@@ -173,6 +185,9 @@ pub struct RotationState {
     /// Fresh, or finishing or undoing what an ended run left.
     #[serde(default)]
     pub recovery: Recovery,
+    /// Rotate, or nothing to rotate. Always written: a Choice on a missing field fails.
+    #[serde(default)]
+    pub mode: Mode,
     /// With `recovery: undo`, the key to remove before rotating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<UndoTarget>,

@@ -21,8 +21,8 @@ use crate::qovery::holders;
 use crate::qovery::{ClusterStatus, Holder, HolderKind, HolderRef, Holding, StateClass};
 use crate::secret::Secret;
 use crate::state::{
-    describe_keys, ClusterPlan, KeySummary, LeftAlone, PreflightReport, Recovery, RotationState,
-    SkippedCluster, UndoTarget,
+    describe_keys, ClusterPlan, KeySummary, LeftAlone, Mode, PreflightReport, Recovery,
+    RotationState, SkippedCluster, UndoTarget,
 };
 use crate::step_functions::{self, ExecutionState};
 use crate::{iam, timefmt};
@@ -74,14 +74,11 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
 
     let token = super::qovery_token(deps, NOTHING_CHANGED).await?;
     let all = super::survey(deps, &token, &input.organization_id, NOTHING_CHANGED).await?;
-    let keys = iam::list_access_keys(&deps.iam, user).await.map_err(|e| {
-        let context = if e.is_code("NoSuchEntity") {
-            format!("IAM user {user} does not exist; check iam_user_name. {NOTHING_CHANGED}")
-        } else {
-            NOTHING_CHANGED.to_string()
-        };
-        e.into_rotation_error(&context)
-    })?;
+    // A user that does not exist is an error, unless Qovery has moved to a role.
+    let keys = match iam::list_access_keys(&deps.iam, user).await {
+        Err(e) if !e.is_code("NoSuchEntity") => return Err(e.into_rotation_error(NOTHING_CHANGED)),
+        listed => listed,
+    };
 
     // The record to finish or undo: an ended execution's, or this execution's own once
     // it took one over (a retry of this step must decide the same).
@@ -90,6 +87,23 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         Some(r) if r.phase != LedgerPhase::Planned => Some(r),
         _ => None,
     };
+    if previous.is_none() {
+        if let Some(found) = nothing_to_rotate(&input, &all, keys.as_deref().ok()) {
+            tracing::info!("{found}");
+            return Ok(nothing_to_rotate_state(
+                &event,
+                &input,
+                found,
+                keys.unwrap_or_default(),
+                preflight_at,
+            ));
+        }
+    }
+    let keys = keys.map_err(|e| {
+        e.into_rotation_error(&format!(
+            "IAM user {user} does not exist; check iam_user_name. {NOTHING_CHANGED}"
+        ))
+    })?;
     let decision = match previous {
         Some(r) => recovery::decide(r, &input.organization_id, &keys, &all).map_err(|unexplained| {
             RotationError::PreconditionFailed(format!(
@@ -192,6 +206,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         dry_run: input.dry_run,
         audit: input.audit,
         recovery: decision.recovery,
+        mode: Mode::Rotate,
         undo: None,
         old_access_key_id: qovery_key.clone(),
         report: PreflightReport {
@@ -255,6 +270,40 @@ fn audit_while_rotating(
         input.iam_user_name
     );
     tracing::info!("{verdict}");
+    let mut state = read_only_state(event, input, verdict.clone(), Vec::new(), preflight_at);
+    state.dry_run = true;
+    state.old_access_key_id = record.old_access_key_id.clone();
+    state.report.qovery_access_key_id = record.old_access_key_id.clone();
+    state.report.audit = Some(verdict);
+    state
+}
+
+/// A run that found Qovery on a role and no key of the user held: it ends a success
+/// (`mode: nothing_to_rotate`), takes no lock and changes nothing. An audit passes.
+fn nothing_to_rotate_state(
+    event: &PreflightEvent,
+    input: &ExecutionInput,
+    summary: String,
+    keys: Vec<KeySummary>,
+    preflight_at: String,
+) -> RotationState {
+    let mut state = read_only_state(event, input, summary.clone(), keys, preflight_at);
+    state.mode = Mode::NothingToRotate;
+    if input.audit {
+        state.report.audit = Some(format!("Audit passed: {summary}"));
+    }
+    state
+}
+
+/// The state of a run that ends in preflight without touching anything: no holder, no
+/// cluster, no key to retire.
+fn read_only_state(
+    event: &PreflightEvent,
+    input: &ExecutionInput,
+    summary: String,
+    keys: Vec<KeySummary>,
+    preflight_at: String,
+) -> RotationState {
     RotationState {
         execution_id: event.execution_id.clone(),
         state_machine_arn: event.state_machine_arn.clone(),
@@ -271,20 +320,21 @@ fn audit_while_rotating(
         deploy_waves: Vec::new(),
         key_idle_seconds: input.key_idle_seconds,
         quarantine_seconds: input.quarantine_seconds,
-        dry_run: true,
-        audit: true,
+        dry_run: input.dry_run,
+        audit: input.audit,
         recovery: Recovery::Fresh,
+        mode: Mode::Rotate,
         undo: None,
-        old_access_key_id: record.old_access_key_id.clone(),
+        old_access_key_id: String::new(),
         report: PreflightReport {
-            summary: verdict.clone(),
-            keys: Vec::new(),
-            qovery_access_key_id: record.old_access_key_id.clone(),
+            summary,
+            keys,
+            qovery_access_key_id: String::new(),
             recovery: String::new(),
             left_alone: Vec::new(),
             key_age_days: None,
             key_last_used: None,
-            audit: Some(verdict),
+            audit: None,
         },
         new_access_key_id: None,
         key_secret_id: None,
@@ -464,6 +514,101 @@ async fn keep_deployments_since_handover(
         }
     }
     Ok(())
+}
+
+/// After a move to an IAM role: Qovery has role credentials, and nothing in Qovery
+/// holds (or may hold) a key of the user, who may have none or no longer exist
+/// (`keys` is `None`). Returns the report's words, or `None` when there is a key to
+/// rotate or a reason to refuse, which `key_to_rotate` and `holders_of` give.
+fn nothing_to_rotate(
+    input: &ExecutionInput,
+    all: &[Holder],
+    keys: Option<&[KeySummary]>,
+) -> Option<String> {
+    let user = &input.iam_user_name;
+    let roles: Vec<&Holder> = all
+        .iter()
+        .filter(|h| h.kind == HolderKind::Credentials && matches!(h.holding, Holding::Role(_)))
+        .collect();
+    if roles.is_empty() {
+        return None;
+    }
+    let named = input.credentials_id.as_ref().map(|id| {
+        all.iter()
+            .find(|h| h.kind == HolderKind::Credentials && h.id.eq_ignore_ascii_case(id))
+    });
+    // Named static credentials are judged as a rotation (a wrong user, a wrong key).
+    if let Some(Some(entry)) = named {
+        if !matches!(entry.holding, Holding::Role(_)) {
+            return None;
+        }
+    }
+    let user_keys = keys.unwrap_or_default();
+    // An unreadable holder may hold a key of the user, if the user has one.
+    if all
+        .iter()
+        .any(|h| user_keys.iter().any(|k| h.may_hold(&k.access_key_id)))
+    {
+        return None;
+    }
+    let uses = roles
+        .iter()
+        .map(|h| {
+            let clusters = h
+                .redeploy
+                .iter()
+                .map(|c| {
+                    if c.name.is_empty() {
+                        c.id.clone()
+                    } else {
+                        format!("{} ({})", c.name, c.id)
+                    }
+                })
+                .collect::<Vec<_>>();
+            format!(
+                "{} (credentials {} ({}), {})",
+                match &h.holding {
+                    Holding::Role(arn) => arn.as_str(),
+                    _ => "",
+                },
+                h.name,
+                h.id,
+                if clusters.is_empty() {
+                    "no cluster".to_string()
+                } else {
+                    format!("cluster(s) {}", clusters.join(", "))
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let user_state = match keys {
+        None => format!("IAM user {user} no longer exists"),
+        Some([]) => format!(
+            "IAM user {user} has no access key. This tool never deletes users: once nothing else uses it, detach \
+             its policies and run `aws iam delete-user --user-name {user}`"
+        ),
+        Some(keys) => format!(
+            "IAM user {user} has {}, which nothing in Qovery holds; this tool deletes only keys it rotates",
+            describe_keys(keys)
+        ),
+    };
+    let mut text = format!(
+        "{}Qovery uses role {uses}. {user_state}. Nothing to rotate. {NOTHING_CHANGED} To stop these runs, set the \
+         stack's ScheduleEnabled to false, or delete the stack.",
+        if input.dry_run { "Dry run. " } else { "" },
+    );
+    if let (Some(id), Some(found)) = (&input.credentials_id, named) {
+        text.push_str(&format!(
+            " credentials_id {id} names {}: set QoveryCredentialsId to empty.",
+            if found.is_some() {
+                "role credentials, which need no rotation"
+            } else {
+                "no credentials of the organization"
+            }
+        ));
+    }
+    Some(text)
 }
 
 /// The key to rotate: the one the named credentials hold, or, without
