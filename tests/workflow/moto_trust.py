@@ -225,7 +225,7 @@ def _find_role(role_arn: str) -> Any:
         return None
     try:
         return iam_backends[match.group(2)][match.group(1)].get_role_by_arn(role_arn)
-    except NotFoundException:
+    except (KeyError, NotFoundException):  # KeyError: a partition moto has no backend for
         return None
 
 
