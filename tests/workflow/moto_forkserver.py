@@ -6,8 +6,9 @@ user, keys and ledger table, and its own count of unsigned requests
 (INITIAL_NO_AUTH_ACTION_COUNT). Starting `moto_server` costs about a second of CPU, most
 of it importing moto, and a test binary starts dozens: that was most of the handler
 tests' time, and `make mutants` runs them once per mutant. This process imports moto
-(with moto_atomic.py's DynamoDB patch) and answers one call of each service the tests
-use, then forks a server per request:
+(with moto_atomic.py's DynamoDB patch, and moto_trust.py's trust policies and, when
+QKR_MOTO_QOVERY_PRINCIPAL asks for it, its Qovery principal, which every fork inherits)
+and answers one call of each service the tests use, then forks a server per request:
 
     python moto_forkserver.py
         prints the port it listens on (127.0.0.1), then serves until its stdin closes
@@ -31,6 +32,7 @@ import sys
 import threading
 
 import moto_atomic  # noqa: F401  (DynamoDB's conditional writes applied atomically)
+import moto_trust  # noqa: F401  (sts:AssumeRole checked against trust policies; the Qovery principal)
 from moto import settings
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.moto_server.werkzeug_app import (

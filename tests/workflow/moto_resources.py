@@ -28,7 +28,9 @@ secret CreateSecret will make: the policies' "<name>-??????" matches it. That is
 assumption for DescribeSecret on a missing secret too; AWS's own behaviour there is not
 checked here.
 
-It always loads moto_atomic.py (DynamoDB's conditional writes applied atomically).
+It always loads moto_atomic.py (DynamoDB's conditional writes applied atomically) and
+moto_trust.py (sts:AssumeRole checked against the role's trust policy, and the Qovery
+principal with QKR_MOTO_QOVERY_PRINCIPAL).
 With QKR_MOTO_KEY_AGES set, it also loads moto_key_age.py (back-dated access keys,
 for the audit scenarios); with QKR_MOTO_LAMBDA_ROUTES, moto_sfn_lambda.py (by_hand.py).
 
@@ -175,6 +177,10 @@ DynamoHandler._determine_resource = dynamodb_resource  # type: ignore[attr-defin
 
 # DynamoDB's conditional writes applied atomically, as on AWS (the rotation lock).
 import moto_atomic  # noqa: E402,F401
+
+# sts:AssumeRole checked against the role's trust policy, in any account, as on AWS; and
+# the Qovery principal, when QKR_MOTO_QOVERY_PRINCIPAL names its file (issue 14).
+import moto_trust  # noqa: E402,F401
 
 if os.environ.get("QKR_MOTO_LAMBDA_ROUTES"):
     # by_hand.py: moto's own Step Functions engine invokes the real step binaries.
