@@ -24,7 +24,7 @@ MUTANTS_JOBS ?= 1
 CARGO_MUTANTS := $(CURDIR)/$(MUTANTS_ROOT)/bin/cargo-mutants
 FUNCTIONS := PreflightFunction CreateKeyFunction UpdateQoveryFunction DeployClusterFunction CheckStatusFunction DeleteKeyFunction
 
-.PHONY: tools tools-sam tools-lint tools-mutants mutants build build-debug build-host lint lint-workflows fmt-check clippy test-unit test-template test-workflow test-by-hand test demo bench package deploy deploy-ci clean
+.PHONY: tools tools-sam tools-lint tools-mutants mutants build build-debug build-host lint lint-workflows fmt-check clippy test-unit test-template test-harness test-workflow test-by-hand test demo bench package deploy deploy-ci clean
 
 # The six Lambda functions' crates; the fake Qovery is only for tests, the demo and the
 # benchmark. (FUNCTIONS above are their logical ids in template.yaml.)
@@ -103,6 +103,11 @@ test-unit: tools
 test-template: tools
 	$(VENV)/bin/python -m unittest discover -s tests/template -t . -v
 
+# The harness's own moto patches against a real moto server (moto_trust.py: trust
+# policies across accounts, the Qovery principal).
+test-harness: tools
+	$(VENV)/bin/python -m unittest discover -s tests/workflow -p 'test_*.py' -t tests/workflow -v
+
 # The real state machine, run by aws-local-stepfunctions against the real binaries.
 # Qovery's spec for the Prism check: QOVERY_OPENAPI_SPEC, ../shared, or the pinned copy
 # tools/qovery_spec.py fetches into .cache/ (empty when none can be had: a loud skip).
@@ -114,7 +119,7 @@ test-workflow: tools build-debug
 test-by-hand: tools tools-sam build-debug
 	QOVERY_OPENAPI_SPEC="$$($(VENV)/bin/python tools/qovery_spec.py)" $(NODE_DIR)/by-hand.sh --check-doc
 
-test: fmt-check clippy lint test-unit test-template test-workflow test-by-hand
+test: fmt-check clippy lint test-unit test-template test-harness test-workflow test-by-hand
 
 demo: tools build-debug
 	$(NODE_DIR)/demo.sh $(ARGS)

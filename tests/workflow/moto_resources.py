@@ -143,9 +143,12 @@ class Denied(HTTPException):
 
     def __init__(self, service: str, message: str):
         super().__init__()
-        if service == "iam":
+        # IAM and STS are query protocols: their SDK clients parse XML errors.
+        namespaces = {"iam": "https://iam.amazonaws.com/doc/2010-05-08/",
+                      "sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
+        if service in namespaces:
             self.description = (
-                '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
+                f'<ErrorResponse xmlns="{namespaces[service]}"><Error><Type>Sender</Type>'
                 f"<Code>AccessDenied</Code><Message>{escape(message)}</Message></Error>"
                 f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
             )

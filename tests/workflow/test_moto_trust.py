@@ -27,7 +27,6 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
-import botocore.parsers
 
 HERE = Path(__file__).resolve().parent
 REGION = "us-east-1"
@@ -260,12 +259,10 @@ class MotoTrust(unittest.TestCase):
         sts = self.client("sts", (key["AccessKeyId"], key["SecretAccessKey"]))
         role_arn = self.role(trust(allow("*")))
         mark = self.log_mark()
-        # moto_resources.py answers an STS denial in JSON (its Denied knows IAM's XML only),
-        # which boto3 cannot parse: ResponseParserError until that answers in XML.
-        with self.assertRaises((botocore.exceptions.ClientError, botocore.parsers.ResponseParserError)) as denied:
+        # moto_resources.py answers an STS denial in STS's XML, as AWS does.
+        with self.assertRaises(botocore.exceptions.ClientError) as denied:
             self.assume(role_arn, sts)
-        if isinstance(denied.exception, botocore.exceptions.ClientError):
-            self.assertEqual(denied.exception.response["Error"]["Code"], "AccessDenied")
+        self.assertEqual(denied.exception.response["Error"]["Code"], "AccessDenied")
         log = self.log_since(mark)
         # Denied by moto's identity-policy check (moto_resources logs it), before any trust check.
         self.assertIn(f"[moto_resources] DENIED User: arn:aws:iam::{ACCOUNT}:user/no-assume is not authorized to perform: "
