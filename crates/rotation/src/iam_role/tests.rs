@@ -143,7 +143,8 @@ fn bad_role_arns_say_what_is_wrong_and_show_the_shape() {
 
 #[test]
 fn a_url_encoded_document_as_get_role_returns_it() {
-    // A trust policy URL-encoded as GetRole's answer holds it (a space as %20, "+" as %2B).
+    // Byte for byte what moto 5.2.5 answers to GetRole for this policy, encoded as IAM
+    // documents it (RFC 3986: a space as %20, "+" as %2B).
     let raw = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A\
                %22Allow%22%2C%22Principal%22%3A%7B%22AWS%22%3A%22arn%3Aaws%3Aiam%3A%3A999999999999\
                %3Aroot%22%7D%2C%22Action%22%3A%22sts%3AAssumeRole%22%2C%22Condition%22%3A%7B\
