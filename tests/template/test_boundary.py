@@ -1,8 +1,9 @@
 """The permissions boundary of deploy/github-oidc-role.yaml against the roles of
 template.yaml, and the CI CloudFormation role's hold on it.
 
-GIVEN both templates, resolved for the same stack name, IAM user, ledger table and token
-      secret (template.yaml after the SAM transform: every role it makes)
+GIVEN both templates, resolved for the same stack name, IAM user, ledger table, token
+      secret and Qovery role name (template.yaml after the SAM transform: every role it
+      makes)
 WHEN every (action, resource) a role of the rotator's stack is granted is matched
      against the boundary's Allow statements, as IAM matches patterns
 THEN each one falls inside the boundary (so the boundary breaks nothing), the boundary
@@ -35,6 +36,7 @@ USER = "qovery-deployer"
 TABLE = "qkr-ledger"
 EXISTING_TOKEN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:qovery/api-token-XyZ123"
 ORG = "0b6c3d4e-1111-4a2b-8c3d-5e6f7a8b9c0d"
+QOVERY_ROLE = "QoveryAdmin"
 
 # What AWSLambdaBasicExecutionRole is used for: each function's own log group and streams.
 BASIC_EXECUTION_ACTIONS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
@@ -57,7 +59,7 @@ BOUNDARY_POLICY_CHANGES = [
 
 def worlds() -> list[tuple[str, dict, dict]]:
     """(name, template.yaml parameters, CI template parameters): the stack's own token
-    secret, and an existing one."""
+    secret, an existing one, and a role for Qovery to assume after a migration."""
     app = {"IamUserName": USER, "LedgerTableName": TABLE, "QoveryOrganizationId": ORG}
     ci_params = {"RotatorStackName": STACK, "IamUserName": USER, "LedgerTableName": TABLE,
                  "GitHubRepository": "octo-org/octo-repo"}
@@ -65,6 +67,7 @@ def worlds() -> list[tuple[str, dict, dict]]:
         ("stack's token secret", app, ci_params),
         ("existing token secret", {**app, "ExistingQoveryTokenSecretArn": EXISTING_TOKEN},
          {**ci_params, "ExistingQoveryTokenSecretArn": EXISTING_TOKEN}),
+        ("Qovery role", {**app, "QoveryRoleName": QOVERY_ROLE}, {**ci_params, "QoveryRoleName": QOVERY_ROLE}),
     ]
 
 
@@ -163,19 +166,40 @@ class BoundaryCoversTheStackTest(unittest.TestCase):
         boundary = boundary_document(self.ci, Resolver(self.ci, ci_params))
         self.assertIn(EXISTING_TOKEN, {g[2] for g in outside(boundary, grants)})
 
+    def test_another_qovery_role_is_outside(self) -> None:
+        # The boundary for no role, or for another role name, lets preflight read neither.
+        _, app_params, ci_params = worlds()[2]
+        grants = granted(self.app, Resolver(self.app, app_params, stack_name=STACK))
+        reads = {("PreflightFunctionRole", "iam:GetRole", f"arn:aws:iam::123456789012:role/{path}{QOVERY_ROLE}")
+                 for path in ("", "*/")}
+        self.assertLessEqual(reads, set(grants))
+        for name, other in (("none", {k: v for k, v in ci_params.items() if k != "QoveryRoleName"}),
+                            ("another", {**ci_params, "QoveryRoleName": "SomeoneElse"})):
+            with self.subTest(name):
+                boundary = boundary_document(self.ci, Resolver(self.ci, other))
+                self.assertEqual(set(outside(boundary, grants)), reads)
+
     def test_wildcard_resources_only_for_log_delivery(self) -> None:
-        _, _, ci_params = worlds()[0]
-        boundary = boundary_document(self.ci, Resolver(self.ci, ci_params))
-        for st in statements(boundary):
-            self.assertEqual(st["Effect"], "Allow")
-            if "*" in as_list(st["Resource"]):
-                self.assertEqual(st.get("Sid"), "StateMachineLogDelivery")
-                self.assertTrue(all(a.startswith("logs:") and "Log" in a or "ResourcePolic" in a for a in as_list(st["Action"])), st)
-            for a in as_list(st["Action"]):
-                self.assertNotIn("*", a, st)
-                self.assertFalse(a.startswith("iam:") and a not in {
-                    "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:CreateAccessKey", "iam:UpdateAccessKey",
-                    "iam:DeleteAccessKey"}, a)
+        for name, _, ci_params in worlds():
+            with self.subTest(name):
+                boundary = boundary_document(self.ci, Resolver(self.ci, ci_params))
+                for st in statements(boundary):
+                    self.assertEqual(st["Effect"], "Allow")
+                    if "*" in as_list(st["Resource"]):
+                        self.assertEqual(st.get("Sid"), "StateMachineLogDelivery")
+                        self.assertTrue(all(a.startswith("logs:") and "Log" in a or "ResourcePolic" in a for a in as_list(st["Action"])), st)
+                    for a in as_list(st["Action"]):
+                        self.assertNotIn("*", a, st)
+                        self.assertFalse(a.startswith("iam:") and a not in {
+                            "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:CreateAccessKey", "iam:UpdateAccessKey",
+                            "iam:DeleteAccessKey", "iam:GetRole"}, a)
+                    # The Qovery role's read: that name, at the root or under any path.
+                    if "iam:GetRole" in as_list(st["Action"]):
+                        self.assertEqual(as_list(st["Action"]), ["iam:GetRole"])
+                        self.assertEqual(as_list(st["Resource"]), [
+                            f"arn:aws:iam::123456789012:role/{QOVERY_ROLE}",
+                            f"arn:aws:iam::123456789012:role/*/{QOVERY_ROLE}",
+                        ])
 
 
 class CloudFormationRoleTest(unittest.TestCase):

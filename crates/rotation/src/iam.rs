@@ -118,3 +118,38 @@ pub async fn access_key_last_used(
         })
     }))
 }
+
+/// What `iam:GetRole` tells of the role a migration hands Qovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleFound {
+    /// With its path, to compare with the ARN the operator gave.
+    pub arn: String,
+    /// `AssumeRolePolicyDocument` as IAM sends it: URL-encoded, and aws-sdk-iam does not
+    /// decode it (`iam_role::decode_trust_policy` does). Not a secret; empty if absent.
+    pub trust_policy_raw: String,
+}
+
+/// The role named `role_name` (the last segment of its ARN: GetRole takes no path).
+/// `NoSuchEntity` when it does not exist.
+pub async fn get_role(iam: &Client, role_name: &str) -> Result<RoleFound, AwsError> {
+    crate::deadline::ensure_time_for("iam:GetRole")?;
+    let output = iam
+        .get_role()
+        .role_name(role_name)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("iam:GetRole", e))?;
+    let role = output.role().ok_or_else(|| AwsError {
+        operation: "iam:GetRole",
+        code: None,
+        message: "the response holds no role".to_string(),
+        transient: false,
+    })?;
+    Ok(RoleFound {
+        arn: role.arn().to_string(),
+        trust_policy_raw: role
+            .assume_role_policy_document()
+            .unwrap_or_default()
+            .to_string(),
+    })
+}

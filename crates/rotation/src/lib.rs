@@ -2,7 +2,7 @@
 //! holds for an organization.
 //!
 //! One module per outside system (`qovery`, `iam`, `sts`, `secrets_manager`,
-//! `step_functions`, `ledger` over DynamoDB), the domain types (`input`, `state`, `secret`), the errors, and
+//! `step_functions`, `ledger` over DynamoDB), the domain types (`input`, `state`, `secret`; `iam_role`, the role a migration hands Qovery), the errors, and
 //! one module per step under `steps`. The Lambda binaries only call `lambda::serve`.
 //!
 //! Three invariants hold at every step, including every failure:
@@ -17,6 +17,7 @@ pub mod deadline;
 pub mod error;
 pub mod http;
 pub mod iam;
+pub mod iam_role;
 pub mod input;
 pub mod lambda;
 pub mod ledger;
