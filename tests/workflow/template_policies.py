@@ -24,6 +24,9 @@ import yaml
 TEMPLATE = Path(__file__).resolve().parent.parent.parent / "template.yaml"
 
 
+# What !Ref AWS::NoValue resolves to: removed from the list that holds it.
+_NO_VALUE = object()
+
 class TemplateError(RuntimeError):
     pass
 
@@ -138,9 +141,13 @@ class Template:
 
     def resolve(self, node: Any, world: LocalWorld, where: str) -> Any:
         if isinstance(node, list):
-            return [self.resolve(v, world, f"{where}[{i}]") for i, v in enumerate(node)]
+            # AWS::NoValue (the "else" of an !If) disappears from a list, as in CloudFormation.
+            items = [self.resolve(v, world, f"{where}[{i}]") for i, v in enumerate(node)]
+            return [v for v in items if v is not _NO_VALUE]
         if not isinstance(node, dict):
             return node
+        if node == {"Ref": "AWS::NoValue"}:
+            return _NO_VALUE
         if len(node) == 1:
             (key, arg), = node.items()
             if key == "Ref":
