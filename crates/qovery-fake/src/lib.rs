@@ -331,9 +331,15 @@ pub struct Snapshot {
 pub struct CredentialsSnapshot {
     pub id: String,
     pub name: String,
+    /// `AWS` (a static key) or `AWS_ROLE`, as the API's `object_type` says.
+    pub object_type: String,
+    /// Empty for role credentials.
     pub access_key_id: String,
     /// Never returned by the API; exposed here so a test can prove the key Qovery holds works.
     pub secret_access_key: String,
+    /// Set for `AWS_ROLE` credentials only.
+    #[serde(default)]
+    pub role_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,6 +347,8 @@ pub struct CredentialsSnapshot {
 pub struct ClusterSnapshot {
     pub id: String,
     pub name: String,
+    /// The credentials entry it deploys with, which `specifyClusterCloudProviderInfo` moves.
+    pub credentials_id: String,
     /// The real status, even while status polls still show a stale one.
     pub status: String,
     pub last_execution_id: Option<String>,

@@ -290,8 +290,10 @@ impl State {
                 .map(|c| CredentialsSnapshot {
                     id: c.id.to_string(),
                     name: c.name.clone(),
+                    object_type: c.object_type().to_owned(),
                     access_key_id: c.access_key_id.clone(),
                     secret_access_key: c.secret_access_key.clone(),
+                    role_arn: c.role_arn.clone(),
                 })
                 .collect(),
             clusters: self
@@ -300,6 +302,7 @@ impl State {
                 .map(|c| ClusterSnapshot {
                     id: c.id.to_string(),
                     name: c.name.clone(),
+                    credentials_id: c.credentials_id.to_string(),
                     status: c.status.to_owned(),
                     last_execution_id: c.last_execution_id.clone(),
                     last_deployment_date: c.last_deployment_date.clone(),
@@ -646,21 +649,30 @@ impl State {
 }
 
 impl Credentials {
+    /// The discriminator of the spec's `ClusterCredentials`.
+    fn object_type(&self) -> &'static str {
+        match self.role_arn {
+            Some(_) => "AWS_ROLE",
+            None => "AWS",
+        }
+    }
+
+    /// `AwsRoleClusterCredentials` or `AwsStaticClusterCredentials`.
     fn to_json(&self) -> Value {
-        if let Some(role_arn) = &self.role_arn {
-            return json!({
+        match &self.role_arn {
+            Some(role_arn) => json!({
                 "id": self.id,
                 "name": self.name,
                 "role_arn": role_arn,
-                "object_type": "AWS_ROLE",
-            });
+                "object_type": self.object_type(),
+            }),
+            None => json!({
+                "id": self.id,
+                "name": self.name,
+                "access_key_id": self.access_key_id,
+                "object_type": self.object_type(),
+            }),
         }
-        json!({
-            "id": self.id,
-            "name": self.name,
-            "access_key_id": self.access_key_id,
-            "object_type": "AWS",
-        })
     }
 }
 

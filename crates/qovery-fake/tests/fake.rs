@@ -103,6 +103,26 @@ async fn role_credentials_are_listed_without_a_key() {
                               "role_arn": "arn:aws:iam::123456789012:role/qovery"},
                "clusters": []})
     );
+
+    // The snapshot tells the two kinds apart, and where each cluster points.
+    let snapshot = api.fake.snapshot();
+    let kinds: Vec<(&str, &str, Option<&str>)> = snapshot
+        .credentials
+        .iter()
+        .map(|c| (c.id.as_str(), c.object_type.as_str(), c.role_arn.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (CREDS, "AWS", None),
+            (
+                OTHER,
+                "AWS_ROLE",
+                Some("arn:aws:iam::123456789012:role/qovery")
+            )
+        ]
+    );
+    assert_eq!(snapshot.clusters[0].credentials_id, CREDS);
 }
 
 #[tokio::test]
