@@ -13,8 +13,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::registry::RegistryList;
+use crate::replace::Fields;
 use crate::{lock, state, Fault, RequestRecord, Seed, SeedRegistry, Shared};
 
+const AWS_CREDENTIALS_LIST: &str = "/organization/{organizationId}/aws/credentials";
 const AWS_CREDENTIALS: &str = "/organization/{organizationId}/aws/credentials/{credentialsId}";
 const ORGANIZATION_CREDENTIALS: &str = "/organization/{organizationId}/credentials";
 const ORGANIZATION_CLUSTER_STATUS: &str = "/organization/{organizationId}/cluster/status";
@@ -30,9 +32,11 @@ const HELM_REPOSITORIES: &str = "/organization/{organizationId}/helmRepository";
 const HELM_REPOSITORY: &str = "/organization/{organizationId}/helmRepository/{helmRepositoryId}";
 
 /// (method, route, operationId): how faults and the request log name a call.
-pub(crate) const OPERATIONS: [(Method, &str, &str); 15] = [
+pub(crate) const OPERATIONS: [(Method, &str, &str); 17] = [
+    (Method::POST, AWS_CREDENTIALS_LIST, "createAWSCredentials"),
     (Method::GET, AWS_CREDENTIALS, "getAWSCredentials"),
     (Method::PUT, AWS_CREDENTIALS, "editAWSCredentials"),
+    (Method::DELETE, AWS_CREDENTIALS, "deleteAWSCredentials"),
     (
         Method::GET,
         ORGANIZATION_CREDENTIALS,
@@ -61,8 +65,10 @@ pub(crate) const OPERATIONS: [(Method, &str, &str); 15] = [
 ];
 
 /// The operations whose body hands Qovery a secret key, which the fake notes whether
-/// or not the call succeeds.
-const SECRET_CARRIERS: [&str; 4] = [
+/// or not the call succeeds. The fake creates only role credentials, but a static
+/// body sent to create some still carried its secret to Qovery's door.
+const SECRET_CARRIERS: [&str; 5] = [
+    "createAWSCredentials",
     "editAWSCredentials",
     "editContainerRegistry",
     "editHelmRepository",
@@ -77,9 +83,12 @@ const SECRET_FIELDS: [&str; 3] = ["secret_access_key", "aws_secret_access_key", 
 
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
+        .route(AWS_CREDENTIALS_LIST, post(create_aws_credentials))
         .route(
             AWS_CREDENTIALS,
-            get(get_aws_credentials).put(edit_aws_credentials),
+            get(get_aws_credentials)
+                .put(edit_aws_credentials)
+                .delete(delete_aws_credentials),
         )
         .route(ORGANIZATION_CREDENTIALS, get(list_organization_credentials))
         .route(
@@ -452,6 +461,76 @@ impl StaticCredentialsRequest {
             secret_access_key: text("secret_access_key")?,
         })
     }
+}
+
+/// The spec answers 201 with the new entry, as `getAWSCredentials` would show it.
+async fn create_aws_credentials(
+    State(shared): State<Shared>,
+    Path(organization_id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let request = RoleCredentialsRequest::parse(&body)?;
+    let mut state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(state.create_role_credentials(request.name, request.role_arn)),
+    ))
+}
+
+/// The spec's `AwsRoleCredentialsRequest`, the one kind of credentials the fake
+/// creates: a migration to a role creates the role's entry; nothing the rotator does
+/// creates static credentials, so a client that tries is wrong.
+struct RoleCredentialsRequest {
+    name: String,
+    role_arn: String,
+}
+
+impl RoleCredentialsRequest {
+    const SCHEMA: &'static str = "AwsRoleCredentialsRequest";
+
+    fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let value = json_body(body)?;
+        let fields = Fields::body(&value, Self::SCHEMA)?;
+        // Checked first: a static body's other fields would otherwise be named as
+        // unknown, which hides the real mistake.
+        match value.get("type").and_then(Value::as_str) {
+            Some("AWS_ROLE") => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "field `type` is {other:?}: this fake creates only AWS_ROLE credentials"
+                )))
+            }
+            None => {
+                return Err(ApiError::bad_request(
+                    "field `type` is required and must be the string \"AWS_ROLE\": \
+                     this fake creates only AWS_ROLE credentials",
+                ))
+            }
+        }
+        fields.only(
+            &["type", "name", "role_arn"],
+            &format!("it is not part of {}", Self::SCHEMA),
+        )?;
+        Ok(Self {
+            name: fields.text("name")?.to_owned(),
+            role_arn: fields.text("role_arn")?.to_owned(),
+        })
+    }
+}
+
+/// The spec answers 204 with no body.
+async fn delete_aws_credentials(
+    State(shared): State<Shared>,
+    Path((organization_id, credentials_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let credentials_id = parse_uuid("credentialsId", &credentials_id)?;
+    let mut state = lock(&shared);
+    state.check_organization(organization_id)?;
+    state.delete_credentials(credentials_id)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_organization_credentials(

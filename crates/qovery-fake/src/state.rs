@@ -471,6 +471,49 @@ impl State {
         Ok(credentials.to_json())
     }
 
+    /// A new `AWS_ROLE` entry, used by no cluster yet; the spec's `AwsRoleClusterCredentials`.
+    /// Qovery does not publish whether names must be unique, so a second entry with
+    /// the same name (a retried create whose answer was lost) is accepted.
+    pub(crate) fn create_role_credentials(&mut self, name: String, role_arn: String) -> Value {
+        let credentials = Credentials {
+            id: Uuid::new_v4(),
+            name,
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            role_arn: Some(role_arn),
+        };
+        let created = credentials.to_json();
+        self.credentials.push(credentials);
+        created
+    }
+
+    /// Qovery's docs say credentials cannot be deleted while a cluster uses them. The
+    /// spec lists no 400 for `deleteAWSCredentials` (only 401, 403 and 404) and Qovery
+    /// does not publish which status it answers, so this 400 is a guess, which Prism
+    /// would flag: a client must not rely on it, but check the list first.
+    pub(crate) fn delete_credentials(&mut self, id: Uuid) -> Result<(), ApiError> {
+        let i = self
+            .credentials
+            .iter()
+            .position(|c| c.id == id)
+            .ok_or_else(|| credentials_not_found(id))?;
+        let users: Vec<String> = self
+            .clusters
+            .iter()
+            .filter(|c| c.credentials_id == id)
+            .map(|c| format!("{} ({})", c.id, c.name))
+            .collect();
+        if !users.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "credentials {id} are used by cluster {}; point every cluster at other \
+                 credentials before deleting them",
+                users.join(", ")
+            )));
+        }
+        self.credentials.remove(i);
+        Ok(())
+    }
+
     /// The spec's `OrganizationCrendentialsResponseList`: each credential with the
     /// clusters that use it.
     pub(crate) fn list_credentials(&self) -> Value {
