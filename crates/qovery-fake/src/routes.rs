@@ -23,6 +23,8 @@ const ORGANIZATION_CLUSTER_STATUS: &str = "/organization/{organizationId}/cluste
 const CLUSTER_STATUS: &str = "/organization/{organizationId}/cluster/{clusterId}/status";
 const CLUSTER_DEPLOY: &str = "/organization/{organizationId}/cluster/{clusterId}/deploy";
 const ORGANIZATION_CLUSTERS: &str = "/organization/{organizationId}/cluster";
+const CLUSTER_CLOUD_PROVIDER_INFO: &str =
+    "/organization/{organizationId}/cluster/{clusterId}/cloudProviderInfo";
 // The one path with no organization in it.
 const CLUSTER_DNS_PROVIDER: &str = "/cluster/{clusterId}/dnsProvider";
 const CONTAINER_REGISTRIES: &str = "/organization/{organizationId}/containerRegistry";
@@ -32,7 +34,7 @@ const HELM_REPOSITORIES: &str = "/organization/{organizationId}/helmRepository";
 const HELM_REPOSITORY: &str = "/organization/{organizationId}/helmRepository/{helmRepositoryId}";
 
 /// (method, route, operationId): how faults and the request log name a call.
-pub(crate) const OPERATIONS: [(Method, &str, &str); 17] = [
+pub(crate) const OPERATIONS: [(Method, &str, &str); 19] = [
     (Method::POST, AWS_CREDENTIALS_LIST, "createAWSCredentials"),
     (Method::GET, AWS_CREDENTIALS, "getAWSCredentials"),
     (Method::PUT, AWS_CREDENTIALS, "editAWSCredentials"),
@@ -53,6 +55,16 @@ pub(crate) const OPERATIONS: [(Method, &str, &str); 17] = [
         Method::GET,
         ORGANIZATION_CLUSTERS,
         "listOrganizationCluster",
+    ),
+    (
+        Method::GET,
+        CLUSTER_CLOUD_PROVIDER_INFO,
+        "getOrganizationCloudProviderInfo",
+    ),
+    (
+        Method::POST,
+        CLUSTER_CLOUD_PROVIDER_INFO,
+        "specifyClusterCloudProviderInfo",
     ),
     (Method::GET, CLUSTER_DNS_PROVIDER, "getClusterDnsProvider"),
     (Method::PUT, CLUSTER_DNS_PROVIDER, "editClusterDnsProvider"),
@@ -98,6 +110,10 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route(CLUSTER_STATUS, get(get_cluster_status))
         .route(CLUSTER_DEPLOY, post(deploy_cluster))
         .route(ORGANIZATION_CLUSTERS, get(list_organization_clusters))
+        .route(
+            CLUSTER_CLOUD_PROVIDER_INFO,
+            get(get_cloud_provider_info).post(specify_cloud_provider_info),
+        )
         .route(
             CLUSTER_DNS_PROVIDER,
             get(get_cluster_dns_provider).put(edit_cluster_dns_provider),
@@ -608,6 +624,34 @@ async fn list_organization_clusters(
     let state = lock(&shared);
     state.check_organization(organization_id)?;
     Ok(Json(state.list_clusters()))
+}
+
+async fn get_cloud_provider_info(
+    State(shared): State<Shared>,
+    Path((organization_id, cluster_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let cluster_id = parse_uuid("clusterId", &cluster_id)?;
+    let state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok(Json(state.get_cloud_provider_info(cluster_id)?))
+}
+
+/// The spec answers 201 with the cluster's info, as GET now shows it.
+async fn specify_cloud_provider_info(
+    State(shared): State<Shared>,
+    Path((organization_id, cluster_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let cluster_id = parse_uuid("clusterId", &cluster_id)?;
+    let body = json_body(&body)?;
+    let mut state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(state.specify_cloud_provider_info(cluster_id, &body)?),
+    ))
 }
 
 async fn get_cluster_dns_provider(

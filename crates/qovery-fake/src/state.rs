@@ -12,6 +12,7 @@ use crate::cluster_keys::{
     check_dns_provider, check_dns_replacement, dns_json, dns_snapshot, SecretManagerAccess,
 };
 use crate::registry::{Registry, RegistryList};
+use crate::replace::Fields;
 use crate::routes::{ApiError, OPERATIONS};
 use crate::{
     ClusterSnapshot, CredentialsSnapshot, Fault, Outcome, PendingHold, RequestRecord, Seed,
@@ -610,6 +611,88 @@ impl State {
             .iter()
             .find(|c| c.id == id)
             .ok_or_else(|| cluster_not_found(id))
+    }
+
+    /// The spec's `ClusterCloudProviderInfo`: the credentials entry the cluster
+    /// deploys with, named as the entry is.
+    pub(crate) fn get_cloud_provider_info(&self, cluster_id: Uuid) -> Result<Value, ApiError> {
+        let cluster = self.cluster(cluster_id)?;
+        let credentials = self
+            .credentials
+            .iter()
+            .find(|c| c.id == cluster.credentials_id)
+            // Seeds are checked, and an entry in use cannot be deleted.
+            .expect("a cluster's credentials entry exists");
+        Ok(json!({
+            "cloud_provider": "AWS",
+            "credentials": {"id": credentials.id, "name": credentials.name},
+            "region": cluster.region,
+        }))
+    }
+
+    /// Points a cluster at another credentials entry, which its next deployment uses.
+    ///
+    /// The spec's `ClusterCloudProviderInfoRequest` requires nothing, but the console
+    /// sends all three fields, `cloud_provider` and `region` as GET gave them and the
+    /// chosen entry's `id` and `name`; the fake requires exactly that, so that a client
+    /// which would move a cluster's region, or name the entry after the cluster as
+    /// Terraform's provider does, fails in tests.
+    pub(crate) fn specify_cloud_provider_info(
+        &mut self,
+        cluster_id: Uuid,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let cluster = self.cluster(cluster_id)?;
+        let fields = Fields::body(body, "ClusterCloudProviderInfoRequest")?;
+        fields.only(
+            &["cloud_provider", "credentials", "region"],
+            "it is not part of ClusterCloudProviderInfoRequest",
+        )?;
+        if fields.text("cloud_provider")? != "AWS" {
+            return Err(ApiError::bad_request(format!(
+                "field `cloud_provider` must be \"AWS\", the cloud provider of cluster {cluster_id}: \
+                 send back what GET …/cloudProviderInfo returned"
+            )));
+        }
+        if fields.text("region")? != cluster.region {
+            return Err(ApiError::bad_request(format!(
+                "field `region` must be {:?}, the region of cluster {cluster_id}: a cluster does \
+                 not change region; send back what GET …/cloudProviderInfo returned",
+                cluster.region
+            )));
+        }
+        let sent = fields.object("credentials")?;
+        sent.only(
+            &["id", "name"],
+            "the credentials of ClusterCloudProviderInfoRequest are exactly id and name",
+        )?;
+        let id = Uuid::parse_str(sent.text("id")?).map_err(|_| {
+            ApiError::bad_request("field `credentials.id` is not a UUID".to_owned())
+        })?;
+        let credentials = self
+            .credentials
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "field `credentials.id`: this organization has no credentials {id}"
+                ))
+            })?;
+        let name = sent.text("name")?;
+        if name != credentials.name {
+            let why = if name == cluster.name {
+                "it is the cluster's name (as Terraform's provider sends it); it must be the \
+                 credentials entry's name"
+            } else {
+                "it must be the credentials entry's name"
+            };
+            return Err(ApiError::bad_request(format!(
+                "field `credentials.name` differs from {:?}, the name of credentials {id}: {why}",
+                credentials.name
+            )));
+        }
+        self.cluster_mut(cluster_id)?.credentials_id = id;
+        self.get_cloud_provider_info(cluster_id)
     }
 
     pub(crate) fn get_dns_provider(&self, cluster_id: Uuid) -> Result<Value, ApiError> {

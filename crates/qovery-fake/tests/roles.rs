@@ -228,3 +228,231 @@ async fn an_unseeded_organization_has_no_credentials_to_create_or_delete() {
     let response = api.call(Method::DELETE, &entry_path(CREDS), None).await;
     error_message(response, StatusCode::NOT_FOUND).await;
 }
+
+const STAGING: &str = "4dab8c23-5e6f-4a71-9b82-c3d4e5f60718";
+
+fn info_path(cluster_id: &str) -> String {
+    format!("/organization/{ORG}/cluster/{cluster_id}/cloudProviderInfo")
+}
+
+/// What the console sends to point a cluster at an entry.
+fn info_request(credentials_id: &str, name: &str) -> Value {
+    json!({"cloud_provider": "AWS", "credentials": {"id": credentials_id, "name": name},
+           "region": "us-east-1"})
+}
+
+async fn point(api: &Api, cluster_id: &str, body: Value) -> reqwest::Response {
+    api.call(Method::POST, &info_path(cluster_id), Some(body))
+        .await
+}
+
+/// Each entry's id with the ids of the clusters the list shows under it.
+async fn users(api: &Api) -> Vec<(String, Vec<String>)> {
+    let list = list(api).await;
+    list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let clusters = r["clusters"].as_array().unwrap();
+            (
+                r["credential"]["id"].as_str().unwrap().to_owned(),
+                clusters
+                    .iter()
+                    .map(|c| c["id"].as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn two_clusters() -> Seed {
+    let mut seed = seed(cluster());
+    seed.clusters
+        .push(qovery_fake::SeedCluster::new(STAGING, "staging", CREDS));
+    seed
+}
+
+#[tokio::test]
+async fn cloud_provider_info_shows_the_entry_a_cluster_deploys_with() {
+    let api = Api::start(seed(cluster())).await;
+    assert_eq!(
+        json_of(api.get(&info_path(CLUSTER)).await, StatusCode::OK).await,
+        json!({"cloud_provider": "AWS", "credentials": {"id": CREDS, "name": "prod-aws"},
+               "region": "us-east-1"})
+    );
+    for path in [
+        info_path(OTHER),
+        format!("/organization/{OTHER}/cluster/{CLUSTER}/cloudProviderInfo"),
+    ] {
+        error_message(api.get(&path).await, StatusCode::NOT_FOUND).await;
+        let response = api
+            .call(Method::POST, &path, Some(info_request(CREDS, "prod-aws")))
+            .await;
+        error_message(response, StatusCode::NOT_FOUND).await;
+    }
+    assert_eq!(
+        operations(&api)[0],
+        ("getOrganizationCloudProviderInfo".into(), 200)
+    );
+}
+
+#[tokio::test]
+async fn pointing_a_cluster_at_another_entry_moves_it_in_the_list() {
+    let api = Api::start(two_clusters()).await;
+    let role = create_role(&api, "prod-role").await;
+
+    let response = point(&api, CLUSTER, info_request(&role, "prod-role")).await;
+    let moved = json_of(response, StatusCode::CREATED).await;
+    let expected = json!({"cloud_provider": "AWS", "credentials": {"id": role, "name": "prod-role"},
+                          "region": "us-east-1"});
+    assert_eq!(moved, expected);
+    assert_eq!(
+        json_of(api.get(&info_path(CLUSTER)).await, StatusCode::OK).await,
+        expected
+    );
+    assert_eq!(
+        users(&api).await,
+        [
+            (CREDS.to_owned(), vec![STAGING.to_owned()]),
+            (role.clone(), vec![CLUSTER.to_owned()])
+        ]
+    );
+    let before = api.fake.snapshot();
+    let pointing: Vec<(&str, &str)> = before
+        .clusters
+        .iter()
+        .map(|c| (c.id.as_str(), c.credentials_id.as_str()))
+        .collect();
+    assert_eq!(pointing, [(CLUSTER, role.as_str()), (STAGING, CREDS)]);
+    // Nothing else changed: no deploy, no key.
+    assert_eq!(before.clusters[0].deploy_count, 0);
+    assert_eq!(before.credentials[0].access_key_id, "AKIAOLD");
+
+    // The same call again (a retry) answers the same and changes nothing.
+    let response = point(&api, CLUSTER, info_request(&role, "prod-role")).await;
+    assert_eq!(json_of(response, StatusCode::CREATED).await, expected);
+    let after = api.fake.snapshot();
+    assert_eq!(
+        (&after.credentials, &after.clusters),
+        (&before.credentials, &before.clusters)
+    );
+
+    // The role entry is in use now; back on the static entry, it can go.
+    let refused = api.call(Method::DELETE, &entry_path(&role), None).await;
+    error_message(refused, StatusCode::BAD_REQUEST).await;
+    let response = point(&api, CLUSTER, info_request(CREDS, "prod-aws")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        users(&api).await,
+        [
+            (
+                CREDS.to_owned(),
+                vec![CLUSTER.to_owned(), STAGING.to_owned()]
+            ),
+            (role.clone(), vec![])
+        ]
+    );
+    let deleted = api.call(Method::DELETE, &entry_path(&role), None).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        users(&api).await,
+        [(
+            CREDS.to_owned(),
+            vec![CLUSTER.to_owned(), STAGING.to_owned()]
+        )]
+    );
+
+    let specified: Vec<u16> = operations(&api)
+        .into_iter()
+        .filter(|(op, _)| op == "specifyClusterCloudProviderInfo")
+        .map(|(_, status)| status)
+        .collect();
+    assert_eq!(specified, [201, 201, 201]);
+}
+
+#[tokio::test]
+async fn pointing_a_cluster_refuses_a_body_the_console_would_not_send() {
+    let api = Api::start(two_clusters()).await;
+    let role = create_role(&api, "prod-role").await;
+    let valid = info_request(&role, "prod-role");
+    let edited = |change: &dyn Fn(&mut Value)| {
+        let mut body = valid.clone();
+        change(&mut body);
+        body
+    };
+    let cases = [
+        // Terraform's provider names the entry after the cluster.
+        (
+            edited(&|b| b["credentials"]["name"] = json!("prod")),
+            "the cluster's name",
+        ),
+        (
+            edited(&|b| b["credentials"]["name"] = json!("prod-aws")),
+            "`credentials.name`",
+        ),
+        (
+            edited(&|b| {
+                b["credentials"].as_object_mut().unwrap().remove("name");
+            }),
+            "`credentials.name`",
+        ),
+        (edited(&|b| b["credentials"]["id"] = json!(OTHER)), OTHER),
+        (
+            edited(&|b| b["credentials"]["id"] = json!("prod-role")),
+            "`credentials.id` is not a UUID",
+        ),
+        (
+            edited(&|b| b["credentials"]["role_arn"] = json!(ROLE_ARN)),
+            "`credentials.role_arn`",
+        ),
+        (
+            edited(&|b| {
+                b.as_object_mut().unwrap().remove("credentials");
+            }),
+            "`credentials`",
+        ),
+        (edited(&|b| b["region"] = json!("eu-west-3")), "`region`"),
+        (
+            edited(&|b| {
+                b.as_object_mut().unwrap().remove("region");
+            }),
+            "`region`",
+        ),
+        (
+            edited(&|b| b["cloud_provider"] = json!("SCW")),
+            "`cloud_provider`",
+        ),
+        (
+            edited(&|b| {
+                b.as_object_mut().unwrap().remove("cloud_provider");
+            }),
+            "`cloud_provider`",
+        ),
+        (edited(&|b| b["id"] = json!(CLUSTER)), "`id`"),
+        (json!([valid.clone()]), "JSON object"),
+    ];
+    for (body, named) in cases {
+        let message = error_message(
+            point(&api, CLUSTER, body.clone()).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(message.contains(named), "{body} gave {message:?}");
+    }
+    let tf_style = edited(&|b| b["credentials"]["name"] = json!("prod"));
+    let message = error_message(
+        point(&api, CLUSTER, tf_style).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(message.contains("Terraform"), "{message}");
+    let malformed = api.call(Method::POST, &info_path(CLUSTER), None).await;
+    error_message(malformed, StatusCode::BAD_REQUEST).await;
+
+    let snapshot = api.fake.snapshot();
+    assert!(
+        snapshot.clusters.iter().all(|c| c.credentials_id == CREDS),
+        "no refused call moved a cluster"
+    );
+}
