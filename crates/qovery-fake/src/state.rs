@@ -768,8 +768,8 @@ impl State {
             .iter_mut()
             .find(|r| r.id == id)
             .ok_or_else(|| registry_not_found(list, id))?;
-        let (key, secret) = registry.check_replacement(list, body)?;
-        registry.set_key(key, secret);
+        let replacement = registry.check_replacement(list, body)?;
+        registry.replace(replacement);
         self.get_registry(list, id)
     }
 }
