@@ -449,7 +449,16 @@ impl StaticCredentialsRequest {
                     "field `type` is required and must be the string \"AWS_STATIC\"",
                 ))
             }
-            // AWS_ROLE and the EKS Anywhere types are valid in Qovery; the rotator never sends them.
+            // Valid in Qovery (the console's edit form sends it), but it throws away the
+            // static secret, which the rotator never holds: nothing could be moved back.
+            Some("AWS_ROLE") => {
+                return Err(ApiError::bad_request(
+                    "field `type` is \"AWS_ROLE\"; this fake edits only static keys: an entry \
+                     turned into a role in place loses its static key for good, so create an \
+                     AWS_ROLE entry and point the clusters at it with cloudProviderInfo",
+                ))
+            }
+            // The EKS Anywhere types are valid in Qovery; the rotator never sends them.
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "field `type` is {other:?}; this fake only accepts \"AWS_STATIC\""

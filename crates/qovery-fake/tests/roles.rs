@@ -456,3 +456,26 @@ async fn pointing_a_cluster_refuses_a_body_the_console_would_not_send() {
         "no refused call moved a cluster"
     );
 }
+
+#[tokio::test]
+async fn an_entry_is_never_edited_into_a_role() {
+    let api = Api::start(seed(cluster())).await;
+    // What the console's edit form sends to turn a static entry into a role.
+    let response = api.put(&entry_path(CREDS), role_request("prod-aws")).await;
+    let message = error_message(response, StatusCode::BAD_REQUEST).await;
+    assert!(
+        message.contains("`type`") && message.contains("AWS_ROLE"),
+        "{message}"
+    );
+    let held = &api.fake.snapshot().credentials[0];
+    assert_eq!(
+        (
+            held.object_type.as_str(),
+            held.access_key_id.as_str(),
+            held.secret_access_key.as_str(),
+            held.role_arn.as_deref()
+        ),
+        ("AWS", "AKIAOLD", "old-secret", None)
+    );
+    assert_eq!(operations(&api), [("editAWSCredentials".into(), 400)]);
+}
