@@ -16,6 +16,7 @@
 mod cluster_keys;
 mod registry;
 mod replace;
+mod role_check;
 mod routes;
 mod state;
 
@@ -31,6 +32,7 @@ pub use crate::cluster_keys::{
     DnsProviderSnapshot, SecretManagerAccessSnapshot, SeedDnsProvider, SeedSecretManagerAccess,
 };
 pub use crate::registry::{RegistrySnapshot, SeedRegistry};
+pub use crate::role_check::{RoleCheck, RoleDeploys};
 
 /// The whole state of the fake: one organization, its AWS credentials, clusters,
 /// container registries and helm repositories.
@@ -324,6 +326,10 @@ pub struct Snapshot {
     /// check must look for, even once nothing else holds it.
     #[serde(default)]
     pub received_secrets: Vec<String>,
+    /// Every role a deploy tried to assume (dry runs and refused deploys try none), in
+    /// order: which cluster, which role, and whether Qovery could.
+    #[serde(default)]
+    pub role_checks: Vec<RoleCheck>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -406,6 +412,12 @@ impl FakeQovery {
         })
     }
 
+    /// How deploys on role credentials end (by default they succeed); a new seed keeps it.
+    pub fn with_role_deploys(self, role_deploys: RoleDeploys) -> Self {
+        lock(&self.shared).set_role_deploys(role_deploys);
+        self
+    }
+
     /// Serves on 127.0.0.1:`port` (0 picks a free port) in a tokio task.
     pub async fn spawn(self, port: u16) -> std::io::Result<RunningFake> {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
@@ -480,13 +492,21 @@ impl RunningFake {
         }
     }
 
-    /// Replaces the whole state, as `PUT /_fake/state` does: faults and the request log too.
+    /// Replaces the whole state, as `PUT /_fake/state` does: faults and the request log
+    /// too, but not how role deploys end.
     ///
     /// # Panics
     /// If the seed is invalid.
     pub fn set_state(&self, seed: Seed) {
-        let state = State::from_seed(seed).unwrap_or_else(|e| panic!("invalid seed: {e}"));
-        *lock(&self.shared) = state;
+        lock(&self.shared)
+            .reseed(seed)
+            .unwrap_or_else(|e| panic!("invalid seed: {e}"));
+    }
+
+    /// How deploys on role credentials end from now on, as `POST /_fake/role_deploys`
+    /// does; a deployment already under way keeps the end it was given.
+    pub fn set_role_deploys(&self, role_deploys: RoleDeploys) {
+        lock(&self.shared).set_role_deploys(role_deploys);
     }
 
     /// Adds a container registry, or replaces the one with the same id, as

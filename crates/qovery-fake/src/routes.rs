@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::registry::RegistryList;
 use crate::replace::Fields;
+use crate::role_check::{self, RoleDeploys};
 use crate::{lock, state, Fault, RequestRecord, Seed, SeedRegistry, Shared};
 
 const AWS_CREDENTIALS_LIST: &str = "/organization/{organizationId}/aws/credentials";
@@ -133,6 +134,7 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/_fake/container_registries", post(post_container_registry))
         .route("/_fake/helm_repositories", post(post_helm_repository))
         .route("/_fake/cluster_status", post(post_cluster_status))
+        .route("/_fake/role_deploys", post(post_role_deploys))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Added last so that it also wraps the fallbacks, and sees the matched route.
@@ -597,11 +599,32 @@ async fn deploy_cluster(
     let organization_id = parse_uuid("organizationId", &organization_id)?;
     let cluster_id = parse_uuid("clusterId", &cluster_id)?;
     let dry_run = dry_run(query.as_deref())?;
+    // A role is read under the lock, assumed without it (a real AssumeRole is a network
+    // call), and what came of it applied under the lock again, which checks the
+    // cluster afresh.
+    let to_assume = {
+        let state = lock(&shared);
+        state.check_organization(organization_id)?;
+        match dry_run {
+            true => None,
+            false => state.role_to_assume(cluster_id)?,
+        }
+    };
+    let role = match to_assume {
+        Some((setting, role_arn)) => {
+            let result = role_check::assume_role(setting, cluster_id, &role_arn).await;
+            if let Err(e) = &result {
+                tracing::info!(%cluster_id, role_arn, error = e.as_str(), "role not assumed");
+            }
+            Some((role_arn, result))
+        }
+        None => None,
+    };
     let mut state = lock(&shared);
     state.check_organization(organization_id)?;
     Ok((
         StatusCode::CREATED,
-        Json(state.deploy(cluster_id, dry_run)?),
+        Json(state.deploy(cluster_id, dry_run, role)?),
     ))
 }
 
@@ -776,9 +799,9 @@ async fn get_state(State(shared): State<Shared>) -> Response {
 async fn put_state(State(shared): State<Shared>, body: Bytes) -> Result<StatusCode, ApiError> {
     let seed: Seed = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid seed: {e}")))?;
-    let state = state::State::from_seed(seed)
+    lock(&shared)
+        .reseed(seed)
         .map_err(|e| ApiError::bad_request(format!("invalid seed: {e}")))?;
-    *lock(&shared) = state;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -827,6 +850,23 @@ async fn post_cluster_status(
     let change: ClusterStatusChange = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid cluster status change: {e}")))?;
     lock(&shared).set_cluster_status(&change.cluster_id, &change.status)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `{"role_deploys": "succeed" | "fail"}`: see [`RoleDeploys`].
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleDeploysChange {
+    role_deploys: RoleDeploys,
+}
+
+async fn post_role_deploys(
+    State(shared): State<Shared>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let change: RoleDeploysChange = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid role_deploys: {e}")))?;
+    lock(&shared).set_role_deploys(change.role_deploys);
     Ok(StatusCode::NO_CONTENT)
 }
 

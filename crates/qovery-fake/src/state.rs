@@ -13,6 +13,7 @@ use crate::cluster_keys::{
 };
 use crate::registry::{Registry, RegistryList};
 use crate::replace::Fields;
+use crate::role_check::{RoleCheck, RoleDeploys};
 use crate::routes::{ApiError, OPERATIONS};
 use crate::{
     ClusterSnapshot, CredentialsSnapshot, Fault, Outcome, PendingHold, RequestRecord, Seed,
@@ -58,7 +59,13 @@ pub(crate) struct State {
     holds: Vec<PendingHold>,
     requests: Vec<RequestRecord>,
     received_secrets: Vec<String>,
+    /// How the fake runs rather than what Qovery holds: kept by `reseed`.
+    role_deploys: RoleDeploys,
+    role_checks: Vec<RoleCheck>,
 }
+
+/// A deploy's attempt to assume its cluster's role: the ARN and what came of it.
+pub(crate) type AssumedRole = (String, Result<(), String>);
 
 struct Credentials {
     id: Uuid,
@@ -80,6 +87,9 @@ struct Cluster {
     last_execution_id: Option<String>,
     last_deployment_date: Option<String>,
     outcome: Outcome,
+    /// Where the current deployment ends instead of `outcome`: `INVALID_CREDENTIALS`
+    /// when Qovery could not assume the cluster's role.
+    deployment_outcome: Option<Outcome>,
     stale_polls: u32,
     busy_polls: u32,
     /// What Qovery still reports right after our deploy, and for how many more polls.
@@ -184,6 +194,7 @@ impl State {
                 last_execution_id: c.last_execution_id,
                 last_deployment_date: c.last_deployment_date,
                 outcome: c.outcome,
+                deployment_outcome: None,
                 stale_polls: c.stale_polls,
                 busy_polls: c.busy_polls,
                 stale: None,
@@ -202,6 +213,8 @@ impl State {
             holds: Vec::new(),
             requests: Vec::new(),
             received_secrets: Vec::new(),
+            role_deploys: RoleDeploys::default(),
+            role_checks: Vec::new(),
         };
         for registry in seed.container_registries {
             state.admit_registry(RegistryList::Container, registry, false)?;
@@ -210,6 +223,20 @@ impl State {
             state.admit_registry(RegistryList::Helm, repository, false)?;
         }
         Ok(state)
+    }
+
+    /// Replaces everything with what `seed` says (faults, holds and the request log
+    /// start over too), but keeps how role deploys end: the binary's `--role-deploys`
+    /// must outlive the `PUT /_fake/state` that seeds it.
+    pub(crate) fn reseed(&mut self, seed: Seed) -> Result<(), String> {
+        let mut state = Self::from_seed(seed)?;
+        state.role_deploys = self.role_deploys;
+        *self = state;
+        Ok(())
+    }
+
+    pub(crate) fn set_role_deploys(&mut self, role_deploys: RoleDeploys) {
+        self.role_deploys = role_deploys;
     }
 
     /// Adds a seeded registry or helm repository; with `replace`, one with the same id
@@ -329,6 +356,7 @@ impl State {
                 .collect(),
             requests: self.requests.clone(),
             received_secrets: self.received_secrets.clone(),
+            role_checks: self.role_checks.clone(),
         }
     }
 
@@ -534,28 +562,60 @@ impl State {
         json!({ "results": results })
     }
 
-    pub(crate) fn deploy(&mut self, id: Uuid, dry_run: bool) -> Result<ClusterStatus, ApiError> {
+    /// The role a deploy of this cluster must assume, if its credentials entry is one,
+    /// and how to judge it; the errors a deploy would answer come first, so that no
+    /// role is tried for a deploy that will be refused.
+    pub(crate) fn role_to_assume(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(RoleDeploys, String)>, ApiError> {
+        let cluster = self.cluster(id)?;
+        cluster.check_deployable()?;
+        Ok(self
+            .credentials
+            .iter()
+            .find(|c| c.id == cluster.credentials_id)
+            .and_then(|c| c.role_arn.clone())
+            .map(|role_arn| (self.role_deploys, role_arn)))
+    }
+
+    /// `role`: what came of assuming the cluster's role (see `role_to_assume`), judged
+    /// before this call; a role that failed ends the deployment `INVALID_CREDENTIALS`
+    /// at its `DEPLOYING` step, whatever the cluster's seeded outcome.
+    pub(crate) fn deploy(
+        &mut self,
+        id: Uuid,
+        dry_run: bool,
+        role: Option<AssumedRole>,
+    ) -> Result<ClusterStatus, ApiError> {
         let cluster = self.cluster_mut(id)?;
-        if cluster.is_busy() {
-            return Err(ApiError::bad_request(format!(
-                "cluster {id} is busy ({}); wait until it is no longer queued or in progress",
-                cluster.status
-            )));
-        }
+        cluster.check_deployable()?;
         let before = cluster.status();
         // A dry run changes nothing in Qovery, so it changes nothing here either.
         if dry_run {
             return Ok(before);
         }
+        let role_failed = matches!(role, Some((_, Err(_))));
+        cluster.deployment_outcome = role_failed.then_some(Outcome::InvalidCredentials);
         cluster.status = "DEPLOYMENT_QUEUED";
         cluster.last_execution_id = Some(execution_id_at(OffsetDateTime::now_utc()));
         cluster.deploy_count += 1;
-        if cluster.stale_polls > 0 {
+        let reported = if cluster.stale_polls > 0 {
             cluster.stale = Some((before.clone(), cluster.stale_polls));
-            return Ok(before);
+            before
+        } else {
+            cluster.stale = None;
+            cluster.status()
+        };
+        if let Some((role_arn, result)) = role {
+            self.role_checks.push(RoleCheck {
+                cluster_id: id.to_string(),
+                role_arn,
+                ok: result.is_ok(),
+                error: result.err(),
+            });
         }
-        cluster.stale = None;
-        Ok(cluster.status())
+        Ok(reported)
     }
 
     /// A status poll is the fake's clock: it moves the cluster one step, then reports.
@@ -812,8 +872,14 @@ impl Cluster {
     }
 
     /// Qovery refuses to deploy a cluster that is queued or mid-operation.
-    fn is_busy(&self) -> bool {
-        self.status.ends_with("QUEUED") || self.status.ends_with("ING")
+    fn check_deployable(&self) -> Result<(), ApiError> {
+        if self.status.ends_with("QUEUED") || self.status.ends_with("ING") {
+            return Err(ApiError::bad_request(format!(
+                "cluster {} is busy ({}); wait until it is no longer queued or in progress",
+                self.id, self.status
+            )));
+        }
+        Ok(())
     }
 
     fn status(&self) -> ClusterStatus {
@@ -837,7 +903,7 @@ impl Cluster {
             }
             return;
         }
-        match (self.status, self.outcome) {
+        match (self.status, self.deployment_outcome.unwrap_or(self.outcome)) {
             ("DEPLOYMENT_QUEUED", _) => self.status = "DEPLOYING",
             ("DEPLOYING", Outcome::Deployed) => self.finish_deployment(),
             ("DEPLOYING", Outcome::DeploymentError) => self.status = "DEPLOYMENT_ERROR",

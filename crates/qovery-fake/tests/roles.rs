@@ -4,7 +4,9 @@
 
 mod support;
 
-use qovery_fake::Seed;
+use qovery_fake::{
+    FakeQovery, Outcome, RoleCheck, RoleDeploys, Seed, SeedCluster, SeedCredentials,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
@@ -269,7 +271,7 @@ async fn users(api: &Api) -> Vec<(String, Vec<String>)> {
 fn two_clusters() -> Seed {
     let mut seed = seed(cluster());
     seed.clusters
-        .push(qovery_fake::SeedCluster::new(STAGING, "staging", CREDS));
+        .push(SeedCluster::new(STAGING, "staging", CREDS));
     seed
 }
 
@@ -478,4 +480,219 @@ async fn an_entry_is_never_edited_into_a_role() {
         ("AWS", "AKIAOLD", "old-secret", None)
     );
     assert_eq!(operations(&api), [("editAWSCredentials".into(), 400)]);
+}
+
+/// The cluster deploys with role credentials from the start.
+fn on_role(cluster: SeedCluster) -> Seed {
+    let mut seed = seed(SeedCluster {
+        credentials_id: OTHER.into(),
+        ..cluster
+    });
+    seed.credentials
+        .push(SeedCredentials::role(OTHER, "prod-role", ROLE_ARN));
+    seed
+}
+
+/// Deploys the cluster and polls until it settles; returns its last status.
+async fn deploy_to_the_end(api: &Api) -> String {
+    let queued = json_of(api.deploy().await, StatusCode::CREATED).await;
+    assert_eq!(queued["status"], "DEPLOYMENT_QUEUED");
+    assert_eq!(api.poll().await["status"], "DEPLOYING");
+    let last = api.poll().await["status"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.poll().await["status"],
+        last.as_str(),
+        "a final state stays"
+    );
+    last
+}
+
+fn role_check(ok: bool, error: Option<String>) -> RoleCheck {
+    RoleCheck {
+        cluster_id: CLUSTER.into(),
+        role_arn: ROLE_ARN.into(),
+        ok,
+        error,
+    }
+}
+
+#[tokio::test]
+async fn a_deploy_on_a_role_ends_as_role_deploys_says() {
+    let api = Api::start(on_role(cluster())).await;
+    assert_eq!(deploy_to_the_end(&api).await, "DEPLOYED");
+    assert_eq!(api.fake.snapshot().role_checks, [role_check(true, None)]);
+
+    api.fake.set_role_deploys(RoleDeploys::Fail);
+    let before = api.fake.snapshot().clusters[0].clone();
+    assert_eq!(deploy_to_the_end(&api).await, "INVALID_CREDENTIALS");
+    let snapshot = api.fake.snapshot();
+    let after = &snapshot.clusters[0];
+    assert_eq!(after.deploy_count, 2);
+    assert_eq!(
+        after.last_deployment_date, before.last_deployment_date,
+        "a failed deployment is not a deployment date"
+    );
+    let failed = &snapshot.role_checks[1];
+    assert!(!failed.ok);
+    let error = failed.error.as_deref().unwrap();
+    assert!(
+        error.contains(ROLE_ARN) && error.contains(CLUSTER),
+        "{error}"
+    );
+
+    // The next deployment is judged afresh.
+    api.fake.set_role_deploys(RoleDeploys::Succeed);
+    assert_eq!(deploy_to_the_end(&api).await, "DEPLOYED");
+    let oks: Vec<bool> = api
+        .fake
+        .snapshot()
+        .role_checks
+        .iter()
+        .map(|c| c.ok)
+        .collect();
+    assert_eq!(oks, [true, false, true]);
+}
+
+#[tokio::test]
+async fn a_failed_role_overrides_the_seeded_outcome_and_a_good_one_keeps_it() {
+    for (outcome, role_deploys, last) in [
+        (
+            Outcome::DeploymentError,
+            RoleDeploys::Succeed,
+            "DEPLOYMENT_ERROR",
+        ),
+        (
+            Outcome::DeploymentError,
+            RoleDeploys::Fail,
+            "INVALID_CREDENTIALS",
+        ),
+        (Outcome::Stuck, RoleDeploys::Fail, "INVALID_CREDENTIALS"),
+    ] {
+        let api = Api::start(on_role(SeedCluster {
+            outcome,
+            ..cluster()
+        }))
+        .await;
+        api.fake.set_role_deploys(role_deploys);
+        assert_eq!(
+            deploy_to_the_end(&api).await,
+            last,
+            "{outcome:?} {role_deploys:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_real_deploys_on_role_credentials_try_the_role() {
+    let mut seed = on_role(cluster());
+    seed.clusters
+        .push(SeedCluster::new(STAGING, "staging", CREDS));
+    let api = Api::start(seed).await;
+    api.fake.set_role_deploys(RoleDeploys::Fail);
+
+    // A cluster on static keys deploys as before.
+    let staging = format!("/organization/{ORG}/cluster/{STAGING}");
+    let response = api
+        .call(Method::POST, &format!("{staging}/deploy"), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    for expected in ["DEPLOYING", "DEPLOYED"] {
+        let status = json_of(api.get(&format!("{staging}/status")).await, StatusCode::OK).await;
+        assert_eq!(status["status"], expected);
+    }
+    // A dry run, and a deploy refused because the cluster is busy, try nothing.
+    let dry_run = api
+        .call(
+            Method::POST,
+            &format!("{}?dry_run=true", deploy_path()),
+            None,
+        )
+        .await;
+    assert_eq!(dry_run.status(), StatusCode::CREATED);
+    assert!(api.fake.snapshot().role_checks.is_empty());
+    assert_eq!(api.deploy().await.status(), StatusCode::CREATED);
+    error_message(api.deploy().await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(api.fake.snapshot().role_checks.len(), 1);
+}
+
+#[tokio::test]
+async fn a_cluster_moved_to_a_role_deploys_with_it() {
+    let api = Api::start(seed(cluster())).await;
+    api.fake.set_role_deploys(RoleDeploys::Fail);
+    assert_eq!(deploy_to_the_end(&api).await, "DEPLOYED");
+    let role = create_role(&api, "prod-role").await;
+    let response = point(&api, CLUSTER, info_request(&role, "prod-role")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(deploy_to_the_end(&api).await, "INVALID_CREDENTIALS");
+    // Back on its static entry, it deploys again.
+    let response = point(&api, CLUSTER, info_request(CREDS, "prod-aws")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(deploy_to_the_end(&api).await, "DEPLOYED");
+    assert_eq!(api.fake.snapshot().role_checks.len(), 1);
+}
+
+#[tokio::test]
+async fn role_deploys_is_set_by_the_control_api_and_outlives_a_new_seed() {
+    let api = Api::start(Seed::default()).await;
+    let post = |body: Value| {
+        api.http
+            .post(api.url("/_fake/role_deploys"))
+            .json(&body)
+            .send()
+    };
+    let response = post(json!({"role_deploys": "fail"})).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    for body in [
+        json!({"role_deploys": "maybe"}),
+        json!({"role_deploys": "fail", "role_arn": ROLE_ARN}),
+        json!("fail"),
+    ] {
+        let response = post(body.clone()).await.unwrap();
+        error_message(response, StatusCode::BAD_REQUEST).await;
+    }
+    let response = api
+        .http
+        .put(api.url("/_fake/state"))
+        .json(&on_role(cluster()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(deploy_to_the_end(&api).await, "INVALID_CREDENTIALS");
+
+    let state: Value = api
+        .http
+        .get(api.url("/_fake/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let check = &state["role_checks"][0];
+    assert_eq!(
+        (&check["cluster_id"], &check["role_arn"], &check["ok"]),
+        (&json!(CLUSTER), &json!(ROLE_ARN), &json!(false))
+    );
+    assert!(check["error"].is_string(), "{check}");
+    assert_eq!(
+        state["clusters"][0]["credentials_id"], OTHER,
+        "the snapshot says where the cluster points"
+    );
+    assert_eq!(state["credentials"][1]["object_type"], "AWS_ROLE");
+    assert_eq!(state["credentials"][1]["role_arn"], ROLE_ARN);
+
+    // In process, a seed given at the start is judged the same way, and set_state
+    // keeps the setting too.
+    let fake = FakeQovery::new(on_role(cluster()))
+        .with_role_deploys(RoleDeploys::Fail)
+        .spawn(0)
+        .await
+        .unwrap();
+    fake.set_state(on_role(cluster()));
+    let api = Api {
+        fake,
+        http: reqwest::Client::new(),
+    };
+    assert_eq!(deploy_to_the_end(&api).await, "INVALID_CREDENTIALS");
 }
