@@ -103,7 +103,8 @@ pub struct SeedCluster {
     /// A UUID.
     pub id: String,
     pub name: String,
-    /// The id of one of the seeded credentials.
+    /// The id of one of the seeded credentials: the entry it starts on, which
+    /// `specifyClusterCloudProviderInfo` can change (see `ClusterSnapshot`).
     pub credentials_id: String,
     /// The AWS region it runs in, as the cluster list shows it.
     #[serde(default = "default_region")]
@@ -117,7 +118,8 @@ pub struct SeedCluster {
     /// RFC 3339. `null` in JSON gives `None`; leaving it out gives a date a week ago.
     #[serde(default = "state::past_deployment_date")]
     pub last_deployment_date: Option<String>,
-    /// Where a deployment ends.
+    /// Where a deployment ends, unless its credentials are a role that Qovery cannot
+    /// assume (see [`RoleDeploys`]): then `INVALID_CREDENTIALS`.
     #[serde(default)]
     pub outcome: Outcome,
     /// How many status polls after each deploy still show the previous deployment.
