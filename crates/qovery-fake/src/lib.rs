@@ -16,6 +16,7 @@
 mod cluster_keys;
 mod registry;
 mod replace;
+mod role_check;
 mod routes;
 mod state;
 
@@ -31,6 +32,7 @@ pub use crate::cluster_keys::{
     DnsProviderSnapshot, SecretManagerAccessSnapshot, SeedDnsProvider, SeedSecretManagerAccess,
 };
 pub use crate::registry::{RegistrySnapshot, SeedRegistry};
+pub use crate::role_check::{RoleCheck, RoleDeploys};
 
 /// The whole state of the fake: one organization, its AWS credentials, clusters,
 /// container registries and helm repositories.
@@ -101,7 +103,8 @@ pub struct SeedCluster {
     /// A UUID.
     pub id: String,
     pub name: String,
-    /// The id of one of the seeded credentials.
+    /// The id of one of the seeded credentials: the entry it starts on, which
+    /// `specifyClusterCloudProviderInfo` can change (see `ClusterSnapshot`).
     pub credentials_id: String,
     /// The AWS region it runs in, as the cluster list shows it.
     #[serde(default = "default_region")]
@@ -115,7 +118,8 @@ pub struct SeedCluster {
     /// RFC 3339. `null` in JSON gives `None`; leaving it out gives a date a week ago.
     #[serde(default = "state::past_deployment_date")]
     pub last_deployment_date: Option<String>,
-    /// Where a deployment ends.
+    /// Where a deployment ends, unless its credentials are a role that Qovery cannot
+    /// assume (see [`RoleDeploys`]): then `INVALID_CREDENTIALS`.
     #[serde(default)]
     pub outcome: Outcome,
     /// How many status polls after each deploy still show the previous deployment.
@@ -324,6 +328,10 @@ pub struct Snapshot {
     /// check must look for, even once nothing else holds it.
     #[serde(default)]
     pub received_secrets: Vec<String>,
+    /// Every role a deploy tried to assume (dry runs and refused deploys try none), in
+    /// order: which cluster, which role, and whether Qovery could.
+    #[serde(default)]
+    pub role_checks: Vec<RoleCheck>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,9 +339,15 @@ pub struct Snapshot {
 pub struct CredentialsSnapshot {
     pub id: String,
     pub name: String,
+    /// `AWS` (a static key) or `AWS_ROLE`, as the API's `object_type` says.
+    pub object_type: String,
+    /// Empty for role credentials.
     pub access_key_id: String,
     /// Never returned by the API; exposed here so a test can prove the key Qovery holds works.
     pub secret_access_key: String,
+    /// Set for `AWS_ROLE` credentials only.
+    #[serde(default)]
+    pub role_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,6 +355,8 @@ pub struct CredentialsSnapshot {
 pub struct ClusterSnapshot {
     pub id: String,
     pub name: String,
+    /// The credentials entry it deploys with, which `specifyClusterCloudProviderInfo` moves.
+    pub credentials_id: String,
     /// The real status, even while status polls still show a stale one.
     pub status: String,
     pub last_execution_id: Option<String>,
@@ -396,6 +412,12 @@ impl FakeQovery {
         Ok(Self {
             shared: Arc::new(Mutex::new(State::from_seed(seed)?)),
         })
+    }
+
+    /// How deploys on role credentials end (by default they succeed); a new seed keeps it.
+    pub fn with_role_deploys(self, role_deploys: RoleDeploys) -> Self {
+        lock(&self.shared).set_role_deploys(role_deploys);
+        self
     }
 
     /// Serves on 127.0.0.1:`port` (0 picks a free port) in a tokio task.
@@ -472,13 +494,21 @@ impl RunningFake {
         }
     }
 
-    /// Replaces the whole state, as `PUT /_fake/state` does: faults and the request log too.
+    /// Replaces the whole state, as `PUT /_fake/state` does: faults and the request log
+    /// too, but not how role deploys end.
     ///
     /// # Panics
     /// If the seed is invalid.
     pub fn set_state(&self, seed: Seed) {
-        let state = State::from_seed(seed).unwrap_or_else(|e| panic!("invalid seed: {e}"));
-        *lock(&self.shared) = state;
+        lock(&self.shared)
+            .reseed(seed)
+            .unwrap_or_else(|e| panic!("invalid seed: {e}"));
+    }
+
+    /// How deploys on role credentials end from now on, as `POST /_fake/role_deploys`
+    /// does; a deployment already under way keeps the end it was given.
+    pub fn set_role_deploys(&self, role_deploys: RoleDeploys) {
+        lock(&self.shared).set_role_deploys(role_deploys);
     }
 
     /// Adds a container registry, or replaces the one with the same id, as

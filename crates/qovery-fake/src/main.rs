@@ -1,26 +1,30 @@
-//! `qovery-fake [--port N] [--seed path.json]`: serves the fake on 127.0.0.1 until
+//! `qovery-fake [--port N] [--seed path.json] [--role-deploys succeed|fail]`: serves the fake on 127.0.0.1 until
 //! SIGTERM or SIGINT. The one line on stdout tells a script where it listens; logs go
 //! to stderr so that they never get in its way.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use qovery_fake::{FakeQovery, Seed};
+use qovery_fake::{FakeQovery, RoleDeploys, Seed};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: qovery-fake [--port N] [--seed path.json]
+const USAGE: &str = "usage: qovery-fake [--port N] [--seed path.json] [--role-deploys succeed|fail]
   --port N          port to bind on 127.0.0.1 (default 0: any free port)
-  --seed FILE       JSON Seed to start with (default: empty; seed it with PUT /_fake/state)";
+  --seed FILE       JSON Seed to start with (default: empty; seed it with PUT /_fake/state)
+  --role-deploys W  whether a deploy on AWS_ROLE credentials can assume its role (default
+                    succeed; fail ends it INVALID_CREDENTIALS); kept across seeds";
 
 struct Args {
     port: u16,
     seed: Option<String>,
+    role_deploys: RoleDeploys,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut parsed = Args {
         port: 0,
         seed: None,
+        role_deploys: RoleDeploys::default(),
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -31,6 +35,18 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                     .map_err(|_| format!("--port: {value:?} is not a port number"))?;
             }
             "--seed" => parsed.seed = Some(args.next().ok_or("--seed needs a path")?),
+            "--role-deploys" => {
+                let value = args.next().ok_or("--role-deploys needs a value")?;
+                parsed.role_deploys = match value.as_str() {
+                    "succeed" => RoleDeploys::Succeed,
+                    "fail" => RoleDeploys::Fail,
+                    _ => {
+                        return Err(format!(
+                            "--role-deploys: {value:?} is neither succeed nor fail"
+                        ))
+                    }
+                };
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -79,7 +95,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match fake.spawn(args.port).await {
+    let running = match fake
+        .with_role_deploys(args.role_deploys)
+        .spawn(args.port)
+        .await
+    {
         Ok(running) => running,
         Err(e) => {
             eprintln!("qovery-fake: cannot listen on 127.0.0.1:{}: {e}", args.port);

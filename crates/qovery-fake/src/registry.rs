@@ -143,6 +143,17 @@ pub struct RegistrySnapshot {
     pub role_arn: Option<String>,
 }
 
+/// What an accepted registry or helm repository PUT gives the object to hold.
+pub(crate) enum Replacement<'b> {
+    Key {
+        access_key_id: &'b str,
+        secret_access_key: &'b str,
+    },
+    Role {
+        role_arn: &'b str,
+    },
+}
+
 /// Which of the two lists an object is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RegistryList {
@@ -367,13 +378,15 @@ impl Registry {
         object
     }
 
-    /// Checks that a PUT body sends back every field as stored, with a new static key
-    /// in `config`; returns that key and its secret. Only static AWS keys can be edited.
+    /// Checks that a PUT body sends back every field as stored, with in `config`
+    /// either a new static key (only for an object that holds one) or a role (for any
+    /// object of the AWS kind: a migration's retry sends the same role again); returns
+    /// what the object is to hold.
     pub(crate) fn check_replacement<'b>(
         &self,
         list: RegistryList,
         body: &'b Value,
-    ) -> Result<(&'b str, &'b str), ApiError> {
+    ) -> Result<Replacement<'b>, ApiError> {
         let schema = list.request_schema();
         let fields = Fields::body(body, schema)?;
         fields.only(
@@ -388,6 +401,34 @@ impl Registry {
         fields.same_optional_text("url", self.url.as_deref())?;
         fields.same_optional_text("description", self.description.as_deref())?;
         let config = fields.object("config")?;
+        // The console's role form sends exactly `{region, role_arn}`; a config that also
+        // has a key is a static one, whose check below names `role_arn` as unexpected.
+        if config.has("role_arn")
+            && !config.has("access_key_id")
+            && !config.has("secret_access_key")
+        {
+            let Some(region) = self
+                .region
+                .as_ref()
+                .filter(|_| self.kind == list.aws_kind())
+            else {
+                return Err(ApiError::bad_request(format!(
+                    "{} {} is of kind {}; a config with a role_arn is for kind {} only",
+                    list.what(),
+                    self.id,
+                    self.kind,
+                    list.aws_kind()
+                )));
+            };
+            config.only(
+                &["region", "role_arn"],
+                "the config of an ECR role is exactly region and role_arn",
+            )?;
+            config.same_text("region", region)?;
+            return Ok(Replacement::Role {
+                role_arn: config.text("role_arn")?,
+            });
+        }
         let (Some(region), true) = (&self.region, self.holds_static_key(list)) else {
             return Err(ApiError::bad_request(format!(
                 "{} {} holds no static AWS key; this fake only edits static ECR keys",
@@ -400,15 +441,30 @@ impl Registry {
             "the config of a static ECR key is exactly region, access_key_id and secret_access_key",
         )?;
         config.same_text("region", region)?;
-        Ok((
-            config.text("access_key_id")?,
-            config.text("secret_access_key")?,
-        ))
+        Ok(Replacement::Key {
+            access_key_id: config.text("access_key_id")?,
+            secret_access_key: config.text("secret_access_key")?,
+        })
     }
 
-    pub(crate) fn set_key(&mut self, access_key_id: &str, secret_access_key: &str) {
-        self.access_key_id = Some(access_key_id.to_owned());
-        self.secret_access_key = Some(secret_access_key.to_owned());
+    /// Holds what a checked PUT sent: a role replaces a key, so the key and its
+    /// secret are gone, as in Qovery (the tool cannot give them back: the point of no
+    /// return of a migration).
+    pub(crate) fn replace(&mut self, replacement: Replacement) {
+        match replacement {
+            Replacement::Key {
+                access_key_id,
+                secret_access_key,
+            } => {
+                self.access_key_id = Some(access_key_id.to_owned());
+                self.secret_access_key = Some(secret_access_key.to_owned());
+            }
+            Replacement::Role { role_arn } => {
+                self.access_key_id = None;
+                self.secret_access_key = None;
+                self.role_arn = Some(role_arn.to_owned());
+            }
+        }
         self.updated_at = now();
     }
 

@@ -43,6 +43,11 @@ impl<'a> Fields<'a> {
         })
     }
 
+    /// Whether the object has the field, whatever its value.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.fields.contains_key(name)
+    }
+
     /// Refuses the first field not in `allowed`, saying `why`.
     pub(crate) fn only(&self, allowed: &[&str], why: &str) -> Result<(), ApiError> {
         match self.fields.keys().find(|k| !allowed.contains(&k.as_str())) {

@@ -13,14 +13,19 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::registry::RegistryList;
+use crate::replace::Fields;
+use crate::role_check::{self, RoleDeploys};
 use crate::{lock, state, Fault, RequestRecord, Seed, SeedRegistry, Shared};
 
+const AWS_CREDENTIALS_LIST: &str = "/organization/{organizationId}/aws/credentials";
 const AWS_CREDENTIALS: &str = "/organization/{organizationId}/aws/credentials/{credentialsId}";
 const ORGANIZATION_CREDENTIALS: &str = "/organization/{organizationId}/credentials";
 const ORGANIZATION_CLUSTER_STATUS: &str = "/organization/{organizationId}/cluster/status";
 const CLUSTER_STATUS: &str = "/organization/{organizationId}/cluster/{clusterId}/status";
 const CLUSTER_DEPLOY: &str = "/organization/{organizationId}/cluster/{clusterId}/deploy";
 const ORGANIZATION_CLUSTERS: &str = "/organization/{organizationId}/cluster";
+const CLUSTER_CLOUD_PROVIDER_INFO: &str =
+    "/organization/{organizationId}/cluster/{clusterId}/cloudProviderInfo";
 // The one path with no organization in it.
 const CLUSTER_DNS_PROVIDER: &str = "/cluster/{clusterId}/dnsProvider";
 const CONTAINER_REGISTRIES: &str = "/organization/{organizationId}/containerRegistry";
@@ -30,9 +35,11 @@ const HELM_REPOSITORIES: &str = "/organization/{organizationId}/helmRepository";
 const HELM_REPOSITORY: &str = "/organization/{organizationId}/helmRepository/{helmRepositoryId}";
 
 /// (method, route, operationId): how faults and the request log name a call.
-pub(crate) const OPERATIONS: [(Method, &str, &str); 15] = [
+pub(crate) const OPERATIONS: [(Method, &str, &str); 19] = [
+    (Method::POST, AWS_CREDENTIALS_LIST, "createAWSCredentials"),
     (Method::GET, AWS_CREDENTIALS, "getAWSCredentials"),
     (Method::PUT, AWS_CREDENTIALS, "editAWSCredentials"),
+    (Method::DELETE, AWS_CREDENTIALS, "deleteAWSCredentials"),
     (
         Method::GET,
         ORGANIZATION_CREDENTIALS,
@@ -50,6 +57,16 @@ pub(crate) const OPERATIONS: [(Method, &str, &str); 15] = [
         ORGANIZATION_CLUSTERS,
         "listOrganizationCluster",
     ),
+    (
+        Method::GET,
+        CLUSTER_CLOUD_PROVIDER_INFO,
+        "getOrganizationCloudProviderInfo",
+    ),
+    (
+        Method::POST,
+        CLUSTER_CLOUD_PROVIDER_INFO,
+        "specifyClusterCloudProviderInfo",
+    ),
     (Method::GET, CLUSTER_DNS_PROVIDER, "getClusterDnsProvider"),
     (Method::PUT, CLUSTER_DNS_PROVIDER, "editClusterDnsProvider"),
     (Method::GET, CONTAINER_REGISTRIES, "listContainerRegistry"),
@@ -61,8 +78,10 @@ pub(crate) const OPERATIONS: [(Method, &str, &str); 15] = [
 ];
 
 /// The operations whose body hands Qovery a secret key, which the fake notes whether
-/// or not the call succeeds.
-const SECRET_CARRIERS: [&str; 4] = [
+/// or not the call succeeds. The fake creates only role credentials, but a static
+/// body sent to create some still carried its secret to Qovery's door.
+const SECRET_CARRIERS: [&str; 5] = [
+    "createAWSCredentials",
     "editAWSCredentials",
     "editContainerRegistry",
     "editHelmRepository",
@@ -77,9 +96,12 @@ const SECRET_FIELDS: [&str; 3] = ["secret_access_key", "aws_secret_access_key", 
 
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
+        .route(AWS_CREDENTIALS_LIST, post(create_aws_credentials))
         .route(
             AWS_CREDENTIALS,
-            get(get_aws_credentials).put(edit_aws_credentials),
+            get(get_aws_credentials)
+                .put(edit_aws_credentials)
+                .delete(delete_aws_credentials),
         )
         .route(ORGANIZATION_CREDENTIALS, get(list_organization_credentials))
         .route(
@@ -89,6 +111,10 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route(CLUSTER_STATUS, get(get_cluster_status))
         .route(CLUSTER_DEPLOY, post(deploy_cluster))
         .route(ORGANIZATION_CLUSTERS, get(list_organization_clusters))
+        .route(
+            CLUSTER_CLOUD_PROVIDER_INFO,
+            get(get_cloud_provider_info).post(specify_cloud_provider_info),
+        )
         .route(
             CLUSTER_DNS_PROVIDER,
             get(get_cluster_dns_provider).put(edit_cluster_dns_provider),
@@ -108,6 +134,7 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/_fake/container_registries", post(post_container_registry))
         .route("/_fake/helm_repositories", post(post_helm_repository))
         .route("/_fake/cluster_status", post(post_cluster_status))
+        .route("/_fake/role_deploys", post(post_role_deploys))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Added last so that it also wraps the fallbacks, and sees the matched route.
@@ -424,7 +451,16 @@ impl StaticCredentialsRequest {
                     "field `type` is required and must be the string \"AWS_STATIC\"",
                 ))
             }
-            // AWS_ROLE and the EKS Anywhere types are valid in Qovery; the rotator never sends them.
+            // Valid in Qovery (the console's edit form sends it), but it throws away the
+            // static secret, which the rotator never holds: nothing could be moved back.
+            Some("AWS_ROLE") => {
+                return Err(ApiError::bad_request(
+                    "field `type` is \"AWS_ROLE\"; this fake edits only static keys: an entry \
+                     turned into a role in place loses its static key for good, so create an \
+                     AWS_ROLE entry and point the clusters at it with cloudProviderInfo",
+                ))
+            }
+            // The EKS Anywhere types are valid in Qovery; the rotator never sends them.
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "field `type` is {other:?}; this fake only accepts \"AWS_STATIC\""
@@ -452,6 +488,76 @@ impl StaticCredentialsRequest {
             secret_access_key: text("secret_access_key")?,
         })
     }
+}
+
+/// The spec answers 201 with the new entry, as `getAWSCredentials` would show it.
+async fn create_aws_credentials(
+    State(shared): State<Shared>,
+    Path(organization_id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let request = RoleCredentialsRequest::parse(&body)?;
+    let mut state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(state.create_role_credentials(request.name, request.role_arn)),
+    ))
+}
+
+/// The spec's `AwsRoleCredentialsRequest`, the one kind of credentials the fake
+/// creates: a migration to a role creates the role's entry; nothing the rotator does
+/// creates static credentials, so a client that tries is wrong.
+struct RoleCredentialsRequest {
+    name: String,
+    role_arn: String,
+}
+
+impl RoleCredentialsRequest {
+    const SCHEMA: &'static str = "AwsRoleCredentialsRequest";
+
+    fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let value = json_body(body)?;
+        let fields = Fields::body(&value, Self::SCHEMA)?;
+        // Checked first: a static body's other fields would otherwise be named as
+        // unknown, which hides the real mistake.
+        match value.get("type").and_then(Value::as_str) {
+            Some("AWS_ROLE") => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "field `type` is {other:?}: this fake creates only AWS_ROLE credentials"
+                )))
+            }
+            None => {
+                return Err(ApiError::bad_request(
+                    "field `type` is required and must be the string \"AWS_ROLE\": \
+                     this fake creates only AWS_ROLE credentials",
+                ))
+            }
+        }
+        fields.only(
+            &["type", "name", "role_arn"],
+            &format!("it is not part of {}", Self::SCHEMA),
+        )?;
+        Ok(Self {
+            name: fields.text("name")?.to_owned(),
+            role_arn: fields.text("role_arn")?.to_owned(),
+        })
+    }
+}
+
+/// The spec answers 204 with no body.
+async fn delete_aws_credentials(
+    State(shared): State<Shared>,
+    Path((organization_id, credentials_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let credentials_id = parse_uuid("credentialsId", &credentials_id)?;
+    let mut state = lock(&shared);
+    state.check_organization(organization_id)?;
+    state.delete_credentials(credentials_id)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_organization_credentials(
@@ -493,11 +599,32 @@ async fn deploy_cluster(
     let organization_id = parse_uuid("organizationId", &organization_id)?;
     let cluster_id = parse_uuid("clusterId", &cluster_id)?;
     let dry_run = dry_run(query.as_deref())?;
+    // A role is read under the lock, assumed without it (a real AssumeRole is a network
+    // call), and what came of it applied under the lock again, which checks the
+    // cluster afresh.
+    let to_assume = {
+        let state = lock(&shared);
+        state.check_organization(organization_id)?;
+        match dry_run {
+            true => None,
+            false => state.role_to_assume(cluster_id)?,
+        }
+    };
+    let role = match to_assume {
+        Some((setting, role_arn)) => {
+            let result = role_check::assume_role(setting, cluster_id, &role_arn).await;
+            if let Err(e) = &result {
+                tracing::info!(%cluster_id, role_arn, error = e.as_str(), "role not assumed");
+            }
+            Some((role_arn, result))
+        }
+        None => None,
+    };
     let mut state = lock(&shared);
     state.check_organization(organization_id)?;
     Ok((
         StatusCode::CREATED,
-        Json(state.deploy(cluster_id, dry_run)?),
+        Json(state.deploy(cluster_id, dry_run, role)?),
     ))
 }
 
@@ -529,6 +656,34 @@ async fn list_organization_clusters(
     let state = lock(&shared);
     state.check_organization(organization_id)?;
     Ok(Json(state.list_clusters()))
+}
+
+async fn get_cloud_provider_info(
+    State(shared): State<Shared>,
+    Path((organization_id, cluster_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let cluster_id = parse_uuid("clusterId", &cluster_id)?;
+    let state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok(Json(state.get_cloud_provider_info(cluster_id)?))
+}
+
+/// The spec answers 201 with the cluster's info, as GET now shows it.
+async fn specify_cloud_provider_info(
+    State(shared): State<Shared>,
+    Path((organization_id, cluster_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let organization_id = parse_uuid("organizationId", &organization_id)?;
+    let cluster_id = parse_uuid("clusterId", &cluster_id)?;
+    let body = json_body(&body)?;
+    let mut state = lock(&shared);
+    state.check_organization(organization_id)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(state.specify_cloud_provider_info(cluster_id, &body)?),
+    ))
 }
 
 async fn get_cluster_dns_provider(
@@ -644,9 +799,9 @@ async fn get_state(State(shared): State<Shared>) -> Response {
 async fn put_state(State(shared): State<Shared>, body: Bytes) -> Result<StatusCode, ApiError> {
     let seed: Seed = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid seed: {e}")))?;
-    let state = state::State::from_seed(seed)
+    lock(&shared)
+        .reseed(seed)
         .map_err(|e| ApiError::bad_request(format!("invalid seed: {e}")))?;
-    *lock(&shared) = state;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -695,6 +850,23 @@ async fn post_cluster_status(
     let change: ClusterStatusChange = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid cluster status change: {e}")))?;
     lock(&shared).set_cluster_status(&change.cluster_id, &change.status)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `{"role_deploys": "succeed" | "fail"}`: see [`RoleDeploys`].
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleDeploysChange {
+    role_deploys: RoleDeploys,
+}
+
+async fn post_role_deploys(
+    State(shared): State<Shared>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let change: RoleDeploysChange = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid role_deploys: {e}")))?;
+    lock(&shared).set_role_deploys(change.role_deploys);
     Ok(StatusCode::NO_CONTENT)
 }
 

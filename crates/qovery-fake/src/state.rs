@@ -12,6 +12,8 @@ use crate::cluster_keys::{
     check_dns_provider, check_dns_replacement, dns_json, dns_snapshot, SecretManagerAccess,
 };
 use crate::registry::{Registry, RegistryList};
+use crate::replace::Fields;
+use crate::role_check::{RoleCheck, RoleDeploys};
 use crate::routes::{ApiError, OPERATIONS};
 use crate::{
     ClusterSnapshot, CredentialsSnapshot, Fault, Outcome, PendingHold, RequestRecord, Seed,
@@ -57,7 +59,13 @@ pub(crate) struct State {
     holds: Vec<PendingHold>,
     requests: Vec<RequestRecord>,
     received_secrets: Vec<String>,
+    /// How the fake runs rather than what Qovery holds: kept by `reseed`.
+    role_deploys: RoleDeploys,
+    role_checks: Vec<RoleCheck>,
 }
+
+/// A deploy's attempt to assume its cluster's role: the ARN and what came of it.
+pub(crate) type AssumedRole = (String, Result<(), String>);
 
 struct Credentials {
     id: Uuid,
@@ -79,6 +87,9 @@ struct Cluster {
     last_execution_id: Option<String>,
     last_deployment_date: Option<String>,
     outcome: Outcome,
+    /// Where the current deployment ends instead of `outcome`: `INVALID_CREDENTIALS`
+    /// when Qovery could not assume the cluster's role.
+    deployment_outcome: Option<Outcome>,
     stale_polls: u32,
     busy_polls: u32,
     /// What Qovery still reports right after our deploy, and for how many more polls.
@@ -183,6 +194,7 @@ impl State {
                 last_execution_id: c.last_execution_id,
                 last_deployment_date: c.last_deployment_date,
                 outcome: c.outcome,
+                deployment_outcome: None,
                 stale_polls: c.stale_polls,
                 busy_polls: c.busy_polls,
                 stale: None,
@@ -201,6 +213,8 @@ impl State {
             holds: Vec::new(),
             requests: Vec::new(),
             received_secrets: Vec::new(),
+            role_deploys: RoleDeploys::default(),
+            role_checks: Vec::new(),
         };
         for registry in seed.container_registries {
             state.admit_registry(RegistryList::Container, registry, false)?;
@@ -209,6 +223,20 @@ impl State {
             state.admit_registry(RegistryList::Helm, repository, false)?;
         }
         Ok(state)
+    }
+
+    /// Replaces everything with what `seed` says (faults, holds and the request log
+    /// start over too), but keeps how role deploys end: the binary's `--role-deploys`
+    /// must outlive the `PUT /_fake/state` that seeds it.
+    pub(crate) fn reseed(&mut self, seed: Seed) -> Result<(), String> {
+        let mut state = Self::from_seed(seed)?;
+        state.role_deploys = self.role_deploys;
+        *self = state;
+        Ok(())
+    }
+
+    pub(crate) fn set_role_deploys(&mut self, role_deploys: RoleDeploys) {
+        self.role_deploys = role_deploys;
     }
 
     /// Adds a seeded registry or helm repository; with `replace`, one with the same id
@@ -290,8 +318,10 @@ impl State {
                 .map(|c| CredentialsSnapshot {
                     id: c.id.to_string(),
                     name: c.name.clone(),
+                    object_type: c.object_type().to_owned(),
                     access_key_id: c.access_key_id.clone(),
                     secret_access_key: c.secret_access_key.clone(),
+                    role_arn: c.role_arn.clone(),
                 })
                 .collect(),
             clusters: self
@@ -300,6 +330,7 @@ impl State {
                 .map(|c| ClusterSnapshot {
                     id: c.id.to_string(),
                     name: c.name.clone(),
+                    credentials_id: c.credentials_id.to_string(),
                     status: c.status.to_owned(),
                     last_execution_id: c.last_execution_id.clone(),
                     last_deployment_date: c.last_deployment_date.clone(),
@@ -325,6 +356,7 @@ impl State {
                 .collect(),
             requests: self.requests.clone(),
             received_secrets: self.received_secrets.clone(),
+            role_checks: self.role_checks.clone(),
         }
     }
 
@@ -468,6 +500,49 @@ impl State {
         Ok(credentials.to_json())
     }
 
+    /// A new `AWS_ROLE` entry, used by no cluster yet; the spec's `AwsRoleClusterCredentials`.
+    /// Qovery does not publish whether names must be unique, so a second entry with
+    /// the same name (a retried create whose answer was lost) is accepted.
+    pub(crate) fn create_role_credentials(&mut self, name: String, role_arn: String) -> Value {
+        let credentials = Credentials {
+            id: Uuid::new_v4(),
+            name,
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            role_arn: Some(role_arn),
+        };
+        let created = credentials.to_json();
+        self.credentials.push(credentials);
+        created
+    }
+
+    /// Qovery's docs say credentials cannot be deleted while a cluster uses them. The
+    /// spec lists no 400 for `deleteAWSCredentials` (only 401, 403 and 404) and Qovery
+    /// does not publish which status it answers, so this 400 is a guess, which Prism
+    /// would flag: a client must not rely on it, but check the list first.
+    pub(crate) fn delete_credentials(&mut self, id: Uuid) -> Result<(), ApiError> {
+        let i = self
+            .credentials
+            .iter()
+            .position(|c| c.id == id)
+            .ok_or_else(|| credentials_not_found(id))?;
+        let users: Vec<String> = self
+            .clusters
+            .iter()
+            .filter(|c| c.credentials_id == id)
+            .map(|c| format!("{} ({})", c.id, c.name))
+            .collect();
+        if !users.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "credentials {id} are used by cluster {}; point every cluster at other \
+                 credentials before deleting them",
+                users.join(", ")
+            )));
+        }
+        self.credentials.remove(i);
+        Ok(())
+    }
+
     /// The spec's `OrganizationCrendentialsResponseList`: each credential with the
     /// clusters that use it.
     pub(crate) fn list_credentials(&self) -> Value {
@@ -487,28 +562,60 @@ impl State {
         json!({ "results": results })
     }
 
-    pub(crate) fn deploy(&mut self, id: Uuid, dry_run: bool) -> Result<ClusterStatus, ApiError> {
+    /// The role a deploy of this cluster must assume, if its credentials entry is one,
+    /// and how to judge it; the errors a deploy would answer come first, so that no
+    /// role is tried for a deploy that will be refused.
+    pub(crate) fn role_to_assume(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(RoleDeploys, String)>, ApiError> {
+        let cluster = self.cluster(id)?;
+        cluster.check_deployable()?;
+        Ok(self
+            .credentials
+            .iter()
+            .find(|c| c.id == cluster.credentials_id)
+            .and_then(|c| c.role_arn.clone())
+            .map(|role_arn| (self.role_deploys, role_arn)))
+    }
+
+    /// `role`: what came of assuming the cluster's role (see `role_to_assume`), judged
+    /// before this call; a role that failed ends the deployment `INVALID_CREDENTIALS`
+    /// at its `DEPLOYING` step, whatever the cluster's seeded outcome.
+    pub(crate) fn deploy(
+        &mut self,
+        id: Uuid,
+        dry_run: bool,
+        role: Option<AssumedRole>,
+    ) -> Result<ClusterStatus, ApiError> {
         let cluster = self.cluster_mut(id)?;
-        if cluster.is_busy() {
-            return Err(ApiError::bad_request(format!(
-                "cluster {id} is busy ({}); wait until it is no longer queued or in progress",
-                cluster.status
-            )));
-        }
+        cluster.check_deployable()?;
         let before = cluster.status();
         // A dry run changes nothing in Qovery, so it changes nothing here either.
         if dry_run {
             return Ok(before);
         }
+        let role_failed = matches!(role, Some((_, Err(_))));
+        cluster.deployment_outcome = role_failed.then_some(Outcome::InvalidCredentials);
         cluster.status = "DEPLOYMENT_QUEUED";
         cluster.last_execution_id = Some(execution_id_at(OffsetDateTime::now_utc()));
         cluster.deploy_count += 1;
-        if cluster.stale_polls > 0 {
+        let reported = if cluster.stale_polls > 0 {
             cluster.stale = Some((before.clone(), cluster.stale_polls));
-            return Ok(before);
+            before
+        } else {
+            cluster.stale = None;
+            cluster.status()
+        };
+        if let Some((role_arn, result)) = role {
+            self.role_checks.push(RoleCheck {
+                cluster_id: id.to_string(),
+                role_arn,
+                ok: result.is_ok(),
+                error: result.err(),
+            });
         }
-        cluster.stale = None;
-        Ok(cluster.status())
+        Ok(reported)
     }
 
     /// A status poll is the fake's clock: it moves the cluster one step, then reports.
@@ -564,6 +671,88 @@ impl State {
             .iter()
             .find(|c| c.id == id)
             .ok_or_else(|| cluster_not_found(id))
+    }
+
+    /// The spec's `ClusterCloudProviderInfo`: the credentials entry the cluster
+    /// deploys with, named as the entry is.
+    pub(crate) fn get_cloud_provider_info(&self, cluster_id: Uuid) -> Result<Value, ApiError> {
+        let cluster = self.cluster(cluster_id)?;
+        let credentials = self
+            .credentials
+            .iter()
+            .find(|c| c.id == cluster.credentials_id)
+            // Seeds are checked, and an entry in use cannot be deleted.
+            .expect("a cluster's credentials entry exists");
+        Ok(json!({
+            "cloud_provider": "AWS",
+            "credentials": {"id": credentials.id, "name": credentials.name},
+            "region": cluster.region,
+        }))
+    }
+
+    /// Points a cluster at another credentials entry, which its next deployment uses.
+    ///
+    /// The spec's `ClusterCloudProviderInfoRequest` requires nothing, but the console
+    /// sends all three fields, `cloud_provider` and `region` as GET gave them and the
+    /// chosen entry's `id` and `name`; the fake requires exactly that, so that a client
+    /// which would move a cluster's region, or name the entry after the cluster as
+    /// Terraform's provider does, fails in tests.
+    pub(crate) fn specify_cloud_provider_info(
+        &mut self,
+        cluster_id: Uuid,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let cluster = self.cluster(cluster_id)?;
+        let fields = Fields::body(body, "ClusterCloudProviderInfoRequest")?;
+        fields.only(
+            &["cloud_provider", "credentials", "region"],
+            "it is not part of ClusterCloudProviderInfoRequest",
+        )?;
+        if fields.text("cloud_provider")? != "AWS" {
+            return Err(ApiError::bad_request(format!(
+                "field `cloud_provider` must be \"AWS\", the cloud provider of cluster {cluster_id}: \
+                 send back what GET …/cloudProviderInfo returned"
+            )));
+        }
+        if fields.text("region")? != cluster.region {
+            return Err(ApiError::bad_request(format!(
+                "field `region` must be {:?}, the region of cluster {cluster_id}: a cluster does \
+                 not change region; send back what GET …/cloudProviderInfo returned",
+                cluster.region
+            )));
+        }
+        let sent = fields.object("credentials")?;
+        sent.only(
+            &["id", "name"],
+            "the credentials of ClusterCloudProviderInfoRequest are exactly id and name",
+        )?;
+        let id = Uuid::parse_str(sent.text("id")?).map_err(|_| {
+            ApiError::bad_request("field `credentials.id` is not a UUID".to_owned())
+        })?;
+        let credentials = self
+            .credentials
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "field `credentials.id`: this organization has no credentials {id}"
+                ))
+            })?;
+        let name = sent.text("name")?;
+        if name != credentials.name {
+            let why = if name == cluster.name {
+                "it is the cluster's name (as Terraform's provider sends it); it must be the \
+                 credentials entry's name"
+            } else {
+                "it must be the credentials entry's name"
+            };
+            return Err(ApiError::bad_request(format!(
+                "field `credentials.name` differs from {:?}, the name of credentials {id}: {why}",
+                credentials.name
+            )));
+        }
+        self.cluster_mut(cluster_id)?.credentials_id = id;
+        self.get_cloud_provider_info(cluster_id)
     }
 
     pub(crate) fn get_dns_provider(&self, cluster_id: Uuid) -> Result<Value, ApiError> {
@@ -639,28 +828,37 @@ impl State {
             .iter_mut()
             .find(|r| r.id == id)
             .ok_or_else(|| registry_not_found(list, id))?;
-        let (key, secret) = registry.check_replacement(list, body)?;
-        registry.set_key(key, secret);
+        let replacement = registry.check_replacement(list, body)?;
+        registry.replace(replacement);
         self.get_registry(list, id)
     }
 }
 
 impl Credentials {
+    /// The discriminator of the spec's `ClusterCredentials`.
+    fn object_type(&self) -> &'static str {
+        match self.role_arn {
+            Some(_) => "AWS_ROLE",
+            None => "AWS",
+        }
+    }
+
+    /// `AwsRoleClusterCredentials` or `AwsStaticClusterCredentials`.
     fn to_json(&self) -> Value {
-        if let Some(role_arn) = &self.role_arn {
-            return json!({
+        match &self.role_arn {
+            Some(role_arn) => json!({
                 "id": self.id,
                 "name": self.name,
                 "role_arn": role_arn,
-                "object_type": "AWS_ROLE",
-            });
+                "object_type": self.object_type(),
+            }),
+            None => json!({
+                "id": self.id,
+                "name": self.name,
+                "access_key_id": self.access_key_id,
+                "object_type": self.object_type(),
+            }),
         }
-        json!({
-            "id": self.id,
-            "name": self.name,
-            "access_key_id": self.access_key_id,
-            "object_type": "AWS",
-        })
     }
 }
 
@@ -674,8 +872,14 @@ impl Cluster {
     }
 
     /// Qovery refuses to deploy a cluster that is queued or mid-operation.
-    fn is_busy(&self) -> bool {
-        self.status.ends_with("QUEUED") || self.status.ends_with("ING")
+    fn check_deployable(&self) -> Result<(), ApiError> {
+        if self.status.ends_with("QUEUED") || self.status.ends_with("ING") {
+            return Err(ApiError::bad_request(format!(
+                "cluster {} is busy ({}); wait until it is no longer queued or in progress",
+                self.id, self.status
+            )));
+        }
+        Ok(())
     }
 
     fn status(&self) -> ClusterStatus {
@@ -699,7 +903,7 @@ impl Cluster {
             }
             return;
         }
-        match (self.status, self.outcome) {
+        match (self.status, self.deployment_outcome.unwrap_or(self.outcome)) {
             ("DEPLOYMENT_QUEUED", _) => self.status = "DEPLOYING",
             ("DEPLOYING", Outcome::Deployed) => self.finish_deployment(),
             ("DEPLOYING", Outcome::DeploymentError) => self.status = "DEPLOYMENT_ERROR",

@@ -103,6 +103,26 @@ async fn role_credentials_are_listed_without_a_key() {
                               "role_arn": "arn:aws:iam::123456789012:role/qovery"},
                "clusters": []})
     );
+
+    // The snapshot tells the two kinds apart, and where each cluster points.
+    let snapshot = api.fake.snapshot();
+    let kinds: Vec<(&str, &str, Option<&str>)> = snapshot
+        .credentials
+        .iter()
+        .map(|c| (c.id.as_str(), c.object_type.as_str(), c.role_arn.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (CREDS, "AWS", None),
+            (
+                OTHER,
+                "AWS_ROLE",
+                Some("arn:aws:iam::123456789012:role/qovery")
+            )
+        ]
+    );
+    assert_eq!(snapshot.clusters[0].credentials_id, CREDS);
 }
 
 #[tokio::test]
@@ -876,7 +896,8 @@ async fn the_binary_prints_its_url_serves_and_stops_on_sigterm() {
     assert_eq!(
         state,
         json!({"credentials": [], "clusters": [], "container_registries": [],
-               "helm_repositories": [], "requests": [], "received_secrets": []})
+               "helm_repositories": [], "requests": [], "received_secrets": [],
+               "role_checks": []})
     );
 
     let pid = child.id().unwrap().to_string();
@@ -891,11 +912,71 @@ async fn the_binary_prints_its_url_serves_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn the_binary_rejects_bad_arguments_with_exit_2() {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_qovery-fake"))
-        .args(["--port", "http"])
-        .output()
+    for args in [["--port", "http"], ["--role-deploys", "maybe"]] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_qovery-fake"))
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("usage: qovery-fake"), "{stderr}");
+        assert!(stderr.contains(args[0]), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn the_binary_fails_role_deploys_when_told_even_after_a_new_seed() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::process::Command;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qovery-fake"))
+        .args(["--port", "0", "--role-deploys", "fail"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
         .await
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("usage: qovery-fake"));
+    let base_url = line
+        .trim_end()
+        .strip_prefix("qovery-fake listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let mut seed = seed(SeedCluster::new(CLUSTER, "prod", OTHER));
+    seed.credentials.push(SeedCredentials::role(
+        OTHER,
+        "prod-role",
+        "arn:aws:iam::123456789012:role/qovery",
+    ));
+    let response = http
+        .put(format!("{base_url}/_fake/state"))
+        .json(&seed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let call = |method: reqwest::Method, path: String| {
+        http.request(method, format!("{base_url}{path}"))
+            .header("Authorization", format!("Token {TOKEN}"))
+            .send()
+    };
+    let response = call(reqwest::Method::POST, deploy_path()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let mut last = Value::Null;
+    for _ in 0..2 {
+        last = call(reqwest::Method::GET, status_path())
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    }
+    assert_eq!(last["status"], "INVALID_CREDENTIALS");
 }

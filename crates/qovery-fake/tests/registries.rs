@@ -455,6 +455,149 @@ async fn only_static_ecr_keys_can_be_edited() {
     assert_refused(&registry_path(DOCKER), docker_body, "static ECR keys").await;
 }
 
+const ROLE: &str = "arn:aws:iam::123456789012:role/qovery";
+
+/// What the console's role form sends back: the key's fields replaced by the role.
+fn with_role(mut body: Value, role_arn: &str) -> Value {
+    let region = body["config"]["region"].clone();
+    body["config"] = json!({"region": region, "role_arn": role_arn});
+    body
+}
+
+#[tokio::test]
+async fn a_role_put_switches_an_ecr_object_to_the_role_and_drops_its_key() {
+    let api = Api::start(registries_seed()).await;
+    for (path, body) in [
+        (
+            registry_path(MIRROR),
+            with_role(mirror_put("AKIANEW", NEW_SECRET), ROLE),
+        ),
+        (
+            helm_path(CHARTS),
+            with_role(helm_put("AKIANEW", NEW_SECRET), ROLE),
+        ),
+    ] {
+        let before = body_of(&api, &path).await;
+        let response = api.put(&path, body.clone()).await;
+        assert_eq!(response.status(), StatusCode::OK, "{body}");
+        let after: Value = response.json().await.unwrap();
+        let mut expected = before.clone();
+        expected["config"] = json!({"region": before["config"]["region"], "role_arn": ROLE});
+        expected["updated_at"] = after["updated_at"].clone();
+        assert_eq!(after, expected);
+        assert_eq!(body_of(&api, &path).await, after);
+
+        // Sent again (a retry), it answers the same.
+        let again: Value = api.put(&path, body).await.json().await.unwrap();
+        assert_eq!(again["config"], after["config"]);
+    }
+
+    let snapshot = api.fake.snapshot();
+    assert_eq!(
+        snapshot.container_registries[0],
+        RegistrySnapshot {
+            access_key_id: None,
+            secret_access_key: None,
+            role_arn: Some(ROLE.into()),
+            ..registry_snapshot_of(mirror())
+        }
+    );
+    assert_eq!(
+        snapshot.helm_repositories[0],
+        RegistrySnapshot {
+            access_key_id: None,
+            secret_access_key: None,
+            role_arn: Some(ROLE.into()),
+            ..registry_snapshot_of(charts())
+        }
+    );
+    assert!(snapshot.received_secrets.is_empty());
+
+    // A registry already on a role takes another one.
+    let other_role = "arn:aws:iam::123456789012:role/other";
+    let body = json!({
+        "name": "by-role", "kind": "ECR",
+        "url": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        "config": {"region": "us-east-1", "role_arn": other_role},
+    });
+    let response = api.put(&registry_path(ROLE_REGISTRY), body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        api.fake.snapshot().container_registries[1]
+            .role_arn
+            .as_deref(),
+        Some(other_role)
+    );
+
+    // Once on the role, a static key is refused, as for any role registry.
+    let response = api
+        .put(&registry_path(MIRROR), mirror_put("AKIANEW", NEW_SECRET))
+        .await;
+    let message = error_message(response, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("static ECR keys"), "{message}");
+}
+
+#[tokio::test]
+async fn a_role_put_is_as_strict_as_a_key_put() {
+    let role_put = |change: &dyn Fn(&mut Value)| {
+        let mut body = with_role(mirror_put("AKIANEW", NEW_SECRET), ROLE);
+        change(&mut body);
+        body
+    };
+    let cases = [
+        (
+            role_put(&|b| b["config"]["region"] = json!("eu-west-3")),
+            "`config.region`",
+        ),
+        (
+            role_put(&|b| {
+                b["config"].as_object_mut().unwrap().remove("region");
+            }),
+            "`config.region`",
+        ),
+        (
+            role_put(&|b| b["config"]["role_arn"] = json!("")),
+            "`config.role_arn`",
+        ),
+        (
+            role_put(&|b| b["config"]["external_id"] = json!("x")),
+            "`config.external_id`",
+        ),
+        (role_put(&|b| b["name"] = json!("renamed")), "`name`"),
+        (
+            role_put(&|b| {
+                b.as_object_mut().unwrap().remove("description");
+            }),
+            "`description`",
+        ),
+    ];
+    for (body, field) in cases {
+        assert_refused(&registry_path(MIRROR), body, field).await;
+    }
+    let helm = with_role(helm_put("AKIANEW", NEW_SECRET), ROLE);
+    let mut without_tls = helm.clone();
+    without_tls
+        .as_object_mut()
+        .unwrap()
+        .remove("skip_tls_verification");
+    assert_refused(&helm_path(CHARTS), without_tls, "`skip_tls_verification`").await;
+}
+
+#[tokio::test]
+async fn a_role_is_for_ecr_kinds_only() {
+    let docker = json!({
+        "name": "hub", "kind": "DOCKER_HUB", "url": "https://docker.io",
+        "config": {"region": "us-east-1", "role_arn": ROLE},
+    });
+    assert_refused(&registry_path(DOCKER), docker, "for kind ECR only").await;
+    let https = json!({
+        "name": "bitnami", "kind": "HTTPS", "url": "https://charts.bitnami.com/bitnami",
+        "skip_tls_verification": true,
+        "config": {"role_arn": ROLE},
+    });
+    assert_refused(&helm_path(PUBLIC_CHARTS), https, "for kind OCI_ECR only").await;
+}
+
 #[tokio::test]
 async fn an_applied_fault_on_a_registry_put_changes_the_key_but_loses_the_answer() {
     let api = Api::start(registries_seed()).await;
