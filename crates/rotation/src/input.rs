@@ -47,7 +47,7 @@ const EVENTS_PER_CLUSTER: u64 = 30;
 /// A wave's own events: its iteration, its inner Map, and the CheckWave task.
 const EVENTS_PER_WAVE: u64 = 20;
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "iam_user_name",
     "organization_id",
     "credentials_id",
@@ -61,6 +61,7 @@ const FIELDS: [&str; 13] = [
     "dry_run",
     "audit",
     "max_key_age_days",
+    "migrate_to_role",
 ];
 
 /// The validated, normalized execution input.
@@ -90,6 +91,10 @@ pub struct ExecutionInput {
     /// rotation for the next one.
     pub audit: bool,
     pub max_key_age_days: u64,
+    /// `{"migrate_to_role": {"role_arn": …}}`: move Qovery from the key to this IAM
+    /// role instead of rotating the key (a validated role ARN). This version plans the
+    /// move in a dry run only.
+    pub migrate_to_role: Option<String>,
 }
 
 impl ExecutionInput {
@@ -197,6 +202,25 @@ impl ExecutionInput {
                  `drain_seconds` (the default, 3600, is half the default drain), or 0 to turn the check off"
             )));
         }
+        let migrate_to_role = match object.get("migrate_to_role") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(role_target(value)?),
+        };
+        if migrate_to_role.is_some() && audit {
+            return Err(invalid(
+                "fields `audit` and `migrate_to_role` exclude each other: an audit judges the key Qovery holds, a \
+                 migration retires it. Run the migration as a dry run with `dry_run: true`"
+                    .to_string(),
+            ));
+        }
+        if migrate_to_role.is_some() && !dry_run {
+            return Err(invalid(
+                "field `migrate_to_role` runs only with `dry_run: true` in this version: the dry run checks the role \
+                 and its trust policy and lists what a migration would move, but the move itself (issue 14) is not \
+                 built yet. Add `\"dry_run\": true`"
+                    .to_string(),
+            ));
+        }
         Ok(Self {
             iam_user_name,
             organization_id,
@@ -211,6 +235,7 @@ impl ExecutionInput {
             dry_run,
             audit,
             max_key_age_days,
+            migrate_to_role,
         })
     }
 
@@ -233,6 +258,33 @@ impl ExecutionInput {
             self.deploy_timeout_seconds, self.poll_interval_seconds
         )))
     }
+}
+
+/// `migrate_to_role`: exactly `{"role_arn": "<role ARN>"}`.
+fn role_target(value: &Value) -> Result<String, RotationError> {
+    let shape = r#"{"role_arn": "arn:aws:iam::<account id>:role/<name>"}"#;
+    let object = value.as_object().ok_or_else(|| {
+        invalid(format!(
+            "field `migrate_to_role` must be an object {shape}; got {}",
+            kind(value)
+        ))
+    })?;
+    if let Some(unknown) = object.keys().find(|k| k.as_str() != "role_arn") {
+        return Err(invalid(format!(
+            "field `migrate_to_role` has unknown field `{unknown}`; it takes only `role_arn`: {shape}"
+        )));
+    }
+    let arn = object
+        .get("role_arn")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            invalid(format!(
+                "field `migrate_to_role.role_arn` must be a string: {shape}"
+            ))
+        })?;
+    crate::iam_role::parse_role_arn(arn)
+        .map_err(|why| invalid(format!("field `migrate_to_role.role_arn`: {why}")))?;
+    Ok(arn.to_string())
 }
 
 fn invalid(message: String) -> RotationError {
@@ -360,6 +412,65 @@ mod tests {
         value["dry_run"] = json!(false);
         let input = ExecutionInput::parse(&value).unwrap();
         assert!(input.audit && input.dry_run);
+    }
+
+    #[test]
+    fn a_migration_names_one_role_and_runs_as_a_dry_run_only() {
+        let arn = "arn:aws:iam::123456789012:role/qovery/qovery-engine";
+        let mut value = minimal();
+        value["migrate_to_role"] = json!({"role_arn": arn});
+        value["dry_run"] = json!(true);
+        let input = ExecutionInput::parse(&value).unwrap();
+        assert_eq!(input.migrate_to_role.as_deref(), Some(arn));
+        assert_eq!(
+            ExecutionInput::parse(&minimal()).unwrap().migrate_to_role,
+            None
+        );
+
+        let refused = |change: &dyn Fn(&mut Value), says: &str| {
+            let mut value = minimal();
+            value["migrate_to_role"] = json!({"role_arn": arn});
+            value["dry_run"] = json!(true);
+            change(&mut value);
+            match ExecutionInput::parse(&value) {
+                Err(RotationError::InvalidInput(m)) => {
+                    assert!(
+                        m.contains(says) && m.ends_with("Nothing was changed."),
+                        "{m}"
+                    )
+                }
+                other => panic!("{says}: {other:?}"),
+            }
+        };
+        refused(
+            &|v| v["dry_run"] = json!(false),
+            "runs only with `dry_run: true`",
+        );
+        refused(
+            &|v| {
+                v.as_object_mut().unwrap().remove("dry_run");
+            },
+            "runs only with `dry_run: true`",
+        );
+        refused(
+            &|v| v["audit"] = json!(true),
+            "`audit` and `migrate_to_role` exclude each other",
+        );
+        refused(&|v| v["migrate_to_role"] = json!(arn), "must be an object");
+        refused(
+            &|v| v["migrate_to_role"] = json!({"role_arn": arn, "external_id": "x"}),
+            "unknown field `external_id`",
+        );
+        refused(
+            &|v| v["migrate_to_role"] = json!({}),
+            "`migrate_to_role.role_arn` must be a string",
+        );
+        refused(
+            &|v| {
+                v["migrate_to_role"] = json!({"role_arn": "arn:aws:iam::123456789012:user/qovery"})
+            },
+            "field `migrate_to_role.role_arn`: role ARN",
+        );
     }
 
     #[test]

@@ -105,6 +105,34 @@ pub enum Mode {
     /// Qovery uses a role and holds no key of the user (after a move to an IAM role):
     /// nothing to rotate, nothing changed, a success.
     NothingToRotate,
+    /// Move Qovery from the key to an IAM role (`migrate_to_role`; a dry run only in
+    /// this version: the input is refused otherwise).
+    Migrate,
+}
+
+/// A migration's plan, in a dry run's report: the role and what its trust policy
+/// allows, every holder of the static key and how it moves. Key ids only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationReport {
+    pub role_arn: String,
+    pub static_access_key_id: String,
+    pub trust: crate::iam_role::TrustReport,
+    /// The trust policy in words: principals, conditions, the external id (or its
+    /// absence, said plainly).
+    pub trust_lines: Vec<String>,
+    pub holders: Vec<RoutedHolder>,
+    /// AWS_ROLE credentials that already name the role: used instead of a new entry.
+    pub role_credentials_before: Vec<String>,
+    /// The user's keys Qovery does not hold: never touched.
+    pub other_user_keys: Vec<String>,
+}
+
+/// A holder of the static key and how it moves to the role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutedHolder {
+    pub holder: HolderRef,
+    #[serde(flatten)]
+    pub route: crate::qovery::holders::RoleRoute,
 }
 
 /// The key an ended run created and no holder took, and the secret it kept it in.
@@ -139,6 +167,9 @@ pub struct PreflightReport {
     /// An audit's verdict, when it passed (a failed audit is an error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<String>,
+    /// A migration's plan (`migrate_to_role`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationReport>,
 }
 
 /// The rotation state: preflight creates it, and each later step returns it enriched.

@@ -15,6 +15,12 @@ use super::holders::unexpected;
 use super::holders::{key_field, text, ClusterRef, Edit, Holder, HolderKind};
 use crate::secret::Secret;
 
+/// Why a move to a role refuses a Route53 provider holding the key: the spec's
+/// `Route53DnsProviderRequestCredentials` has one variant, `STATIC`.
+pub(super) const NO_ROLE: &str =
+    "a Route53 DNS provider takes only static credentials (Route53DnsProviderRequestCredentials has no role \
+     variant), so it would lose its key; give it an IAM user of its own in the Qovery console, then start again";
+
 /// The fields of a Route53 provider a PUT sends back, besides `credentials`.
 const ROUTE53_FIELDS: [&str; 4] = ["provider", "domain", "aws_region", "hosted_zone_id"];
 

@@ -60,6 +60,33 @@ pub enum Holding {
     Nothing,
 }
 
+/// How a holder of the static key moves to an IAM role (a migration, issue 14).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "route", content = "why")]
+pub enum RoleRoute {
+    /// Static credentials are never edited into a role (the PUT would throw away the
+    /// static secret, which this tool never has, so nothing could move back): their
+    /// clusters are pointed at a role credentials entry one by one (`cloudProviderInfo`),
+    /// and the entry is deleted once no cluster uses it.
+    MoveClusters,
+    /// Sent `config: {region, role_arn}`, as Qovery's console does for ECR.
+    SwitchToRole,
+    /// Cannot be moved by this tool: why, and what the operator does.
+    Refused(String),
+}
+
+impl RoleRoute {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::MoveClusters => {
+                "its clusters are pointed at role credentials, then it is deleted".to_string()
+            }
+            Self::SwitchToRole => "switched to the role".to_string(),
+            Self::Refused(why) => format!("refused: {why}"),
+        }
+    }
+}
+
 /// A cluster as holders name it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRef {
@@ -141,6 +168,23 @@ impl Holder {
             Holding::Role(arn) => format!("uses role {arn}"),
             Holding::Unreadable => "holds a key whose id Qovery does not show".to_string(),
             Holding::Nothing => "holds no AWS key".to_string(),
+        }
+    }
+
+    /// How it moves from a static key to a role.
+    pub fn role_route(&self) -> RoleRoute {
+        match (&self.edit, self.kind) {
+            (Edit::Credentials, _) => RoleRoute::MoveClusters,
+            (Edit::Registry { .. }, _) => RoleRoute::SwitchToRole,
+            (_, HolderKind::DnsProvider) => RoleRoute::Refused(dns_providers::NO_ROLE.to_string()),
+            (_, HolderKind::SecretManagerAccess) => {
+                RoleRoute::Refused(secret_manager_accesses::TO_ROLE.to_string())
+            }
+            (Edit::DnsProvider { .. } | Edit::None, _) => RoleRoute::Refused(
+                self.cannot_give
+                    .clone()
+                    .unwrap_or_else(|| "this kind of holder cannot be moved to a role".to_string()),
+            ),
         }
     }
 

@@ -20,6 +20,11 @@ pub(super) const CANNOT_GIVE: &str =
     "Qovery edits a secret manager access only through its whole cluster \
      (editCluster), which a rotation cannot send back without losing settings";
 
+/// Why a move to a role refuses an access holding the key, and what to do instead.
+pub(super) const TO_ROLE: &str =
+    "a secret manager access is edited only through its whole cluster, which this tool never sends; \
+     switch it to AWS_ROLE_ARN (the role) in the Qovery console, then start again";
+
 /// `listOrganizationCluster`: every cluster of the organization, as JSON objects.
 pub(super) async fn clusters(
     api: &QoveryApi,

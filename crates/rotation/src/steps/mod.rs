@@ -7,6 +7,7 @@ pub mod check_wave;
 pub mod create_key;
 pub mod delete_key;
 pub mod deploy_cluster;
+pub mod migration;
 pub mod preflight;
 pub mod quarantine;
 pub mod recovery;

@@ -21,13 +21,13 @@ use crate::qovery::holders;
 use crate::qovery::{ClusterStatus, Holder, HolderKind, HolderRef, Holding, StateClass};
 use crate::secret::Secret;
 use crate::state::{
-    describe_keys, ClusterPlan, KeySummary, LeftAlone, Mode, PreflightReport, Recovery,
-    RotationState, SkippedCluster, UndoTarget,
+    describe_keys, ClusterPlan, KeySummary, LeftAlone, MigrationReport, Mode, PreflightReport,
+    Recovery, RotationState, SkippedCluster, UndoTarget,
 };
 use crate::step_functions::{self, ExecutionState};
 use crate::{iam, timefmt};
 
-use super::{audit, recovery};
+use super::{audit, migration, recovery};
 
 /// What the ASL passes in: the execution input plus ids from the context object.
 #[derive(Debug, Deserialize)]
@@ -104,6 +104,16 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
             "IAM user {user} does not exist; check iam_user_name. {NOTHING_CHANGED}"
         ))
     })?;
+    if let Some(role_arn) = &input.migrate_to_role {
+        let plan = MigrationDryRun {
+            event: &event,
+            input: &input,
+            token: &token,
+            all: &all,
+            previous,
+        };
+        return plan.run(deps, role_arn, keys, preflight_at).await;
+    }
     let decision = match previous {
         Some(r) => recovery::decide(r, &input.organization_id, &keys, &all).map_err(|unexplained| {
             RotationError::PreconditionFailed(format!(
@@ -218,6 +228,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
             key_age_days,
             key_last_used,
             audit,
+            migration: None,
         },
         new_access_key_id: None,
         key_secret_id: None,
@@ -335,6 +346,7 @@ fn read_only_state(
             key_age_days: None,
             key_last_used: None,
             audit: None,
+            migration: None,
         },
         new_access_key_id: None,
         key_secret_id: None,
@@ -342,6 +354,91 @@ fn read_only_state(
         qovery_updated_at: None,
         drain_until: None,
         quarantine: None,
+    }
+}
+
+/// A migration's dry run (`migrate_to_role`): the role checked, every holder of the
+/// static key and its route, the clusters canary first; nothing changed, no lock.
+struct MigrationDryRun<'a> {
+    event: &'a PreflightEvent,
+    input: &'a ExecutionInput,
+    token: &'a Secret,
+    all: &'a [Holder],
+    previous: Option<&'a Record>,
+}
+
+impl MigrationDryRun<'_> {
+    async fn run(
+        &self,
+        deps: &Deps,
+        role_arn: &str,
+        keys: Vec<KeySummary>,
+        preflight_at: String,
+    ) -> Result<RotationState, RotationError> {
+        let input = self.input;
+        let user = &input.iam_user_name;
+        if let Some(record) = self.previous {
+            return Err(RotationError::PreconditionFailed(format!(
+                "The last rotation of IAM user {user}, {}, did not finish. Start a run without migrate_to_role: it \
+                 finishes or undoes that rotation. Then plan the migration again. {NOTHING_CHANGED}",
+                record.describe()
+            )));
+        }
+        if !input.dry_run {
+            // The input refuses this already; never reach a step that changes things.
+            return Err(RotationError::InvalidInput(format!(
+                "A migration runs only as a dry run in this version. {NOTHING_CHANGED}"
+            )));
+        }
+        let (_, trust, trust_lines) = migration::check_role(deps, input, role_arn).await?;
+        let (key, holding, routed) = migration::plan(input, role_arn, self.all, &keys)?;
+        let (clusters, skipped_clusters) =
+            plan_clusters(deps, self.token, &input.organization_id, &holding).await?;
+        if clusters.is_empty() {
+            return Err(RotationError::PreconditionFailed(format!(
+                "No running cluster uses key {key}, so nothing could prove that Qovery can assume role {role_arn} \
+                 before the registries move to it and the key is deleted. Not running: {}. Start one of them, \
+                 then start again. {NOTHING_CHANGED}",
+                skipped_clusters
+                    .iter()
+                    .map(|c| format!("{} ({}, {})", c.name, c.id, c.status))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        // A cluster may deploy twice: on the role, and back on the key after a failure.
+        input.check_history_budget(clusters.len() * 2)?;
+        let report = MigrationReport {
+            role_arn: role_arn.to_string(),
+            static_access_key_id: key.clone(),
+            trust,
+            trust_lines,
+            holders: routed,
+            role_credentials_before: self
+                .all
+                .iter()
+                .filter(|h| h.kind == HolderKind::Credentials)
+                .filter(|h| matches!(&h.holding, Holding::Role(arn) if arn == role_arn))
+                .map(|h| h.id.clone())
+                .collect(),
+            other_user_keys: keys
+                .iter()
+                .filter(|k| k.access_key_id != key)
+                .map(|k| k.access_key_id.clone())
+                .collect(),
+        };
+        let summary = migration::summary(input, &report, &clusters, &skipped_clusters);
+        tracing::info!(old_access_key_id = %key, role_arn, holders = holding.len(),
+            clusters = clusters.len(), "{summary}");
+        let mut state = read_only_state(self.event, input, summary, keys, preflight_at);
+        state.mode = Mode::Migrate;
+        state.holders = holding.iter().map(|h| h.to_ref()).collect();
+        state.clusters = clusters;
+        state.skipped_clusters = skipped_clusters;
+        state.old_access_key_id = key.clone();
+        state.report.qovery_access_key_id = key;
+        state.report.migration = Some(report);
+        Ok(state)
     }
 }
 

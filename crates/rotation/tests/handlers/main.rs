@@ -7,6 +7,7 @@
 mod asl_contract;
 mod asl_pins;
 mod holders;
+mod migration;
 mod nothing_to_rotate;
 mod operations;
 mod quarantine;
