@@ -5,14 +5,23 @@ role.
   registries use the role, the IAM user has no key left), a scheduled rotation ends
   NothingToRotate: a success, nothing changed, no lock; the audit passes with the same
   words; with the user deleted too, the same.
+- 69: a migration's dry run (`migrate_to_role`) on two clusters with mirroring
+  registries and a helm repository on the key: refused (AwsRejected) while the stack's
+  QoveryRoleName does not name the role, as least privilege wants; then, with it, the
+  report: the trust policy (Qovery's account, no external id), each holder's route, the
+  canary; nothing changed. Without dry_run: InvalidInput, nothing changed.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Callable
 
-from stack import Stack
-from worlds import expect, make_world
+from stack import ACCOUNT, Stack
+from worlds import assert_nothing_changed, expect, make_world
+
+# Qovery's principal in the local stack (moto_trust.py): a user of this account.
+QOVERY_ACCOUNT_ROOT = "arn:aws:iam::999999999999:root"
 
 
 def s68_scheduled_rotation_after_a_move_to_a_role(stack: Stack) -> str:
@@ -64,7 +73,50 @@ def s68_scheduled_rotation_after_a_move_to_a_role(stack: Stack) -> str:
     return summary[:160]
 
 
+def s69_migration_dry_run(stack: Stack) -> str:
+    w = make_world(stack, "migdry", mirrors=True, helm=[{"holds": "key"}])
+    role_name = f"qovery-{w.user}"
+    role_arn = f"arn:aws:iam::{ACCOUNT}:role/{role_name}"
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": QOVERY_ACCOUNT_ROOT}, "Action": "sts:AssumeRole"}]}
+    stack.iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
+    # Each cluster may deploy twice in a migration: a timeout that fits the history budget.
+    migration = {**w.input, "dry_run": True, "deploy_timeout_seconds": 600, "migrate_to_role": {"role_arn": role_arn}}
+
+    # The stack deployed without QoveryRoleName: preflight may not read the role.
+    w.denials_expected = True
+    denied = w.run(migration)
+    expect(denied, "FAILED", "AwsRejected")
+    assert f"QoveryRoleName={role_name}" in denied.cause_message(), denied.cause_message()
+    assert_nothing_changed(w, denied)
+
+    stack.deploy(w.user, qovery_role_name=role_name)
+    ex = w.run(migration)
+    expect(ex, "SUCCEEDED")
+    assert ex.state_names() == ["Preflight", "IsDryRun", "DryRunReport"], ex.state_names()
+    assert ex.output["mode"] == "migrate", ex.output["mode"]
+    plan = ex.output["report"]["migration"]
+    assert plan["role_arn"] == role_arn and plan["static_access_key_id"] == w.held[0], plan
+    assert plan["trust"]["outside_principals"] == [QOVERY_ACCOUNT_ROOT], plan["trust"]
+    assert any(line.startswith("No external id:") for line in plan["trust_lines"]), plan["trust_lines"]
+    routes = sorted((h["holder"]["kind"], h["route"]) for h in plan["holders"])
+    assert routes == [("container_registry", "switch_to_role"), ("container_registry", "switch_to_role"),
+                      ("credentials", "move_clusters"), ("helm_repository", "switch_to_role")], routes
+    assert [c["id"] for c in ex.output["clusters"]] == w.cluster_ids, ex.output["clusters"]
+    summary = ex.output["report"]["summary"]
+    assert "canary cluster migdry-cluster-1" in summary and "the move itself is not built yet" in summary, summary
+    assert_nothing_changed(w, ex)
+
+    refused = w.run({**migration, "dry_run": False})
+    expect(refused, "FAILED", "InvalidInput")
+    assert "runs only with `dry_run: true`" in refused.cause_message(), refused.cause_message()
+    assert_nothing_changed(w, refused)
+    return summary[:160]
+
+
 MIGRATION_SCENARIOS: list[tuple[str, str, Callable[[Stack], str]]] = [
     ("68", "a scheduled rotation after a move to a role -> NothingToRotate, nothing changes (user keyless, then deleted)",
      s68_scheduled_rotation_after_a_move_to_a_role),
+    ("69", "a migration's dry run: refused without QoveryRoleName, then the plan; not a dry run -> InvalidInput",
+     s69_migration_dry_run),
 ]

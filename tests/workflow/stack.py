@@ -657,13 +657,16 @@ class Stack:
         self.keys_file.chmod(0o600)
         self.deploy(self.template.parameter_default("IamUserName"))
 
-    def deploy(self, iam_user_name: str, policies: dict[str, dict[str, dict]] | None = None) -> None:
+    def deploy(self, iam_user_name: str, policies: dict[str, dict[str, dict]] | None = None,
+               qovery_role_name: str = "") -> None:
         """Gives each function's user its policies from template.yaml, resolved with
-        IamUserName=iam_user_name: what deploying (or updating) the stack for that user
-        does to the functions' roles. `policies` replaces the documents of some functions
-        (function -> policy name -> document), e.g. to prove that a missing action bites.
-        Signed with the admin's key."""
+        IamUserName=iam_user_name (and QoveryRoleName=qovery_role_name, empty unless a
+        migration's role is to be read): what deploying (or updating) the stack for that
+        user does to the functions' roles. `policies` replaces the documents of some
+        functions (function -> policy name -> document), e.g. to prove that a missing
+        action bites. Signed with the admin's key."""
         self.world.parameters["IamUserName"] = iam_user_name
+        self.world.parameters["QoveryRoleName"] = qovery_role_name
         for function, user in self.function_users.items():
             if policies is not None and function in policies:
                 docs = policies[function]

@@ -244,17 +244,31 @@ impl ExecutionInput {
     /// at the same time as each other's clusters, but every cluster's events count).
     /// Refused when over the budget, before anything changes.
     pub fn check_history_budget(&self, clusters: usize) -> Result<(), RotationError> {
+        self.check_budget(clusters, 1, "")
+    }
+
+    /// The same for a migration, whose clusters may each deploy twice: on the role, and
+    /// back on the key after a failure.
+    pub fn check_migration_history_budget(&self, clusters: usize) -> Result<(), RotationError> {
+        self.check_budget(
+            clusters,
+            2,
+            ", each deployed up to twice (on the role, and back on the key after a failure)",
+        )
+    }
+
+    fn check_budget(&self, clusters: usize, deploys: u64, why: &str) -> Result<(), RotationError> {
         let polls = self.deploy_timeout_seconds / self.poll_interval_seconds + 2;
         let waves = crate::clusters::wave_count(clusters, self.deploy_concurrency) as u64;
-        let worst = clusters as u64 * (polls * EVENTS_PER_POLL + EVENTS_PER_CLUSTER)
-            + waves * EVENTS_PER_WAVE;
+        let worst = deploys * clusters as u64 * (polls * EVENTS_PER_POLL + EVENTS_PER_CLUSTER)
+            + deploys * waves * EVENTS_PER_WAVE;
         if worst <= HISTORY_EVENT_BUDGET {
             return Ok(());
         }
         Err(invalid(format!(
-            "with {clusters} cluster(s), deploy_timeout_seconds {} and poll_interval_seconds {} allow up to {polls} \
-             status polls per cluster, about {worst} execution history events, and Step Functions fails an execution \
-             past 25,000. Raise `poll_interval_seconds` or lower `deploy_timeout_seconds`",
+            "with {clusters} cluster(s){why}, deploy_timeout_seconds {} and poll_interval_seconds {} allow up to \
+             {polls} status polls per deploy, about {worst} execution history events, and Step Functions fails an \
+             execution past 25,000. Raise `poll_interval_seconds` or lower `deploy_timeout_seconds`",
             self.deploy_timeout_seconds, self.poll_interval_seconds
         )))
     }
@@ -591,6 +605,16 @@ mod tests {
         assert!(with(7200, 60).check_history_budget(18).is_err());
         assert!(with(1800, 600).check_history_budget(210).is_ok());
         assert!(with(1800, 600).check_history_budget(211).is_err());
+        // A migration's cluster may deploy twice: half as many fit.
+        assert!(with(7200, 60).check_migration_history_budget(8).is_ok());
+        let message = match with(7200, 60).check_migration_history_budget(9) {
+            Err(RotationError::InvalidInput(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            message.contains("with 9 cluster(s), each deployed up to twice"),
+            "{message}"
+        );
     }
 
     /// Waves cost events of their own: more clusters at once leaves room for more.

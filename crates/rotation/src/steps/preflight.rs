@@ -406,8 +406,7 @@ impl MigrationDryRun<'_> {
                     .join(", ")
             )));
         }
-        // A cluster may deploy twice: on the role, and back on the key after a failure.
-        input.check_history_budget(clusters.len() * 2)?;
+        input.check_migration_history_budget(clusters.len())?;
         let report = MigrationReport {
             role_arn: role_arn.to_string(),
             static_access_key_id: key.clone(),
