@@ -18,6 +18,9 @@ use super::registries::RegistryFamily;
 use super::{credentials, dns_providers, registries, secret_manager_accesses};
 use crate::secret::Secret;
 
+// A migration's calls, here so that steps call this file only.
+pub use super::credentials::{delete_entry, role_entry, Deleted, RoleEntry};
+
 /// The kinds of object that can hold an AWS access key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
