@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
+use super::cloud_provider_info::{CloudProviderInfoAnswer, CloudProviderInfoRequest};
 use super::credentials::{
     AwsCredentials, CredentialsHeader, CredentialsUsage, CredentialsUsageList,
 };
@@ -122,6 +123,32 @@ impl QoveryApi {
         )
         .await
         .map(drop)
+    }
+
+    /// `getOrganizationCloudProviderInfo`: the credentials entry a cluster deploys with.
+    pub(super) async fn cloud_provider_info(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+        cluster_id: &str,
+    ) -> Result<CloudProviderInfoAnswer, QoveryError> {
+        let path = cloud_provider_info_path(organization_id, cluster_id);
+        self.call(Method::GET, &path, token, None, None).await
+    }
+
+    /// `specifyClusterCloudProviderInfo`: points a cluster at another credentials
+    /// entry, which its next deployment uses. Sending the same body twice is harmless.
+    pub(super) async fn specify_cloud_provider_info(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+        cluster_id: &str,
+        request: &CloudProviderInfoRequest,
+    ) -> Result<CloudProviderInfoAnswer, QoveryError> {
+        let path = cloud_provider_info_path(organization_id, cluster_id);
+        let body = serde_json::to_value(request).expect("a request of strings always serializes");
+        self.call(Method::POST, &path, token, Some(body), None)
+            .await
     }
 
     /// `deployCluster` (no body; any 2xx is success).
@@ -347,8 +374,12 @@ impl Answer {
     }
 }
 
+fn cloud_provider_info_path(organization_id: &str, cluster_id: &str) -> String {
+    format!("/organization/{organization_id}/cluster/{cluster_id}/cloudProviderInfo")
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
@@ -358,7 +389,7 @@ mod tests {
     const KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
     /// A server that answers every request with 200 and `body`.
-    fn answering(body: String) -> String {
+    pub(in crate::qovery) fn answering(body: String) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         std::thread::spawn(move || {

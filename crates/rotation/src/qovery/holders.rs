@@ -19,6 +19,9 @@ use super::{credentials, dns_providers, registries, secret_manager_accesses};
 use crate::secret::Secret;
 
 // A migration's calls, here so that steps call this file only.
+pub use super::cloud_provider_info::{
+    cloud_provider_info, point_cluster, CloudProviderInfo, CredentialsRef, Moved,
+};
 pub use super::credentials::{delete_entry, role_entry, Deleted, RoleEntry};
 
 /// The kinds of object that can hold an AWS access key.
