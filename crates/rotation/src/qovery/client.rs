@@ -204,6 +204,16 @@ impl QoveryApi {
             .await
     }
 
+    /// A PUT of a body that carries no secret (a role ARN): an error may quote the body.
+    pub(super) async fn put_json_without_secret(
+        &self,
+        token: &Secret,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, QoveryError> {
+        self.call(Method::PUT, path, token, Some(body), None).await
+    }
+
     /// One call whose answer is JSON. `sent_secret` is a secret the body carries: an
     /// error then quotes only Qovery's `detail` or `message`, never the body. Whatever
     /// an error quotes is scrubbed of the token and of `sent_secret`.
