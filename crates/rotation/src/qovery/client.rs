@@ -7,7 +7,10 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use super::credentials::{AwsCredentials, CredentialsUsage, CredentialsUsageList};
+use super::cloud_provider_info::{CloudProviderInfoAnswer, CloudProviderInfoRequest};
+use super::credentials::{
+    AwsCredentials, CredentialsHeader, CredentialsUsage, CredentialsUsageList,
+};
 use super::error::{classify, error_chain, error_detail, QoveryError, QoveryErrorKind};
 use super::status::{ClusterStatus, ClusterStatusList};
 use crate::secret::{scrub_all, Secret};
@@ -83,6 +86,71 @@ impl QoveryApi {
         Ok(list.results)
     }
 
+    /// `createAWSCredentials` with an `AwsRoleCredentialsRequest`, the body Qovery's
+    /// console sends (`type` included: the spec requires it). Never retried in-process,
+    /// even on a short `Retry-After`: a create is not idempotent, and an answer lost
+    /// after Qovery applied it is found again by listing (`credentials::role_entry`).
+    pub async fn create_aws_role_credentials(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+        name: &str,
+        role_arn: &str,
+    ) -> Result<CredentialsHeader, QoveryError> {
+        let path = format!("/organization/{organization_id}/aws/credentials");
+        let body = json!({"type": "AWS_ROLE", "name": name, "role_arn": role_arn});
+        let answer = self
+            .send(Method::POST, &path, token, Some(body), None, Retry::Never)
+            .await?;
+        answer.decode(&[token])
+    }
+
+    /// `deleteAWSCredentials`: 204, no body.
+    pub async fn delete_aws_credentials(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+        credentials_id: &str,
+    ) -> Result<(), QoveryError> {
+        let path = format!("/organization/{organization_id}/aws/credentials/{credentials_id}");
+        self.send(
+            Method::DELETE,
+            &path,
+            token,
+            None,
+            None,
+            Retry::OnShortRetryAfter,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `getOrganizationCloudProviderInfo`: the credentials entry a cluster deploys with.
+    pub(super) async fn cloud_provider_info(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+        cluster_id: &str,
+    ) -> Result<CloudProviderInfoAnswer, QoveryError> {
+        let path = cloud_provider_info_path(organization_id, cluster_id);
+        self.call(Method::GET, &path, token, None, None).await
+    }
+
+    /// `specifyClusterCloudProviderInfo`: points a cluster at another credentials
+    /// entry, which its next deployment uses. Sending the same body twice is harmless.
+    pub(super) async fn specify_cloud_provider_info(
+        &self,
+        token: &Secret,
+        organization_id: &str,
+        cluster_id: &str,
+        request: &CloudProviderInfoRequest,
+    ) -> Result<CloudProviderInfoAnswer, QoveryError> {
+        let path = cloud_provider_info_path(organization_id, cluster_id);
+        let body = serde_json::to_value(request).expect("a request of strings always serializes");
+        self.call(Method::POST, &path, token, Some(body), None)
+            .await
+    }
+
     /// `deployCluster` (no body; any 2xx is success).
     pub async fn deploy_cluster(
         &self,
@@ -136,9 +204,19 @@ impl QoveryApi {
             .await
     }
 
-    /// One call. `sent_secret` is a secret the body carries: an error then quotes only
-    /// Qovery's `detail` or `message`, never the body. Whatever an error quotes is
-    /// scrubbed of the token and of `sent_secret`.
+    /// A PUT of a body that carries no secret (a role ARN): an error may quote the body.
+    pub(super) async fn put_json_without_secret(
+        &self,
+        token: &Secret,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, QoveryError> {
+        self.call(Method::PUT, path, token, Some(body), None).await
+    }
+
+    /// One call whose answer is JSON. `sent_secret` is a secret the body carries: an
+    /// error then quotes only Qovery's `detail` or `message`, never the body. Whatever
+    /// an error quotes is scrubbed of the token and of `sent_secret`.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -147,6 +225,30 @@ impl QoveryApi {
         body: Option<Value>,
         sent_secret: Option<&Secret>,
     ) -> Result<T, QoveryError> {
+        let answer = self
+            .send(
+                method,
+                path,
+                token,
+                body,
+                sent_secret,
+                Retry::OnShortRetryAfter,
+            )
+            .await?;
+        let secrets: Vec<&Secret> = std::iter::once(token).chain(sent_secret).collect();
+        answer.decode(&secrets)
+    }
+
+    /// One call: its 2xx answer, not yet read as JSON (a 204 has no body), or the error.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: &Secret,
+        body: Option<Value>,
+        sent_secret: Option<&Secret>,
+        retry: Retry,
+    ) -> Result<Answer, QoveryError> {
         let operation = format!("{method} {path}");
         let secrets: Vec<&Secret> = std::iter::once(token).chain(sent_secret).collect();
         let scrub = |text: &str| scrub_all(text, &secrets);
@@ -215,19 +317,17 @@ impl QoveryApi {
             }
 
             if status.is_success() {
-                return serde_json::from_str(&text).map_err(|e| QoveryError {
-                    kind: QoveryErrorKind::Rejected,
-                    operation: operation.clone(),
-                    status: Some(status.as_u16()),
-                    // serde's message may quote a value of the body.
-                    detail: scrub(&format!(
-                        "the response does not match Qovery's API spec ({e})"
-                    )),
-                    retry_after_seconds: None,
+                return Ok(Answer {
+                    operation,
+                    status: status.as_u16(),
+                    text,
                 });
             }
             let kind = classify(status);
-            if kind == QoveryErrorKind::Unavailable && !waited_once {
+            if kind == QoveryErrorKind::Unavailable
+                && retry == Retry::OnShortRetryAfter
+                && !waited_once
+            {
                 if let Some(wait) = retry_after_seconds
                     .filter(|s| *s <= MAX_INLINE_RETRY_AFTER_SECONDS)
                     .filter(|s| {
@@ -253,8 +353,43 @@ impl QoveryApi {
     }
 }
 
+/// Whether a call is sent again, once, after a short `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    OnShortRetryAfter,
+    Never,
+}
+
+/// A 2xx answer, as Qovery sent it.
+struct Answer {
+    operation: String,
+    status: u16,
+    text: String,
+}
+
+impl Answer {
+    /// The answer as `T`, or an error quoting serde's message scrubbed of `secrets`
+    /// (serde's message may quote a value of the body).
+    fn decode<T: DeserializeOwned>(self, secrets: &[&Secret]) -> Result<T, QoveryError> {
+        serde_json::from_str(&self.text).map_err(|e| QoveryError {
+            kind: QoveryErrorKind::Rejected,
+            operation: self.operation,
+            status: Some(self.status),
+            detail: scrub_all(
+                &format!("the response does not match Qovery's API spec ({e})"),
+                secrets,
+            ),
+            retry_after_seconds: None,
+        })
+    }
+}
+
+fn cloud_provider_info_path(organization_id: &str, cluster_id: &str) -> String {
+    format!("/organization/{organization_id}/cluster/{cluster_id}/cloudProviderInfo")
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
@@ -264,7 +399,7 @@ mod tests {
     const KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
     /// A server that answers every request with 200 and `body`.
-    fn answering(body: String) -> String {
+    pub(in crate::qovery) fn answering(body: String) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         std::thread::spawn(move || {

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::client::QoveryApi;
-use super::error::QoveryError;
+use super::error::{QoveryError, QoveryErrorKind};
 use super::holders::{ClusterRef, Edit, Holder, HolderKind, Holding};
 use crate::secret::Secret;
 
@@ -129,6 +129,153 @@ fn holder(usage: &CredentialsUsage) -> Holder {
         holding,
         cannot_give,
         redeploy,
+    }
+}
+
+/// The role credentials entry a migration points clusters at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleEntry {
+    /// Lowercase, as holders carry ids.
+    pub id: String,
+    /// What `cloudProviderInfo` must be sent with the id.
+    pub name: String,
+    /// Made by this run (now, or by an earlier attempt whose answer was lost): the run
+    /// may delete it when it gives up. An entry that was there before is never its own.
+    pub created: bool,
+}
+
+/// The `AWS_ROLE` entry for `role_arn`: one that exists is adopted, else one is created
+/// with the body Qovery's console sends. Safe to call again after any failure.
+///
+/// `before` is every credentials id of the organization before this run touched
+/// anything (the migration's preflight): an entry with `role_arn` that is not in it was
+/// made by an earlier attempt of this run (a 201 lost on the way back, say), so it is
+/// preferred and reported `created`. Otherwise the first listed one is adopted, not
+/// created. An incomplete `before` would make the run think it owns, and may delete,
+/// an entry someone else made.
+pub async fn role_entry(
+    api: &QoveryApi,
+    token: &Secret,
+    organization_id: &str,
+    name: &str,
+    role_arn: &str,
+    before: &[String],
+) -> Result<RoleEntry, QoveryError> {
+    let usages = api
+        .list_organization_credentials(token, organization_id)
+        .await?;
+    let existed = |id: &str| before.iter().any(|b| b.eq_ignore_ascii_case(id));
+    let for_role: Vec<&CredentialsHeader> = usages
+        .iter()
+        .map(|u| &u.credential)
+        .filter(|c| {
+            c.object_type.as_deref() == Some("AWS_ROLE") && c.role_arn.as_deref() == Some(role_arn)
+        })
+        .collect();
+    let adopted = for_role
+        .iter()
+        .find(|c| !existed(&c.id))
+        .map(|c| (c, true))
+        .or_else(|| for_role.first().map(|c| (c, false)));
+    if let Some((entry, created)) = adopted {
+        return Ok(RoleEntry {
+            id: entry.id.to_ascii_lowercase(),
+            name: entry.name.clone().unwrap_or_default(),
+            created,
+        });
+    }
+
+    let made = api
+        .create_aws_role_credentials(token, organization_id, name, role_arn)
+        .await?;
+    if made.object_type.as_deref() != Some("AWS_ROLE")
+        || made.role_arn.as_deref() != Some(role_arn)
+        || made.id.is_empty()
+    {
+        // Qovery made something, but not what was asked: nothing may be pointed at it.
+        return Err(QoveryError {
+            kind: QoveryErrorKind::Rejected,
+            operation: format!("POST /organization/{organization_id}/aws/credentials"),
+            status: None,
+            detail: format!(
+                "Qovery answered with credentials {:?} of type {} for role {}, not an AWS_ROLE entry for {role_arn}",
+                made.id,
+                made.object_type.as_deref().unwrap_or("unknown"),
+                made.role_arn.as_deref().unwrap_or("none"),
+            ),
+            retry_after_seconds: None,
+        });
+    }
+    Ok(RoleEntry {
+        id: made.id.to_ascii_lowercase(),
+        name: made.name.unwrap_or_else(|| name.to_string()),
+        created: true,
+    })
+}
+
+/// What [`delete_entry`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    /// It was gone already: deleted by an earlier attempt, or by someone else.
+    pub already: bool,
+}
+
+/// Deletes credentials entry `id`, only once no cluster uses it.
+///
+/// The list comes first: Qovery refuses to delete an entry in use, but the spec
+/// documents no status for that refusal, so one must never be relied on. An entry in
+/// use is refused here (`Rejected`) with the clusters named, and nothing is sent.
+pub async fn delete_entry(
+    api: &QoveryApi,
+    token: &Secret,
+    organization_id: &str,
+    id: &str,
+) -> Result<Deleted, QoveryError> {
+    let operation = format!("DELETE /organization/{organization_id}/aws/credentials/{id}");
+    let usages = api
+        .list_organization_credentials(token, organization_id)
+        .await?;
+    let Some(usage) = usages
+        .iter()
+        .find(|u| u.credential.id.eq_ignore_ascii_case(id))
+    else {
+        return Ok(Deleted { already: true });
+    };
+    if !usage.clusters.is_empty() {
+        let clusters = usage
+            .clusters
+            .iter()
+            .map(|c| named(c.name.as_deref(), &c.id))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(QoveryError {
+            kind: QoveryErrorKind::Rejected,
+            operation,
+            status: None,
+            detail: format!(
+                "not sent: credentials {} are still used by cluster {clusters}; point each at \
+                 other credentials first",
+                named(usage.credential.name.as_deref(), &usage.credential.id)
+            ),
+            retry_after_seconds: None,
+        });
+    }
+    match api
+        .delete_aws_credentials(token, organization_id, &usage.credential.id)
+        .await
+    {
+        Ok(()) => Ok(Deleted { already: false }),
+        // Listed a moment ago, gone now: an earlier attempt's DELETE, or someone else's.
+        Err(e) if e.status == Some(404) => Ok(Deleted { already: true }),
+        Err(e) => Err(e),
+    }
+}
+
+/// `name (id)`, or the id alone when Qovery gives no name.
+fn named(name: Option<&str>, id: &str) -> String {
+    match name {
+        Some(name) if !name.is_empty() => format!("{name} ({id})"),
+        _ => id.to_string(),
     }
 }
 

@@ -18,6 +18,12 @@ use super::registries::RegistryFamily;
 use super::{credentials, dns_providers, registries, secret_manager_accesses};
 use crate::secret::Secret;
 
+// A migration's calls besides `give_role`, here so that steps call this file only.
+pub use super::cloud_provider_info::{
+    cloud_provider_info, point_cluster, CloudProviderInfo, CredentialsRef, Moved,
+};
+pub use super::credentials::{delete_entry, role_entry, Deleted, RoleEntry};
+
 /// The kinds of object that can hold an AWS access key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -343,6 +349,41 @@ pub async fn give(
                 .cannot_give
                 .clone()
                 .unwrap_or_else(|| "this kind of holder cannot be given a key".to_string()),
+            retry_after_seconds: None,
+        }),
+    }
+}
+
+/// Switch `holder` to the IAM role `role_arn`: for a holder whose [`Holder::role_route`]
+/// is `SwitchToRole` (an ECR registry or OCI_ECR helm repository), the PUT Qovery's
+/// console sends, with every other field sent back as read. Returns what Qovery
+/// answers it holds (`Holding::Role`, when it took the role). Any other route is
+/// refused here, with no call: credentials move by their clusters, the rest cannot.
+pub async fn give_role(
+    api: &QoveryApi,
+    token: &Secret,
+    organization_id: &str,
+    holder: &Holder,
+    role_arn: &str,
+) -> Result<Holding, QoveryError> {
+    match (holder.role_route(), &holder.edit) {
+        (RoleRoute::SwitchToRole, Edit::Registry { family, object }) => {
+            registries::give_role(
+                api,
+                token,
+                organization_id,
+                *family,
+                &holder.id,
+                object,
+                role_arn,
+            )
+            .await
+        }
+        (route, _) => Err(QoveryError {
+            kind: super::QoveryErrorKind::Rejected,
+            operation: format!("give role {role_arn} to {}", holder.label()),
+            status: None,
+            detail: format!("not sent: {}", route.describe()),
             retry_after_seconds: None,
         }),
     }

@@ -4,11 +4,12 @@
 //! - `client`: [`QoveryApi`], one method per call;
 //! - `holders`: every place Qovery keeps an AWS key, behind one interface the steps
 //!   share; one file per kind (`credentials`, `registries`, `secret_manager_accesses`,
-//!   `dns_providers`);
+//!   `dns_providers`); `cloud_provider_info` points a cluster at a credentials entry;
 //! - `status`: how a rotation reads a cluster state;
 //! - `error`: why a call failed, and what of Qovery's answer an error may quote.
 
 mod client;
+mod cloud_provider_info;
 mod credentials;
 mod dns_providers;
 mod error;

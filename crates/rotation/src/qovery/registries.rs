@@ -11,7 +11,7 @@
 use serde_json::{json, Map, Value};
 
 use super::client::QoveryApi;
-use super::error::QoveryError;
+use super::error::{QoveryError, QoveryErrorKind};
 use super::holders::{key_field, text, ClusterRef, Edit, Holder, HolderKind, Holding};
 use crate::secret::Secret;
 
@@ -159,6 +159,24 @@ fn blocker(family: RegistryFamily, object: &Map<String, Value>, kind: &str) -> O
     None
 }
 
+/// The request's fields besides `config`, as the object had them.
+fn sent_back(family: RegistryFamily, object: &Map<String, Value>) -> Map<String, Value> {
+    family
+        .writable()
+        .iter()
+        .filter_map(|field| Some(((*field).to_string(), object.get(*field)?.clone())))
+        .collect()
+}
+
+/// The object's `config.region` as read (`blocker` refuses an object without one).
+fn region(object: &Map<String, Value>) -> Value {
+    object
+        .get("config")
+        .and_then(|c| c.get("region"))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 /// PUT the object back with a new key. Returns the key id Qovery answers with.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn give(
@@ -171,21 +189,11 @@ pub(super) async fn give(
     access_key_id: &str,
     secret_access_key: &Secret,
 ) -> Result<Option<String>, QoveryError> {
-    let mut body = Map::new();
-    for field in family.writable() {
-        if let Some(value) = object.get(*field) {
-            body.insert((*field).to_string(), value.clone());
-        }
-    }
-    let region = object
-        .get("config")
-        .and_then(|c| c.get("region"))
-        .cloned()
-        .unwrap_or(Value::Null);
+    let mut body = sent_back(family, object);
     body.insert(
         "config".to_string(),
         json!({
-            "region": region,
+            "region": region(object),
             "access_key_id": access_key_id,
             "secret_access_key": secret_access_key.expose(),
         }),
@@ -199,6 +207,42 @@ pub(super) async fn give(
         .and_then(|c| c.get("access_key_id"))
         .and_then(Value::as_str)
         .map(str::to_string))
+}
+
+/// PUT the object back with the role: `config` is exactly `{region, role_arn}`, as
+/// Qovery's console sends for an ECR role (region as read), every other field as read.
+/// Returns what the object holds by Qovery's answer. The static secret is gone after
+/// this, so no call can move the object back to the key.
+pub(super) async fn give_role(
+    api: &QoveryApi,
+    token: &Secret,
+    organization_id: &str,
+    family: RegistryFamily,
+    id: &str,
+    object: &Map<String, Value>,
+    role_arn: &str,
+) -> Result<Holding, QoveryError> {
+    let mut body = sent_back(family, object);
+    body.insert(
+        "config".to_string(),
+        json!({"region": region(object), "role_arn": role_arn}),
+    );
+    let path = format!("{}/{id}", family.path(organization_id));
+    let answer = api
+        .put_json_without_secret(token, &path, Value::Object(body))
+        .await?;
+    match answer {
+        Value::Object(answer) => Ok(holder(family, answer).holding),
+        _ => Err(QoveryError {
+            kind: QoveryErrorKind::Rejected,
+            operation: format!("PUT {path}"),
+            status: None,
+            detail: "an answer the rotation cannot rely on (not an object): what the object holds \
+                     now is unknown; read it again"
+                .to_string(),
+            retry_after_seconds: None,
+        }),
+    }
 }
 
 #[cfg(test)]
