@@ -13,7 +13,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
@@ -376,4 +376,199 @@ fn the_sts_setting_never_shows_its_secret() {
         (sts.endpoint_url(), sts.access_key_id(), sts.region()),
         ("http://127.0.0.1:1", "AKIAQOVERY", "us-east-1")
     );
+}
+
+/// The binary, started as stack.py starts it; returns it and its base URL.
+async fn start_binary(args: &[&str]) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_qovery-fake"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    let base_url = line
+        .trim_end()
+        .strip_prefix("qovery-fake listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, base_url)
+}
+
+fn write_principal(path: &Path) {
+    let (key, secret) = &fork_server().principal;
+    let principal = json!({
+        "account_id": "999999999999",
+        "user_name": "qovery-engine",
+        "arn": "arn:aws:iam::999999999999:user/qovery-engine",
+        "access_key_id": key,
+        "secret_access_key": secret,
+    });
+    std::fs::write(path, principal.to_string()).unwrap();
+}
+
+#[tokio::test]
+async fn the_binary_assumes_roles_as_the_principal_in_its_file_and_logs_no_secret() {
+    let moto = Moto::start().await;
+    let trusted = moto.role("qovery", QOVERY_ROOT).await;
+    let refused = moto
+        .role("someone-else", "arn:aws:iam::111111111111:root")
+        .await;
+    let principal = std::env::temp_dir().join(format!(
+        "qovery-fake-principal-{}-{}.json",
+        std::process::id(),
+        free_port()
+    ));
+    write_principal(&principal);
+    let (mut child, base_url) = start_binary(&[
+        "--port",
+        "0",
+        "--aws-endpoint",
+        &moto.endpoint,
+        "--qovery-principal",
+        principal.to_str().unwrap(),
+    ])
+    .await;
+    std::fs::remove_file(&principal).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let http = &http;
+    let base_url = base_url.as_str();
+    let put_state = |seed: Seed| async move {
+        let response = http
+            .put(format!("{base_url}/_fake/state"))
+            .json(&seed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    };
+    let call = |method: reqwest::Method, path: String| {
+        http.request(method, format!("{base_url}{path}"))
+            .header("Authorization", format!("Token {TOKEN}"))
+            .send()
+    };
+    let deploy_to_the_end = || async move {
+        let response = call(reqwest::Method::POST, deploy_path()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let mut last = Value::Null;
+        for _ in 0..2 {
+            last = call(reqwest::Method::GET, status_path())
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        }
+        last["status"].as_str().unwrap().to_owned()
+    };
+
+    put_state(on_role(&trusted)).await;
+    assert_eq!(deploy_to_the_end().await, "DEPLOYED");
+    // A new seed keeps the setting.
+    put_state(on_role(&refused)).await;
+    assert_eq!(deploy_to_the_end().await, "INVALID_CREDENTIALS");
+    let state = http
+        .get(format!("{base_url}/_fake/state"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let state_json: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(
+        state_json["role_checks"],
+        json!([{"cluster_id": CLUSTER, "role_arn": refused, "ok": false, "error": denied(&refused)}])
+    );
+
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(child.wait().await.unwrap().success());
+    // The session Qovery names after the cluster: qovery-<first 8 of its id>.
+    let session = format!(
+        "arn:aws:sts::{CUSTOMER}:assumed-role/qovery/qovery-{}",
+        &CLUSTER[..8]
+    );
+    assert!(stderr.contains(&session), "{stderr}");
+    assert!(stderr.contains("role not assumed"), "{stderr}");
+    assert!(stderr.contains(&denied(&refused)), "{stderr}");
+    for (what, text) in [("the logs", &stderr), ("the state", &state)] {
+        assert!(
+            !text.contains(secret()),
+            "the principal's secret is in {what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_binary_wants_an_endpoint_and_a_principal_together_and_nothing_else() {
+    for args in [
+        vec!["--aws-endpoint", "http://127.0.0.1:1"],
+        vec!["--qovery-principal", "principal.json"],
+        vec![
+            "--role-deploys",
+            "fail",
+            "--aws-endpoint",
+            "http://127.0.0.1:1",
+            "--qovery-principal",
+            "principal.json",
+        ],
+        vec![
+            "--aws-endpoint",
+            "127.0.0.1:1",
+            "--qovery-principal",
+            "p.json",
+        ],
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_qovery-fake"))
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("usage: qovery-fake"), "{stderr}");
+    }
+    // A principal file that cannot be read, or is not one, stops the fake.
+    let dir =
+        std::env::temp_dir().join(format!("qovery-fake-bad-principal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_json = dir.join("not-json.json");
+    std::fs::write(&not_json, "secret-looking-text").unwrap();
+    let no_secret = dir.join("no-secret.json");
+    std::fs::write(&no_secret, r#"{"access_key_id": "AKIA"}"#).unwrap();
+    for (path, says) in [
+        (dir.join("missing.json"), "cannot read"),
+        (not_json, "is not a Qovery principal"),
+        (no_secret, "secret_access_key"),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_qovery-fake"))
+            .args(["--aws-endpoint", "http://127.0.0.1:1", "--qovery-principal"])
+            .arg(&path)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{path:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("secret-looking-text"), "{stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
