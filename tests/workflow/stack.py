@@ -383,6 +383,9 @@ class Stack:
         self.template = Template()
         self.keys_file = self.log_dir / "aws-keys.json"
         self.key_ages_file = self.log_dir / "key-ages.json"
+        # The Qovery principal moto_trust.py creates (QKR_MOTO_QOVERY_PRINCIPAL): the IAM
+        # user the fake Qovery assumes customers' roles as.
+        self.principal_file = self.log_dir / "qovery-principal.json"
         self.started = False
         self._old_handlers: dict[int, Any] = {}
 
@@ -483,10 +486,23 @@ class Stack:
             # must be signed by a live key whose user's policy allows the action on the
             # resource.
             # QKR_MOTO_KEY_AGES: the back-dated keys of backdate_key() (moto_key_age.py).
+            # QKR_MOTO_QOVERY_PRINCIPAL: where moto_trust.py writes the Qovery principal.
             {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "QKR_MOTO_KEY_AGES": str(self.key_ages_file),
-             **self.extra_moto_env},
+             "QKR_MOTO_QOVERY_PRINCIPAL": str(self.principal_file), **self.extra_moto_env},
         )
-        fake = self._spawn("qovery-fake", [str(TARGET / "qovery-fake"), "--port", "0"], {**base, "RUST_LOG": "info"})
+        self.moto_url = f"http://127.0.0.1:{self.moto_port}"
+        # moto_trust.py writes the principal at import, before moto listens, and logs
+        # PRINCIPAL once the file is complete. The fake reads it at start: every deploy on
+        # role credentials then calls sts:AssumeRole on moto as Qovery does, and a role
+        # whose trust policy refuses Qovery's account ends it INVALID_CREDENTIALS.
+        self._wait_for_line(moto, r"\[moto_trust\] PRINCIPAL (\S+)", timeout=30)
+        self.qovery_principal = json.loads(self.principal_file.read_text())
+        fake = self._spawn(
+            "qovery-fake",
+            [str(TARGET / "qovery-fake"), "--port", "0",
+             "--aws-endpoint", self.moto_url, "--qovery-principal", str(self.principal_file)],
+            {**base, "RUST_LOG": "info"},
+        )
 
         self.lambda_port = free_port()
         self.invoke_url = f"http://127.0.0.1:{self.lambda_port}"
@@ -609,7 +625,6 @@ class Stack:
         raise StackError(f"{proc.name} printed no line matching {pattern!r} within {timeout:.0f} s; see {proc.log_path}")
 
     def _seed_aws(self) -> None:
-        self.moto_url = f"http://127.0.0.1:{self.moto_port}"
         unsigned = self._client("iam", ("unsigned", "unsigned"))
         unsigned.create_user(UserName="qkr-admin")
         unsigned.put_user_policy(

@@ -577,6 +577,7 @@ def secrets_of(w: World) -> dict[str, str]:
     any holder of any kind held at the start or holds now, and every secret the fake was
     sent in a PUT (refused or rolled back ones too)."""
     found = {"Qovery API token": w.stack.token, "secret of the other key": w.other_key[1]}
+    found["secret of the Qovery principal"] = w.stack.qovery_principal["secret_access_key"]
     for kid, secret in w.keys:
         found[f"secret of seeded key {kid}"] = secret
     for kid, secret in w.new_secrets.items():

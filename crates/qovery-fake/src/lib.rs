@@ -32,7 +32,7 @@ pub use crate::cluster_keys::{
     DnsProviderSnapshot, SecretManagerAccessSnapshot, SeedDnsProvider, SeedSecretManagerAccess,
 };
 pub use crate::registry::{RegistrySnapshot, SeedRegistry};
-pub use crate::role_check::{RoleCheck, RoleDeploys};
+pub use crate::role_check::{RoleCheck, RoleDeploys, StsConfig};
 
 /// The whole state of the fake: one organization, its AWS credentials, clusters,
 /// container registries and helm repositories.
@@ -418,6 +418,12 @@ impl FakeQovery {
     pub fn with_role_deploys(self, role_deploys: RoleDeploys) -> Self {
         lock(&self.shared).set_role_deploys(role_deploys);
         self
+    }
+
+    /// Deploys on role credentials really assume the role, through `sts`
+    /// ([`RoleDeploys::AssumeWithSts`]).
+    pub fn with_sts(self, sts: StsConfig) -> Self {
+        self.with_role_deploys(RoleDeploys::AssumeWithSts(sts))
     }
 
     /// Serves on 127.0.0.1:`port` (0 picks a free port) in a tokio task.

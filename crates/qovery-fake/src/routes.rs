@@ -612,7 +612,7 @@ async fn deploy_cluster(
     };
     let role = match to_assume {
         Some((setting, role_arn)) => {
-            let result = role_check::assume_role(setting, cluster_id, &role_arn).await;
+            let result = role_check::assume_role(&setting, cluster_id, &role_arn).await;
             if let Err(e) = &result {
                 tracing::info!(%cluster_id, role_arn, error = e.as_str(), "role not assumed");
             }
@@ -853,11 +853,19 @@ async fn post_cluster_status(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `{"role_deploys": "succeed" | "fail"}`: see [`RoleDeploys`].
+/// `{"role_deploys": "succeed" | "fail"}`: see [`RoleDeploys`]. STS is set up only at
+/// the start (`--aws-endpoint`, `--qovery-principal`): this body carries no key.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RoleDeploysChange {
-    role_deploys: RoleDeploys,
+    role_deploys: RoleDeploysSetting,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RoleDeploysSetting {
+    Succeed,
+    Fail,
 }
 
 async fn post_role_deploys(
@@ -866,7 +874,10 @@ async fn post_role_deploys(
 ) -> Result<StatusCode, ApiError> {
     let change: RoleDeploysChange = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid role_deploys: {e}")))?;
-    lock(&shared).set_role_deploys(change.role_deploys);
+    lock(&shared).set_role_deploys(match change.role_deploys {
+        RoleDeploysSetting::Succeed => RoleDeploys::Succeed,
+        RoleDeploysSetting::Fail => RoleDeploys::Fail,
+    });
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -230,7 +230,7 @@ impl State {
     /// must outlive the `PUT /_fake/state` that seeds it.
     pub(crate) fn reseed(&mut self, seed: Seed) -> Result<(), String> {
         let mut state = Self::from_seed(seed)?;
-        state.role_deploys = self.role_deploys;
+        state.role_deploys = std::mem::take(&mut self.role_deploys);
         *self = state;
         Ok(())
     }
@@ -576,7 +576,7 @@ impl State {
             .iter()
             .find(|c| c.id == cluster.credentials_id)
             .and_then(|c| c.role_arn.clone())
-            .map(|role_arn| (self.role_deploys, role_arn)))
+            .map(|role_arn| (self.role_deploys.clone(), role_arn)))
     }
 
     /// `role`: what came of assuming the cluster's role (see `role_to_assume`), judged

@@ -573,7 +573,7 @@ async fn a_failed_role_overrides_the_seeded_outcome_and_a_good_one_keeps_it() {
             ..cluster()
         }))
         .await;
-        api.fake.set_role_deploys(role_deploys);
+        api.fake.set_role_deploys(role_deploys.clone());
         assert_eq!(
             deploy_to_the_end(&api).await,
             last,
