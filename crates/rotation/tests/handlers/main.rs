@@ -13,6 +13,7 @@ mod operations;
 mod quarantine;
 mod recovery;
 mod redirects;
+mod role_calls;
 mod steps;
 #[allow(dead_code)]
 mod support;
