@@ -706,8 +706,9 @@ def assert_no_key_secret_left(w: World, ex: Execution) -> None:
 
 def released(ex: Execution) -> bool:
     """The execution ended its rotation and released the user's lock: DeleteOldKey
-    retired the old key, or RollbackNewKey removed the new one."""
-    return bool(ex.exited("DeleteOldKey") or ex.exited("RollbackNewKey"))
+    retired the old key, RollbackNewKey removed the new one, or AbandonMigration
+    undid a move to a role."""
+    return bool(ex.exited("DeleteOldKey") or ex.exited("RollbackNewKey") or ex.exited("AbandonMigration"))
 
 
 def assert_no_secret_in_ledger(w: World, item: dict | None, when: str) -> None:

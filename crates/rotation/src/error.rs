@@ -61,12 +61,21 @@ pub enum RotationError {
     /// active; nothing was deleted.
     #[error("{0}")]
     KeyStillInUse(String),
+    /// A migration: a cluster could not deploy on the role (INVALID_CREDENTIALS: Qovery
+    /// could not assume it; or another failure). The migration is undone: every cluster
+    /// back on its static credentials, whose key was never touched.
+    #[error("{0}")]
+    RoleNotProven(String),
+    /// A migration's undo: a cluster moved back to its static credentials failed its
+    /// redeploy there. The lock and the record stay; the static key is untouched.
+    #[error("{0}")]
+    FallbackFailed(String),
 }
 
 impl RotationError {
     /// Every name `error_type` can take. The ASL may match only these (and the
     /// platform's own `States.*` and `Lambda.*` names).
-    pub const NAMES: [&'static str; 16] = [
+    pub const NAMES: [&'static str; 18] = [
         "InvalidInput",
         "PreconditionFailed",
         "RotationInProgress",
@@ -83,6 +92,8 @@ impl RotationError {
         "KeyTooOld",
         "RotationUnfinished",
         "KeyStillInUse",
+        "RoleNotProven",
+        "FallbackFailed",
     ];
 
     /// The stable name Step Functions matches in `ErrorEquals`.
@@ -104,6 +115,8 @@ impl RotationError {
             Self::KeyTooOld(_) => "KeyTooOld",
             Self::RotationUnfinished(_) => "RotationUnfinished",
             Self::KeyStillInUse(_) => "KeyStillInUse",
+            Self::RoleNotProven(_) => "RoleNotProven",
+            Self::FallbackFailed(_) => "FallbackFailed",
         }
     }
 
@@ -125,7 +138,9 @@ impl RotationError {
             | Self::HandOverIncomplete(m)
             | Self::KeyTooOld(m)
             | Self::RotationUnfinished(m)
-            | Self::KeyStillInUse(m) => m,
+            | Self::KeyStillInUse(m)
+            | Self::RoleNotProven(m)
+            | Self::FallbackFailed(m) => m,
         }
     }
 
@@ -153,6 +168,8 @@ impl RotationError {
             Self::KeyTooOld(_) => Self::KeyTooOld(message),
             Self::RotationUnfinished(_) => Self::RotationUnfinished(message),
             Self::KeyStillInUse(_) => Self::KeyStillInUse(message),
+            Self::RoleNotProven(_) => Self::RoleNotProven(message),
+            Self::FallbackFailed(_) => Self::FallbackFailed(message),
         }
     }
 }
@@ -189,6 +206,8 @@ mod tests {
             RotationError::KeyTooOld(String::new()),
             RotationError::RotationUnfinished(String::new()),
             RotationError::KeyStillInUse(String::new()),
+            RotationError::RoleNotProven(String::new()),
+            RotationError::FallbackFailed(String::new()),
         ];
         let names: Vec<_> = all.iter().map(|e| e.name()).collect();
         assert_eq!(names, RotationError::NAMES);

@@ -92,8 +92,7 @@ pub struct ExecutionInput {
     pub audit: bool,
     pub max_key_age_days: u64,
     /// `{"migrate_to_role": {"role_arn": …}}`: move Qovery from the key to this IAM
-    /// role instead of rotating the key (a validated role ARN). This version plans the
-    /// move in a dry run only.
+    /// role instead of rotating the key (a validated role ARN).
     pub migrate_to_role: Option<String>,
 }
 
@@ -209,15 +208,7 @@ impl ExecutionInput {
         if migrate_to_role.is_some() && audit {
             return Err(invalid(
                 "fields `audit` and `migrate_to_role` exclude each other: an audit judges the key Qovery holds, a \
-                 migration retires it. Run the migration as a dry run with `dry_run: true`"
-                    .to_string(),
-            ));
-        }
-        if migrate_to_role.is_some() && !dry_run {
-            return Err(invalid(
-                "field `migrate_to_role` runs only with `dry_run: true` in this version: the dry run checks the role \
-                 and its trust policy and lists what a migration would move, but the move itself (issue 14) is not \
-                 built yet. Add `\"dry_run\": true`"
+                 migration retires it. Plan the migration with `dry_run: true` instead"
                     .to_string(),
             ));
         }
@@ -429,7 +420,7 @@ mod tests {
     }
 
     #[test]
-    fn a_migration_names_one_role_and_runs_as_a_dry_run_only() {
+    fn a_migration_names_one_role_and_is_never_an_audit() {
         let arn = "arn:aws:iam::123456789012:role/qovery/qovery-engine";
         let mut value = minimal();
         value["migrate_to_role"] = json!({"role_arn": arn});
@@ -456,16 +447,6 @@ mod tests {
                 other => panic!("{says}: {other:?}"),
             }
         };
-        refused(
-            &|v| v["dry_run"] = json!(false),
-            "runs only with `dry_run: true`",
-        );
-        refused(
-            &|v| {
-                v.as_object_mut().unwrap().remove("dry_run");
-            },
-            "runs only with `dry_run: true`",
-        );
         refused(
             &|v| v["audit"] = json!(true),
             "`audit` and `migrate_to_role` exclude each other",

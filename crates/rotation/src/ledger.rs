@@ -43,6 +43,14 @@ pub enum LedgerPhase {
     Retiring,
     /// About to roll back the new key.
     RollingBack,
+    /// A migration: about to create the role credentials and point clusters at them.
+    /// Before the point of no return: the next run undoes it.
+    MovingClusters,
+    /// A migration being undone: clusters pointed back at their static credentials.
+    UndoingMigration,
+    /// A migration: about to switch registries and helm repositories to the role, the
+    /// point of no return: the next run finishes it.
+    SwitchingHolders,
 }
 
 /// The record of one rotation of one IAM user.
@@ -70,6 +78,9 @@ pub struct Record {
     /// When the last holder was given the new key (RFC 3339).
     #[serde(default)]
     pub handover_at: Option<String>,
+    /// A move to an IAM role instead of a new key (`new_access_key_id` stays empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<crate::state::MigrationRun>,
     /// The ended execution whose unfinished rotation this one took over, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub took_over_from: Option<String>,

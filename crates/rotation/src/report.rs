@@ -41,6 +41,9 @@ pub struct RotationOutcome {
     pub recovery: Recovery,
     #[serde(default)]
     pub quarantine_seconds: u64,
+    /// A move to an IAM role instead of a new key.
+    #[serde(default)]
+    pub migration: Option<crate::state::MigrationRun>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,19 +138,42 @@ pub fn success(
     } else {
         ""
     };
-    let summary = format!(
-        "Qovery key rotation of IAM user {iam_user_name} succeeded{finished} in {}: Qovery holds the new key \
-         {new_access_key_id} ({} holder(s) changed: {}), {redeployed} cluster(s) redeployed, {skipped} skipped, \
-         a drain of {} after the hand-over, and the old key {old_access_key_id} is deleted.",
-        duration(duration_seconds),
-        holders_changed.len(),
-        if holders_changed.is_empty() {
-            "none".to_string()
-        } else {
-            holders_changed.join("; ")
-        },
-        duration(rotation.drain_seconds),
-    );
+    let changed = if holders_changed.is_empty() {
+        "none".to_string()
+    } else {
+        holders_changed.join("; ")
+    };
+    let summary = match &rotation.migration {
+        Some(migration) => format!(
+            "Qovery's move from IAM user {iam_user_name}'s key to role {} succeeded{finished} in {}: every cluster \
+             uses role credentials {} ({redeployed} redeployed on the role, {skipped} not running, pointed at it), \
+             {} holder(s) moved ({changed}), the static credentials {} deleted after a drain of {}, and the old key \
+             {old_access_key_id} is deleted.",
+            migration.role_arn,
+            duration(duration_seconds),
+            migration
+                .role_credentials
+                .as_ref()
+                .map(|r| format!("{} ({})", r.name, r.id))
+                .unwrap_or_default(),
+            holders_changed.len(),
+            migration
+                .static_credentials
+                .iter()
+                .map(|c| format!("{} ({})", c.name, c.id))
+                .collect::<Vec<_>>()
+                .join(", "),
+            duration(rotation.drain_seconds),
+        ),
+        None => format!(
+            "Qovery key rotation of IAM user {iam_user_name} succeeded{finished} in {}: Qovery holds the new key \
+             {new_access_key_id} ({} holder(s) changed: {changed}), {redeployed} cluster(s) redeployed, {skipped} \
+             skipped, a drain of {} after the hand-over, and the old key {old_access_key_id} is deleted.",
+            duration(duration_seconds),
+            holders_changed.len(),
+            duration(rotation.drain_seconds),
+        ),
+    };
     SuccessReport {
         subject: subject(iam_user_name),
         summary,

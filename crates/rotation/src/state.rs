@@ -20,7 +20,7 @@ pub struct KeySummary {
     pub create_date: String,
 }
 
-pub use crate::qovery::HolderRef;
+pub use crate::qovery::{CredentialsRef, HolderRef};
 
 /// A key's last use, as IAM's GetAccessKeyLastUsed reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +66,10 @@ pub struct ClusterPlan {
     pub handover_execution_id: Option<String>,
     #[serde(default)]
     pub handover_deployment_date: Option<String>,
+    /// A migration: the role credentials to point the cluster at before its redeploy.
+    /// Always serialized (null in a rotation): the Map's ItemSelector reads it by path.
+    #[serde(default)]
+    pub target_credentials: Option<CredentialsRef>,
 }
 
 /// A cluster that uses the key but is not redeployed, because its infrastructure is not
@@ -105,9 +109,45 @@ pub enum Mode {
     /// Qovery uses a role and holds no key of the user (after a move to an IAM role):
     /// nothing to rotate, nothing changed, a success.
     NothingToRotate,
-    /// Move Qovery from the key to an IAM role (`migrate_to_role`; a dry run only in
-    /// this version: the input is refused otherwise).
+    /// Move Qovery from the key to an IAM role (`migrate_to_role`).
     Migrate,
+    /// Undo a move to a role before its point of no return: the clusters back on their
+    /// static credentials, redeployed, the role credentials this migration made removed.
+    UndoMigration,
+}
+
+/// A move of Qovery from the static key to an IAM role, as the state carries it and the
+/// ledger records it. Ids and names only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationRun {
+    pub role_arn: String,
+    /// Every credentials id of the organization at preflight: an AWS_ROLE entry for the
+    /// role that is not among them was made by this migration.
+    #[serde(default)]
+    pub credentials_before: Vec<String>,
+    /// The AWS_ROLE credentials the clusters move to (set by CreateRoleEntry).
+    #[serde(default)]
+    pub role_credentials: Option<CredentialsRef>,
+    /// This migration made them: an undo deletes them, never others.
+    #[serde(default)]
+    pub role_credentials_created: bool,
+    /// Each cluster of the plan (running or not) and the static credentials it used:
+    /// its way back, until the holders switch.
+    #[serde(default)]
+    pub cluster_origins: Vec<ClusterOrigin>,
+    /// The static credentials that held the key: deleted after the drain, once no
+    /// cluster uses them.
+    #[serde(default)]
+    pub static_credentials: Vec<CredentialsRef>,
+}
+
+/// A cluster of a migration and the static credentials it used before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterOrigin {
+    pub cluster_id: String,
+    #[serde(default)]
+    pub cluster_name: String,
+    pub credentials: CredentialsRef,
 }
 
 /// A migration's plan, in a dry run's report: the role and what its trust policy
@@ -216,9 +256,18 @@ pub struct RotationState {
     /// Fresh, or finishing or undoing what an ended run left.
     #[serde(default)]
     pub recovery: Recovery,
-    /// Rotate, or nothing to rotate. Always written: a Choice on a missing field fails.
+    /// Rotate, nothing to rotate, migrate, or undo a migration. Always written: a Choice
+    /// on a missing field fails.
     #[serde(default)]
     pub mode: Mode,
+    /// A move to an IAM role. Always written (null in a rotation): the delete steps'
+    /// Parameters read it.
+    #[serde(default)]
+    pub migration: Option<MigrationRun>,
+    /// The failure (`{Error, Cause}`) that made this run undo its migration: the
+    /// execution fails with it once the undo is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_error: Option<Value>,
     /// With `recovery: undo`, the key to remove before rotating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<UndoTarget>,
@@ -226,9 +275,10 @@ pub struct RotationState {
     pub old_access_key_id: String,
     pub report: PreflightReport,
     /// Set by create-key. The key secret exists only until Qovery holds the new key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Always serialized (null in a migration): the delete steps' Parameters read them.
+    #[serde(default)]
     pub new_access_key_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub key_secret_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_key_version_id: Option<String>,
@@ -308,6 +358,12 @@ pub struct ClusterDeployment {
     pub last_execution_id: Option<String>,
     #[serde(default)]
     pub polls: u32,
+    /// A migration: the role credentials PointCluster points the cluster at.
+    #[serde(default)]
+    pub target_credentials: Option<CredentialsRef>,
+    /// PointCluster did (the baseline is then the cluster as of the move).
+    #[serde(default)]
+    pub pointed: bool,
 }
 
 impl ClusterDeployment {
@@ -370,6 +426,9 @@ pub struct DeleteKeyRequest {
     /// Retire after a quarantine: the clusters that must still be healthy.
     #[serde(default)]
     pub clusters: Vec<ClusterPlan>,
+    /// A move to a role: the kept target is the role, not a new key.
+    #[serde(default)]
+    pub migration: Option<MigrationRun>,
 }
 
 /// What QuarantineOldKey did: the old key's last use (checked idle), whether it was

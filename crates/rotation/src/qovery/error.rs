@@ -30,6 +30,15 @@ pub struct QoveryError {
 }
 
 impl QoveryError {
+    /// `Qovery answered 400 to <operation>: <detail>`, for a message of its own.
+    pub fn describe(&self) -> String {
+        let status = self.status.map(|s| format!(" {s}")).unwrap_or_default();
+        format!(
+            "Qovery answered{status} to {}: {}",
+            self.operation, self.detail
+        )
+    }
+
     /// The named error, with the step's `context` (which keys are live, what to do next).
     pub fn into_rotation_error(self, context: &str) -> RotationError {
         let status = self.status.map(|s| format!(" {s}")).unwrap_or_default();

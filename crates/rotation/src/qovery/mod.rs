@@ -19,7 +19,13 @@ mod secret_manager_accesses;
 mod status;
 
 pub use client::QoveryApi;
-pub use credentials::{AwsCredentials, CredentialCluster, CredentialsHeader, CredentialsUsage};
+pub use cloud_provider_info::{
+    cloud_provider_info, point_cluster, CloudProviderInfo, CredentialsRef, Moved,
+};
+pub use credentials::{
+    delete_entry, role_entry, AwsCredentials, CredentialCluster, CredentialsHeader,
+    CredentialsUsage, Deleted, RoleEntry,
+};
 pub use error::{QoveryError, QoveryErrorKind};
 pub use holders::{ClusterRef, Holder, HolderKind, HolderRef, Holding};
 pub use status::{ClusterState, ClusterStatus, StateClass};

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::RotationError;
+use crate::state::Mode;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +21,10 @@ struct WaveEvent {
     /// 0 for the canary.
     #[serde(default)]
     wave_number: u64,
+    /// The run's mode: a migration's failures are `RoleNotProven` (the migration is
+    /// undone), an undo's are `FallbackFailed`.
+    #[serde(default)]
+    mode: crate::state::Mode,
 }
 
 /// One cluster's outcome, as the success report lists it.
@@ -128,7 +133,31 @@ pub fn handle(event: Value) -> Result<WaveOutcome, RotationError> {
         failed = failures.len(),
         "wave failed"
     );
-    Err(error_named(&first.error, message))
+    match event.mode {
+        Mode::Migrate => Err(RotationError::RoleNotProven(format!(
+            "{message} {} The migration is undone next: every cluster moved goes back to its static credentials, \
+             whose key was never touched, and is redeployed there.",
+            role_advice(&first.message)
+        ))),
+        Mode::UndoMigration => Err(RotationError::FallbackFailed(format!(
+            "{message} It was being redeployed on its static credentials, after the migration failed. The static \
+             key is untouched and the lock is kept. Fix the cluster in the Qovery console, then start a new run: it \
+             finishes the undo."
+        ))),
+        _ => Err(error_named(&first.error, message)),
+    }
+}
+
+/// What to check when a cluster fails on the role.
+fn role_advice(failure: &str) -> &'static str {
+    if failure.contains("INVALID_CREDENTIALS") {
+        "Qovery could not use the role's credentials: check that the role's trust policy lets Qovery's principal \
+         assume it and requires no external id Qovery does not send (the dry run's report.migration.trust_lines show \
+         what it allows)."
+    } else {
+        "The cluster failed on the role: check the role's permissions against Qovery's CloudFormation template, and \
+         the cluster's deployment logs in the Qovery console."
+    }
 }
 
 /// The caught `{Error, Cause}`: a step's error (its Cause is the Lambda error document
@@ -231,6 +260,22 @@ mod tests {
         assert_eq!(error.name(), "ClusterDeployFailed");
         assert!(error.message().contains("the canary"));
         assert!(error.message().contains("Lambda.Unknown: boom"));
+    }
+
+    #[test]
+    fn a_migration_failure_is_role_not_proven_and_an_undo_failure_fallback_failed() {
+        let cause = json!({"errorType": "ClusterDeployFailed", "errorMessage": "Cluster a ended INVALID_CREDENTIALS"})
+            .to_string();
+        let wave = json!([failed("a", "ClusterDeployFailed", &cause)]);
+        let error = handle(json!({"wave": wave, "wave_number": 0, "mode": "migrate"})).unwrap_err();
+        assert_eq!(error.name(), "RoleNotProven");
+        assert!(error.message().contains("trust policy") && error.message().contains("undone"));
+        let error =
+            handle(json!({"wave": wave, "wave_number": 0, "mode": "undo_migration"})).unwrap_err();
+        assert_eq!(error.name(), "FallbackFailed");
+        assert!(error.message().contains("lock is kept"));
+        let error = handle(json!({"wave": wave, "wave_number": 0, "mode": "rotate"})).unwrap_err();
+        assert_eq!(error.name(), "ClusterDeployFailed");
     }
 
     #[test]

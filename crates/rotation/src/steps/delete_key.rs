@@ -35,6 +35,10 @@ use crate::{iam, report, secrets_manager, timefmt};
 /// Type-erased, as `check_status::serve_either`.
 pub fn serve_either(deps: &Deps, event: Value) -> super::StepFuture<'_> {
     Box::pin(async move {
+        if event.get("mode").and_then(Value::as_str) == Some("abandon_migration") {
+            let result = super::move_to_role::abandon_migration(deps, event).await?;
+            return Ok(serde_json::to_value(result).expect("an abandon result always serializes"));
+        }
         if event.get("mode").and_then(Value::as_str) == Some("quarantine_old_key") {
             let result = super::quarantine::handle(deps, event).await?;
             return Ok(serde_json::to_value(result).expect("a quarantine result always serializes"));
@@ -53,7 +57,10 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<DeleteKeyResult, Rotati
     }
     let user = request.iam_user_name.as_str();
     let old = request.old_access_key_id.as_str();
+    let role = request.migration.as_ref().map(|m| m.role_arn.clone());
     let (target, keep) = match (request.mode, request.new_access_key_id.as_deref()) {
+        // A move to a role keeps the role: the messages name it where a key would be.
+        (DeleteMode::RetireOldKey, None) if role.is_some() => (old, role.as_deref().unwrap_or_default()),
         (DeleteMode::RetireOldKey | DeleteMode::QuarantineOldKey, Some(new)) => (old, new),
         (DeleteMode::RollbackNewKey | DeleteMode::UndoPrevious, Some(new)) => (new, old),
         (_, None) => {
@@ -216,6 +223,15 @@ pub(crate) fn check_kept_key(
     all: &[Holder],
 ) -> Result<(), RotationError> {
     let target = &request.old_access_key_id;
+    if let Some(migration) = &request.migration {
+        return super::move_to_role::check_on_role(all, migration, &request.holders).map_err(|why| {
+            RotationError::UnsafeDelete(format!(
+                "Refused to retire key {target}: {why}. Nothing was deleted; the static key stays. Start a new run: \
+                 it finishes the move to role {}.",
+                migration.role_arn
+            ))
+        });
+    }
     let active = keys
         .iter()
         .any(|k| k.access_key_id == keep && k.status == "Active");
@@ -274,7 +290,13 @@ async fn already_deleted(
 ) -> Result<DeleteKeyResult, RotationError> {
     let holding_keep = holders::holding(all, keep);
     let keep_is_users = keys.iter().any(|k| k.access_key_id == keep);
-    if keep_is_users && !holding_keep.is_empty() && holders::may_hold(all, target).is_empty() {
+    let kept = match &request.migration {
+        Some(migration) => {
+            super::move_to_role::check_on_role(all, migration, &request.holders).is_ok()
+        }
+        None => keep_is_users && !holding_keep.is_empty(),
+    };
+    if kept && holders::may_hold(all, target).is_empty() {
         tracing::info!(access_key_id = %target, "already deleted by an earlier attempt");
         // The key is gone: its last use before the delete is the one read at the
         // drain's end (switched off since, or deleted right after it).

@@ -3,7 +3,7 @@
 //! lets a principal of another account assume it (what the report says about its
 //! principals, conditions and external id), every holder of the key and how it would
 //! move (its `RoleRoute`), and the clusters, canary first. Anything that cannot move is
-//! refused here, all named in one message. This version runs it as a dry run only.
+//! refused here, all named in one message.
 
 use crate::config::Deps;
 use crate::error::RotationError;
@@ -172,9 +172,10 @@ pub fn summary(
         )
     };
     let mut text = format!(
-        "Dry run, nothing was changed. Move of Qovery from IAM user {}'s key {} to role {}: {entry}; point the \
+        "{}Move of Qovery from IAM user {}'s key {} to role {}: {entry}; point the \
          canary cluster {} at them alone and redeploy it (DEPLOYED proves Qovery can assume the role; on a failure \
          it is pointed back at its static credentials and redeployed, and nothing else changes)",
+        if input.dry_run { "Dry run, nothing was changed. " } else { "" },
         input.iam_user_name,
         report.static_access_key_id,
         report.role_arn,
@@ -225,6 +226,5 @@ pub fn summary(
         )
     });
     text.push_str(&report.trust_lines.join(" "));
-    text.push_str(" This version plans the move only (dry run); the move itself is not built yet.");
     text
 }

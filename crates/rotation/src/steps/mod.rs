@@ -8,6 +8,7 @@ pub mod create_key;
 pub mod delete_key;
 pub mod deploy_cluster;
 pub mod migration;
+pub mod move_to_role;
 pub mod preflight;
 pub mod quarantine;
 pub mod recovery;

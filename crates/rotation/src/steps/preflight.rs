@@ -17,12 +17,13 @@ use crate::config::Deps;
 use crate::error::RotationError;
 use crate::input::ExecutionInput;
 use crate::ledger::{Claim, LedgerPhase, Record};
-use crate::qovery::holders;
+use crate::qovery::holders::{self, RoleRoute};
 use crate::qovery::{ClusterStatus, Holder, HolderKind, HolderRef, Holding, StateClass};
 use crate::secret::Secret;
 use crate::state::{
-    describe_keys, ClusterPlan, KeySummary, LeftAlone, MigrationReport, Mode, PreflightReport,
-    Recovery, RotationState, SkippedCluster, UndoTarget,
+    describe_keys, ClusterOrigin, ClusterPlan, CredentialsRef, KeySummary, LeftAlone,
+    MigrationReport, MigrationRun, Mode, PreflightReport, Recovery, RotationState, SkippedCluster,
+    UndoTarget,
 };
 use crate::step_functions::{self, ExecutionState};
 use crate::{iam, timefmt};
@@ -87,6 +88,11 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         Some(r) if r.phase != LedgerPhase::Planned => Some(r),
         _ => None,
     };
+    if let Some(r) = previous.filter(|r| r.migration.is_some() && r.phase != LedgerPhase::Planned) {
+        let keys = keys.map_err(|e| e.into_rotation_error(NOTHING_CHANGED))?;
+        return resume_migration(deps, &event, &input, r, ended.is_some(), keys, preflight_at)
+            .await;
+    }
     if previous.is_none() {
         if let Some(found) = nothing_to_rotate(&input, &all, keys.as_deref().ok()) {
             tracing::info!("{found}");
@@ -105,12 +111,15 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         ))
     })?;
     if let Some(role_arn) = &input.migrate_to_role {
-        let plan = MigrationDryRun {
+        let plan = MigrationPlanning {
             event: &event,
             input: &input,
             token: &token,
             all: &all,
             previous,
+            taken_over: previous
+                .filter(|_| ended.is_some())
+                .map(|r| r.execution_id.as_str()),
         };
         return plan.run(deps, role_arn, keys, preflight_at).await;
     }
@@ -217,6 +226,8 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         audit: input.audit,
         recovery: decision.recovery,
         mode: Mode::Rotate,
+        migration: None,
+        migration_error: None,
         undo: None,
         old_access_key_id: qovery_key.clone(),
         report: PreflightReport {
@@ -335,6 +346,8 @@ fn read_only_state(
         audit: input.audit,
         recovery: Recovery::Fresh,
         mode: Mode::Rotate,
+        migration: None,
+        migration_error: None,
         undo: None,
         old_access_key_id: String::new(),
         report: PreflightReport {
@@ -357,17 +370,20 @@ fn read_only_state(
     }
 }
 
-/// A migration's dry run (`migrate_to_role`): the role checked, every holder of the
-/// static key and its route, the clusters canary first; nothing changed, no lock.
-struct MigrationDryRun<'a> {
+/// A migration's plan (`migrate_to_role`): the role checked, every holder of the
+/// static key and its route, the clusters canary first. A dry run stops there;
+/// otherwise the lock is taken with the migration recorded.
+struct MigrationPlanning<'a> {
     event: &'a PreflightEvent,
     input: &'a ExecutionInput,
     token: &'a Secret,
     all: &'a [Holder],
+    /// Only a record of a run that changed nothing (phase planned): taken over.
     previous: Option<&'a Record>,
+    taken_over: Option<&'a str>,
 }
 
-impl MigrationDryRun<'_> {
+impl MigrationPlanning<'_> {
     async fn run(
         &self,
         deps: &Deps,
@@ -377,17 +393,11 @@ impl MigrationDryRun<'_> {
     ) -> Result<RotationState, RotationError> {
         let input = self.input;
         let user = &input.iam_user_name;
-        if let Some(record) = self.previous {
+        if let Some(record) = self.previous.filter(|r| r.phase != LedgerPhase::Planned) {
             return Err(RotationError::PreconditionFailed(format!(
                 "The last rotation of IAM user {user}, {}, did not finish. Start a run without migrate_to_role: it \
                  finishes or undoes that rotation. Then plan the migration again. {NOTHING_CHANGED}",
                 record.describe()
-            )));
-        }
-        if !input.dry_run {
-            // The input refuses this already; never reach a step that changes things.
-            return Err(RotationError::InvalidInput(format!(
-                "A migration runs only as a dry run in this version. {NOTHING_CHANGED}"
             )));
         }
         let (_, trust, trust_lines) = migration::check_role(deps, input, role_arn).await?;
@@ -429,6 +439,7 @@ impl MigrationDryRun<'_> {
         let summary = migration::summary(input, &report, &clusters, &skipped_clusters);
         tracing::info!(old_access_key_id = %key, role_arn, holders = holding.len(),
             clusters = clusters.len(), "{summary}");
+        let run = migration_run(role_arn, self.all, &holding);
         let mut state = read_only_state(self.event, input, summary, keys, preflight_at);
         state.mode = Mode::Migrate;
         state.holders = holding.iter().map(|h| h.to_ref()).collect();
@@ -437,8 +448,159 @@ impl MigrationDryRun<'_> {
         state.old_access_key_id = key.clone();
         state.report.qovery_access_key_id = key;
         state.report.migration = Some(report);
+        state.migration = Some(run);
+        if !state.dry_run {
+            take_lock(deps, &state, self.previous, self.taken_over).await?;
+        }
         Ok(state)
     }
+}
+
+/// What a migration carries and records: the credentials before it, the static
+/// credentials that hold the key, and each cluster's way back.
+fn migration_run(role_arn: &str, all: &[Holder], holding: &[&Holder]) -> MigrationRun {
+    let statics: Vec<&&Holder> = holding
+        .iter()
+        .filter(|h| h.role_route() == RoleRoute::MoveClusters)
+        .collect();
+    MigrationRun {
+        role_arn: role_arn.to_string(),
+        credentials_before: all
+            .iter()
+            .filter(|h| h.kind == HolderKind::Credentials)
+            .map(|h| h.id.clone())
+            .collect(),
+        role_credentials: None,
+        role_credentials_created: false,
+        cluster_origins: statics
+            .iter()
+            .flat_map(|h| {
+                h.redeploy.iter().map(|c| ClusterOrigin {
+                    cluster_id: c.id.clone(),
+                    cluster_name: c.name.clone(),
+                    credentials: CredentialsRef {
+                        id: h.id.clone(),
+                        name: h.name.clone(),
+                    },
+                })
+            })
+            .collect(),
+        static_credentials: statics
+            .iter()
+            .map(|h| CredentialsRef {
+                id: h.id.clone(),
+                name: h.name.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A record of a migration an ended run left (or this run's own, on a retry): before
+/// the switch of holders it is undone, after it finished, whatever this run was asked.
+#[allow(clippy::too_many_arguments)]
+async fn resume_migration(
+    deps: &Deps,
+    event: &PreflightEvent,
+    input: &ExecutionInput,
+    record: &Record,
+    ended: bool,
+    keys: Vec<KeySummary>,
+    preflight_at: String,
+) -> Result<RotationState, RotationError> {
+    let migration = record.migration.clone().expect("a migration record");
+    if let Some(asked) = input
+        .migrate_to_role
+        .as_deref()
+        .filter(|a| *a != migration.role_arn)
+    {
+        return Err(RotationError::PreconditionFailed(format!(
+            "IAM user {}'s last run, {}, moved Qovery to role {}, not {asked}, and did not finish. Start a run for \
+             role {} (or without migrate_to_role): it finishes or undoes that move. {NOTHING_CHANGED}",
+            input.iam_user_name,
+            record.describe(),
+            migration.role_arn,
+            migration.role_arn
+        )));
+    }
+    let switched = matches!(
+        record.phase,
+        LedgerPhase::SwitchingHolders
+            | LedgerPhase::HandedOver
+            | LedgerPhase::Quarantined
+            | LedgerPhase::Retiring
+    );
+    let (mode, recovery, what) = if switched {
+        (
+            Mode::Migrate,
+            Recovery::Finish,
+            format!(
+                "{} moved Qovery to role {} past its point of no return (phase {:?}): this run finishes it (the \
+                 holders still on the key switched, the drain from the recorded hand-over, the static credentials \
+                 and the old key {} deleted)",
+                record.describe(),
+                migration.role_arn,
+                record.phase,
+                record.old_access_key_id
+            ),
+        )
+    } else {
+        (
+            Mode::UndoMigration,
+            Recovery::Undo,
+            format!(
+                "{} was moving Qovery to role {} and ended before any registry switched (phase {:?}): this run undoes \
+                 it (every cluster back on its static credentials and redeployed there, the role credentials it \
+                 made deleted); start the migration again afterwards",
+                record.describe(),
+                migration.role_arn,
+                record.phase
+            ),
+        )
+    };
+    let summary = format!(
+        "{}{what}.",
+        if input.dry_run {
+            "Dry run, nothing was changed. "
+        } else {
+            ""
+        }
+    );
+    tracing::info!("{summary}");
+    let mut state = read_only_state(event, input, summary, keys, preflight_at);
+    state.mode = mode;
+    state.recovery = recovery;
+    state.report.recovery = what;
+    state.holders = record.holders.clone();
+    state.clusters = record.clusters.clone();
+    state.old_access_key_id = record.old_access_key_id.clone();
+    state.report.qovery_access_key_id = record.old_access_key_id.clone();
+    state.migration = Some(migration);
+    if !state.dry_run {
+        let taken = Record {
+            execution_id: state.execution_id.clone(),
+            took_over_from: (record.execution_id != state.execution_id)
+                .then(|| record.started_by().to_string())
+                .or_else(|| record.took_over_from.clone()),
+            updated_at: timefmt::format(timefmt::now()),
+            ..record.clone()
+        };
+        let from = (ended && record.execution_id != state.execution_id)
+            .then_some(record.execution_id.as_str());
+        let claim = deps
+            .ledger
+            .claim(&taken, from)
+            .await
+            .map_err(|e| e.into_rotation_error(&ledger_context(deps)))?;
+        if let Claim::HeldBy(other) = claim {
+            return Err(RotationError::RotationInProgress(format!(
+                "Another run took the rotation lock of IAM user {} first: {}. Let it finish and start again. \
+                 {NOTHING_CHANGED}",
+                input.iam_user_name,
+                other.describe()
+            )));
+        }
+    }
+    Ok(state)
 }
 
 fn ledger_context(deps: &Deps) -> String {
@@ -518,8 +680,14 @@ async fn take_lock(
             key_secret_id: state.undo.as_ref().and_then(|u| u.key_secret_id.clone()),
             new_key_version_id: None,
             holders: state.holders.clone(),
-            clusters: Vec::new(),
+            // A migration's plan: the next run undoes or finishes it from these.
+            clusters: if state.migration.is_some() {
+                state.clusters.clone()
+            } else {
+                Vec::new()
+            },
             handover_at: None,
+            migration: state.migration.clone(),
             took_over_from: previous
                 .filter(|_| state.undo.is_some())
                 .map(|r| r.started_by().to_string()),
@@ -873,6 +1041,7 @@ async fn plan_clusters(
                     handover_status: None,
                     handover_execution_id: None,
                     handover_deployment_date: None,
+                    target_credentials: None,
                 }),
                 Decision::Skip(reason) => skipped.push(SkippedCluster {
                     id,

@@ -34,8 +34,12 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<QuarantineResult, Rotat
     let request: DeleteKeyRequest = parse_step_input("delete-key", event)?;
     let user = request.iam_user_name.as_str();
     let old = request.old_access_key_id.as_str();
-    let Some(new) = request
-        .new_access_key_id
+    // The kept side: the new key, or in a move to a role, the role.
+    let kept = match (&request.migration, &request.new_access_key_id) {
+        (Some(migration), _) => Some(migration.role_arn.clone()),
+        (None, new) => new.clone(),
+    };
+    let Some(new) = kept
         .as_deref()
         .filter(|_| request.mode == DeleteMode::QuarantineOldKey)
     else {
@@ -48,6 +52,18 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<QuarantineResult, Rotat
     let record = super::own_record(deps, user, &request.execution_id, &nothing_changed).await?;
     let keys = super::list_keys(deps, user, &nothing_changed).await?;
     let token = super::qovery_token(deps, &nothing_changed).await?;
+    let owns_old_key = record.as_ref().is_some_and(|r| r.old_access_key_id == old);
+    if let (Some(migration), true) = (&request.migration, owns_old_key) {
+        // The static credentials hold the old key: they go first, once no cluster uses them.
+        super::move_to_role::retire_static_credentials(
+            deps,
+            &token,
+            &request.organization_id,
+            migration,
+            &nothing_changed,
+        )
+        .await?;
+    }
     let all = super::survey(deps, &token, &request.organization_id, &nothing_changed).await?;
     let quarantine_seconds = request.quarantine_seconds.unwrap_or(0);
     let until = timefmt::after(timefmt::now(), quarantine_seconds);

@@ -144,6 +144,7 @@ mod tests {
             holders: Vec::new(),
             clusters: Vec::new(),
             handover_at: None,
+            migration: None,
             took_over_from: None,
             updated_at: "2026-11-29T00:00:00Z".into(),
         }

@@ -48,6 +48,13 @@ enum Mode {
     HandOver,
     /// Only read which key each holder holds (ReconcileHandOver).
     Reconcile,
+    /// A migration: make the role credentials and plan the clusters onto them
+    /// (CreateRoleEntry; `move_to_role`).
+    CreateRoleEntry,
+    /// A migration: switch the other holders to the proven role (HandOverToRole).
+    HandOverRole,
+    /// A migration: point the clusters back at their static credentials (UndoMigration).
+    UndoMigration,
 }
 
 pub async fn handle(deps: &Deps, event: Value) -> Result<Value, RotationError> {
@@ -62,7 +69,7 @@ async fn run(deps: &Deps, event: Value) -> Result<Value, RotationError> {
     let event: UpdateQoveryEvent = serde_json::from_value(event).map_err(|e| {
         RotationError::InvalidInput(format!(
             "The update-qovery step got an input it cannot read: {e}. The state machine passes \
-             {{\"mode\": \"hand_over\" or \"reconcile\", \"state\": <the rotation state>}}. Nothing was changed."
+             {{\"mode\": \"hand_over\", \"reconcile\", \"create_role_entry\", \"hand_over_role\" or \"undo_migration\", \"state\": <the rotation state>}}. Nothing was changed."
         ))
     })?;
     let state: RotationState = parse_step_input("update-qovery", event.state)?;
@@ -70,6 +77,16 @@ async fn run(deps: &Deps, event: Value) -> Result<Value, RotationError> {
         Mode::Reconcile => {
             let result = reconcile(deps, &state).await?;
             Ok(serde_json::to_value(result).expect("a reconcile result always serializes"))
+        }
+        Mode::CreateRoleEntry | Mode::HandOverRole | Mode::UndoMigration => {
+            let state = match event.mode {
+                Mode::CreateRoleEntry => {
+                    super::move_to_role::create_role_entry(deps, state).await?
+                }
+                Mode::HandOverRole => super::move_to_role::hand_over_role(deps, state).await?,
+                _ => super::move_to_role::undo_migration(deps, state).await?,
+            };
+            Ok(serde_json::to_value(state).expect("a rotation state always serializes"))
         }
         Mode::HandOver => {
             let mut state = hand_over(deps, state).await?;
@@ -475,6 +492,7 @@ async fn note_clusters_at_handover(
                 handover_status: None,
                 handover_execution_id: None,
                 handover_deployment_date: None,
+                target_credentials: None,
             }),
             Decision::Skip(reason) => state.skipped_clusters.push(SkippedCluster {
                 id: cluster.id.clone(),

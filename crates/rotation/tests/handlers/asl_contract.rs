@@ -22,7 +22,7 @@ pub(crate) const PLATFORM_ERRORS: [&str; 8] = [
 
 /// Every Task state that calls AWS or Qovery, with the function (template.yaml
 /// resource) it invokes. (CheckWave calls nothing; ReportSuccess is SNS.)
-const TASKS: [(&str, &str); 11] = [
+const TASKS: [(&str, &str); 16] = [
     ("Preflight", "PreflightFunction"),
     ("CreateKey", "CreateKeyFunction"),
     ("UpdateQovery", "UpdateQoveryFunction"),
@@ -34,6 +34,11 @@ const TASKS: [(&str, &str); 11] = [
     ("CheckStatus", "CheckStatusFunction"),
     ("QuarantineOldKey", "DeleteKeyFunction"),
     ("DeleteOldKey", "DeleteKeyFunction"),
+    ("CreateRoleEntry", "UpdateQoveryFunction"),
+    ("PointCluster", "DeployClusterFunction"),
+    ("HandOverToRole", "UpdateQoveryFunction"),
+    ("UndoMigration", "UpdateQoveryFunction"),
+    ("AbandonMigration", "DeleteKeyFunction"),
 ];
 
 /// A state by name, at any depth.
@@ -161,11 +166,15 @@ fn transient_errors_are_retried_where_they_can_happen() {
             "FinishHandOver",
             "DeployCluster",
             "CheckStatus",
-            "ReportSuccess"
+            "ReportSuccess",
+            // A migration before its point of no return: a failure undoes it.
+            "CreateRoleEntry",
+            "PointCluster",
+            "DeployClusters",
         ])
     );
     let asl = asl();
-    for name in ["DeployCluster", "CheckStatus"] {
+    for name in ["DeployCluster", "CheckStatus", "PointCluster"] {
         let catch = &state(&asl, name).unwrap()["Catch"];
         assert_eq!(catch.as_array().unwrap().len(), 1, "{name}");
         assert_eq!(catch[0]["ErrorEquals"][0], "States.ALL", "{name}");
@@ -336,6 +345,14 @@ fn choice_states_compare_the_phases_the_code_writes() {
         assert!(
             text.contains(&format!("\"StringEquals\":{written}")),
             "no Choice compares {written}"
+        );
+    }
+    use rotation::state::Mode;
+    for mode in [Mode::NothingToRotate, Mode::Migrate, Mode::UndoMigration] {
+        let written = serde_json::to_value(mode).unwrap();
+        assert!(
+            text.contains(&format!("\"StringEquals\":{written}")),
+            "no Choice compares mode {written}"
         );
     }
 }

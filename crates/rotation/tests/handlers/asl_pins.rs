@@ -175,6 +175,19 @@ fn every_catch_of_every_state_sends_its_errors_where_pinned() {
             vec![(vec!["States.ALL"], "$.failure", "ClusterFailed")],
         ),
         (
+            "PointCluster",
+            vec![(vec!["States.ALL"], "$.failure", "ClusterFailed")],
+        ),
+        // A migration that fails before its point of no return is undone.
+        (
+            "CreateRoleEntry",
+            vec![(vec!["States.ALL"], "$.migration_error", "UndoMigration")],
+        ),
+        (
+            "DeployClusters",
+            vec![(vec!["RoleNotProven"], "$.migration_error", "UndoMigration")],
+        ),
+        (
             "ReportSuccess",
             vec![(vec!["States.ALL"], "$.report_error", "Rotated")],
         ),
@@ -258,14 +271,19 @@ fn every_task_retries_exactly_what_is_pinned() {
     // idempotent and retried on lost answers; a retry dropped turns a lost answer into
     // a failed rotation, a retry added to CheckWave or ReportSuccess repeats what must
     // not be repeated. The read-only tasks are pinned too: the table names every Task.
-    let changing: [(&str, Vec<Retry>); 9] = [
+    let changing: [(&str, Vec<Retry>); 14] = [
         ("CreateKey", step_retries()),
+        ("CreateRoleEntry", step_retries()),
+        ("PointCluster", step_retries()),
+        ("HandOverToRole", step_retries()),
+        ("UndoMigration", step_retries()),
+        ("AbandonMigration", step_retries()),
+        ("QuarantineOldKey", step_retries()),
         ("UpdateQovery", hand_over_retries()),
         ("FinishHandOver", hand_over_retries()),
         ("RollbackNewKey", step_retries()),
         ("UndoPrevious", step_retries()),
         ("DeployCluster", step_retries()),
-        ("QuarantineOldKey", step_retries()),
         ("DeleteOldKey", step_retries()),
         ("ReportSuccess", vec![(vec!["States.ALL"], 5, 3, 2.0)]),
     ];

@@ -161,7 +161,6 @@ async fn the_dry_run_routes_every_holder_reports_the_trust_and_changes_nothing_t
         "delete the static credentials credentials aws-prod",
         "IAM user qovery then has no access key; this tool never deletes users",
         "No external id:",
-        "the move itself is not built yet",
     ] {
         assert!(summary.contains(part), "{part:?} not in {summary}");
     }
@@ -283,19 +282,41 @@ async fn without_a_running_cluster_nothing_could_prove_the_role() {
 }
 
 #[tokio::test]
-async fn a_migration_that_is_not_a_dry_run_changes_nothing() {
-    let world = World::new().await;
+async fn a_migration_takes_the_lock_and_records_the_plan_and_each_clusters_way_back() {
+    let world = world_with_registries().await;
     create_role(&world, "/", &trusting(QOVERY_ACCOUNT, None)).await;
     let mut input = migration_input(&world, ROLE_ARN);
     input["dry_run"] = json!(false);
-    let error = preflight::handle(&world.deps, world.preflight_event(input))
+    let state = preflight::handle(&world.deps, world.preflight_event(input))
         .await
-        .unwrap_err();
-    assert!(
-        matches!(&error, RotationError::InvalidInput(m) if m.contains("runs only with `dry_run: true`")),
-        "{error:?}"
-    );
-    assert_nothing_changed(&world).await;
+        .unwrap();
+    assert_eq!(state.mode, Mode::Migrate);
+    assert!(!state.report.summary.starts_with("Dry run"));
+    let run = state.migration.clone().unwrap();
+    assert_eq!(run.role_arn, ROLE_ARN);
+    assert_eq!(run.role_credentials, None);
+    assert_eq!(run.credentials_before, vec![CREDS.to_string()]);
+    let origins: Vec<(&str, &str)> = run
+        .cluster_origins
+        .iter()
+        .map(|o| (o.cluster_id.as_str(), o.credentials.id.as_str()))
+        .collect();
+    assert_eq!(origins, [(CLUSTER_A, CREDS), (CLUSTER_B, CREDS)]);
+    assert_eq!(run.static_credentials.len(), 1);
+    let record = world.deps.ledger.read(USER).await.unwrap().unwrap();
+    assert_eq!(record.execution_id, EXECUTION);
+    assert_eq!(record.migration, Some(run));
+    assert_eq!(record.clusters.len(), 2);
+    assert_eq!(record.new_access_key_id, None);
+    // Nothing in Qovery changed yet.
+    let writes = world
+        .fake
+        .snapshot()
+        .requests
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .count();
+    assert_eq!(writes, 0);
 }
 
 #[tokio::test]

@@ -249,9 +249,9 @@ fn which_work_ends_nothing_to_rotate_in_a_success_and_rotates_otherwise() {
     assert_eq!(asl_state("IsDryRun")["Default"], "WhichWork");
     let which = asl_state("WhichWork");
     assert_eq!(
-        which["Choices"],
-        json!([{"Variable": "$.mode", "StringEquals": Mode::NothingToRotate,
-                "Next": "NothingToRotate"}])
+        which["Choices"][0],
+        json!({"Variable": "$.mode", "StringEquals": Mode::NothingToRotate,
+                "Next": "NothingToRotate"})
     );
     assert_eq!(which["Default"], "WhatToDo");
     assert_eq!(asl_state("NothingToRotate")["Type"], "Succeed");
