@@ -24,7 +24,7 @@ MUTANTS_JOBS ?= 1
 CARGO_MUTANTS := $(CURDIR)/$(MUTANTS_ROOT)/bin/cargo-mutants
 FUNCTIONS := PreflightFunction CreateKeyFunction UpdateQoveryFunction DeployClusterFunction CheckStatusFunction DeleteKeyFunction
 
-.PHONY: tools tools-sam tools-lint tools-mutants mutants build build-debug build-host lint lint-workflows fmt-check clippy test-unit test-template test-harness test-workflow test-by-hand test demo bench package deploy deploy-ci clean
+.PHONY: tools tools-sam tools-lint tools-mutants mutants build build-debug build-host lint lint-workflows fmt-check clippy test-unit test-template test-harness test-workflow test-by-hand test demo migrate-to-role bench package deploy deploy-ci clean
 
 # The six Lambda functions' crates; the fake Qovery is only for tests, the demo and the
 # benchmark. (FUNCTIONS above are their logical ids in template.yaml.)
@@ -120,6 +120,11 @@ test-by-hand: tools tools-sam build-debug
 	QOVERY_OPENAPI_SPEC="$$($(VENV)/bin/python tools/qovery_spec.py)" $(NODE_DIR)/by-hand.sh --check-doc
 
 test: fmt-check clippy lint test-unit test-template test-harness test-workflow test-by-hand
+
+# Move Qovery to an IAM role on the deployed stack (README, "Move to an IAM role"): a dry
+# run unless RUN=1. ROLE_ARN is required; STACK defaults to qovery-key-rotator.
+migrate-to-role: tools-sam
+	ROLE_ARN="$(ROLE_ARN)" RUN="$(RUN)" STACK="$(or $(STACK),qovery-key-rotator)" tools/migrate-to-role.sh
 
 demo: tools build-debug
 	$(NODE_DIR)/demo.sh $(ARGS)

@@ -51,7 +51,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from stack import REGION, REPO, STACK_NAME, Stack, StackError, log
+from stack import ACCOUNT, REGION, REPO, STACK_NAME, Stack, StackError, log
 from worlds import registry_seed
 from template_policies import load
 
@@ -195,7 +195,7 @@ def check_doc() -> int:
         ("healthy", False, list(range(len(blocks)))),
         ("Qovery refuses the token", True, [first, dry, failed]),
     ]
-    problems = []
+    problems = check_migrate_to_role()
     for name, rejects, which in worlds:
         log(f"docs/by-hand.md check, {name}: blocks {', '.join(str(i + 1) for i in which)} of {len(blocks)}")
         script = Path(tempfile.mkdtemp()) / "by-hand.sh"
@@ -226,8 +226,37 @@ def check_doc() -> int:
             problems.append(f"{name}: a dry run that failed left a ledger item: {lock}")
     for problem in problems:
         print(f"by_hand: {problem}", file=sys.stderr)
-    print(f"docs/by-hand.md \"Run a rotation by hand\": {len(worlds) - len(problems)} passed, {len(problems)} failed")
+    print(f"docs/by-hand.md \"Run a rotation by hand\" and make migrate-to-role: {len(worlds) + 1 - len(problems)} "
+          f"passed, {len(problems)} failed")
     return 1 if problems else 0
+
+
+def check_migrate_to_role() -> list[str]:
+    """`make migrate-to-role ROLE_ARN=...` (tools/migrate-to-role.sh, a dry run) against the
+    deployed stack, with QoveryRoleName set and a role that trusts Qovery's principal."""
+    name = "move to a role (make migrate-to-role, a dry run)"
+    log(f"{name}: tools/migrate-to-role.sh")
+    code, runs, lock = session(False, str(REPO / "tools" / "migrate-to-role.sh"), role=ROLE_NAME)
+    if code != 0:
+        return [f"{name}: tools/migrate-to-role.sh failed (exit {code})"]
+    dry_runs = [e for n, e in runs.items() if n.startswith("migration-dry-run-")]
+    if [e["status"] for e in dry_runs] != ["SUCCEEDED"]:
+        return [f"{name}: expected one migration dry run, SUCCEEDED; found {[e['status'] for e in dry_runs]}"]
+    migration = json.loads(dry_runs[0]["output"])["report"].get("migration") or {}
+    problems = []
+    if migration.get("role_arn") != role_arn(ROLE_NAME) or not migration.get("holders"):
+        problems.append(f"{name}: the dry run's report.migration is {migration}")
+    if lock is not None:
+        problems.append(f"{name}: a dry run left a ledger item: {lock}")
+    return problems
+
+
+# The role of the migration check, trusting Qovery's principal (moto_trust.py).
+ROLE_NAME = "qovery-engine"
+
+
+def role_arn(name: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:role/{name}"
 
 
 def main(argv: list[str]) -> int:
@@ -242,7 +271,8 @@ def main(argv: list[str]) -> int:
     return code
 
 
-def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[str, dict], dict | None]:
+def session(qovery_rejects_token: bool, script: str | None,
+            role: str | None = None) -> tuple[int, dict[str, dict], dict | None]:
     """Brings the stack up with template.yaml deployed; runs `bash script` in the AWS CLI's
     environment (or waits for Ctrl-C). Returns its exit code, the executions after it, and
     the user's rotation record in the stack's ledger table (None: no item)."""
@@ -251,7 +281,11 @@ def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[s
     stack.extra_moto_env["QKR_MOTO_LAMBDA_ROUTES"] = str(routes)
     with stack:
         (key_id, secret), = stack.create_user(USER, 1)
-        stack.deploy(USER)
+        if role:
+            trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                              "Principal": {"AWS": "arn:aws:iam::999999999999:root"}}]}
+            stack.iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+        stack.deploy(USER, qovery_role_name=role or "")
         org, creds = str(uuid.uuid4()), str(uuid.uuid4())
         clusters = [{"id": str(uuid.uuid4()), "name": n, "credentials_id": creds} for n in CLUSTERS]
         stack.fake.seed({
@@ -269,6 +303,7 @@ def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[s
             "QoveryOrganizationId": org,
             "QoveryCredentialsId": creds,
             "ExistingQoveryTokenSecretArn": stack.token_secret_arn,
+            **({"QoveryRoleName": role} if role else {}),
         })
         # moto's CloudFormation makes the state machine without reading its definition
         # from S3, and moto keeps the state machines its engine runs apart from those
@@ -298,6 +333,7 @@ def session(qovery_rejects_token: bool, script: str | None) -> tuple[int, dict[s
             "AWS_SHARED_CREDENTIALS_FILE": str(stack.log_dir / "aws-credentials"),
             "AWS_PAGER": "",
             "STACK": STACK_NAME,
+            **({"ROLE_ARN": role_arn(role)} if role else {}),
         }
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
         (stack.log_dir / "aws-env.sh").write_text(exports)

@@ -143,6 +143,7 @@ def s70_migration_two_clusters(stack: Stack) -> str:
     assert all(c["deploy_count"] == 1 for c in fake["clusters"]), fake["clusters"]
     summary = ex.output["deleted"]["report"]["summary"]
     assert f"to role {role_arn} succeeded" in summary and entry["id"] in summary, summary
+    assert f"IAM user {w.user} has no access key left" in summary and "delete-user" in summary, summary
 
     # The schedule's next run: nothing to rotate.
     after = w.run()

@@ -361,7 +361,7 @@ async fn finish(
         kept_by.join("; "),
         describe_keys(&remaining_keys)
     );
-    let report = match (request.mode, &request.report) {
+    let mut report = match (request.mode, &request.report) {
         (DeleteMode::RetireOldKey, Some(wanted)) => Some(report::success(
             wanted,
             user,
@@ -373,6 +373,20 @@ async fn finish(
         )),
         _ => None,
     };
+    // After a move to a role, the user may hold no key at all: the operator deletes it.
+    if let (Some(report), Some(_)) = (report.as_mut(), &request.migration) {
+        report.summary.push_str(&if remaining_keys.is_empty() {
+            format!(
+                " IAM user {user} has no access key left. This tool never deletes users: once nothing else uses it, \
+                 detach its policies and run `aws iam delete-user --user-name {user}`."
+            )
+        } else {
+            format!(
+                " IAM user {user} keeps {}, which Qovery does not hold.",
+                describe_keys(&remaining_keys)
+            )
+        });
+    }
     Ok(DeleteKeyResult {
         mode: request.mode,
         deleted_access_key_id: target.to_string(),
