@@ -144,6 +144,7 @@ def s70_migration_two_clusters(stack: Stack) -> str:
     summary = ex.output["deleted"]["report"]["summary"]
     assert f"to role {role_arn} succeeded" in summary and entry["id"] in summary, summary
     assert f"IAM user {w.user} has no access key left" in summary and "delete-user" in summary, summary
+    assert "(2 redeployed on the role, 0 not running" in summary, summary
 
     # The schedule's next run: nothing to rotate.
     after = w.run()

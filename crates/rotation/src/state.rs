@@ -264,6 +264,10 @@ pub struct RotationState {
     /// Parameters read it.
     #[serde(default)]
     pub migration: Option<MigrationRun>,
+    /// What DeployClusters' waves reported (`$.deployments`, its ResultPath), carried
+    /// through a step that returns the whole state (HandOverToRole) for the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<Value>,
     /// The failure (`{Error, Cause}`) that made this run undo its migration: the
     /// execution fails with it once the undo is done.
     #[serde(default, skip_serializing_if = "Option::is_none")]

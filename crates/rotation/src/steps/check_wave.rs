@@ -133,27 +133,52 @@ pub fn handle(event: Value) -> Result<WaveOutcome, RotationError> {
         failed = failures.len(),
         "wave failed"
     );
+    // A cluster's own message speaks of a rotation's keys: a migration says what is true
+    // of it instead, from the cluster's last status.
+    let status_of = |label: &str| {
+        clusters
+            .iter()
+            .find(|c| label == format!("{} ({})", c.name, c.id))
+            .and_then(|c| c.status.clone())
+            .unwrap_or_else(|| "an unknown status".to_string())
+    };
+    let moved = || {
+        format!(
+            "Cluster {} of {wave} failed on the role ({}, last status {}); every cluster of the wave was followed \
+             to its end ({outcomes}); no cluster of a later wave was started.",
+            first.label,
+            first.error,
+            status_of(&first.label)
+        )
+    };
     match event.mode {
         Mode::Migrate => Err(RotationError::RoleNotProven(format!(
-            "{message} {} The migration is undone next: every cluster moved goes back to its static credentials, \
-             whose key was never touched, and is redeployed there.",
-            role_advice(&first.message)
+            "{} {} The migration is undone next: every cluster moved goes back to its static credentials, whose \
+             key was never touched, and is redeployed there; the registries never left the key.",
+            moved(),
+            role_advice(&status_of(&first.label), &first.error)
         ))),
         Mode::UndoMigration => Err(RotationError::FallbackFailed(format!(
-            "{message} It was being redeployed on its static credentials, after the migration failed. The static \
-             key is untouched and the lock is kept. Fix the cluster in the Qovery console, then start a new run: it \
-             finishes the undo."
+            "Cluster {} failed its redeploy on its static credentials ({}, last status {}), after the move to the \
+             role failed; the other clusters: {outcomes}. The static key and every registry are untouched and the \
+             lock is kept. Fix the cluster in the Qovery console, then start a new run: it finishes the undo.",
+            first.label,
+            first.error,
+            status_of(&first.label)
         ))),
         _ => Err(error_named(&first.error, message)),
     }
 }
 
 /// What to check when a cluster fails on the role.
-fn role_advice(failure: &str) -> &'static str {
-    if failure.contains("INVALID_CREDENTIALS") {
+fn role_advice(status: &str, error: &str) -> &'static str {
+    if status == "INVALID_CREDENTIALS" {
         "Qovery could not use the role's credentials: check that the role's trust policy lets Qovery's principal \
          assume it and requires no external id Qovery does not send (the dry run's report.migration.trust_lines show \
          what it allows)."
+    } else if error == "ClusterDeployTimedOut" {
+        "It did not reach DEPLOYED in time: check the cluster in the Qovery console (raise deploy_timeout_seconds if \
+         deployments are slow)."
     } else {
         "The cluster failed on the role: check the role's permissions against Qovery's CloudFormation template, and \
          the cluster's deployment logs in the Qovery console."
@@ -264,12 +289,22 @@ mod tests {
 
     #[test]
     fn a_migration_failure_is_role_not_proven_and_an_undo_failure_fallback_failed() {
-        let cause = json!({"errorType": "ClusterDeployFailed", "errorMessage": "Cluster a ended INVALID_CREDENTIALS"})
+        let cause = json!({"errorType": "ClusterDeployFailed", "errorMessage": "Qovery now holds the new key"})
             .to_string();
-        let wave = json!([failed("a", "ClusterDeployFailed", &cause)]);
+        let mut one = failed("a", "ClusterDeployFailed", &cause);
+        one["status"] = json!("INVALID_CREDENTIALS");
+        let wave = json!([one]);
         let error = handle(json!({"wave": wave, "wave_number": 0, "mode": "migrate"})).unwrap_err();
         assert_eq!(error.name(), "RoleNotProven");
-        assert!(error.message().contains("trust policy") && error.message().contains("undone"));
+        let message = error.message();
+        assert!(
+            message.contains("last status INVALID_CREDENTIALS") && message.contains("trust policy"),
+            "{message}"
+        );
+        assert!(
+            message.contains("undone") && !message.contains("new key"),
+            "{message}"
+        );
         let error =
             handle(json!({"wave": wave, "wave_number": 0, "mode": "undo_migration"})).unwrap_err();
         assert_eq!(error.name(), "FallbackFailed");

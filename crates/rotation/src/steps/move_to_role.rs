@@ -325,7 +325,11 @@ pub async fn undo_migration(
         migration.role_arn, state.old_access_key_id
     );
     let record = locked_record(deps, &state, &context).await?;
-    if record.handover_at.is_some() {
+    let switching = !matches!(
+        record.phase,
+        LedgerPhase::Planned | LedgerPhase::MovingClusters | LedgerPhase::UndoingMigration
+    );
+    if record.handover_at.is_some() || switching {
         return Err(RotationError::PreconditionFailed(format!(
             "The migration to role {} switched holders to the role already: it is never undone, only finished. \
              Start a new run: it finishes it.",

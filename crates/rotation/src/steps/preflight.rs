@@ -228,6 +228,7 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
         mode: Mode::Rotate,
         migration: None,
         migration_error: None,
+        deployments: Vec::new(),
         undo: None,
         old_access_key_id: qovery_key.clone(),
         report: PreflightReport {
@@ -348,6 +349,7 @@ fn read_only_state(
         mode: Mode::Rotate,
         migration: None,
         migration_error: None,
+        deployments: Vec::new(),
         undo: None,
         old_access_key_id: String::new(),
         report: PreflightReport {
@@ -519,6 +521,16 @@ async fn resume_migration(
             input.iam_user_name,
             record.describe(),
             migration.role_arn,
+            migration.role_arn
+        )));
+    }
+    if input.audit {
+        return Err(RotationError::RotationUnfinished(format!(
+            "Audit of IAM user {}: the last run, {}, was moving Qovery to role {} and ended without finishing. The \
+             next run finishes it (after the registries switched) or undoes it (before). Read why that run failed, \
+             fix the cause, and start a run (or let the schedule start one). The audit changed nothing.",
+            input.iam_user_name,
+            record.describe(),
             migration.role_arn
         )));
     }
