@@ -225,6 +225,41 @@ def billing_counts(ex: Execution) -> str:
     )
 
 
+def seed_organization(stack: Stack, args: argparse.Namespace, key: tuple[str, str], other_key: tuple[str, str],
+                      helm: bool = False) -> tuple[str, str, dict[str, str], list[dict]]:
+    """Seeds the fake Qovery: credentials aws-production holding `key`, used by the
+    clusters; unless --no-registries, each cluster's mirroring registry holding `key`,
+    a registry holding `other_key` and, with helm, a helm repository holding `key`.
+    Returns the organization id, the credentials id, cluster id -> name and the
+    container registries."""
+    org, creds = str(uuid.uuid4()), str(uuid.uuid4())
+    names = {}
+    clusters = []
+    for i in range(args.clusters):
+        cid = str(uuid.uuid4())
+        names[cid] = CLUSTER_NAMES[i]
+        seed: dict[str, Any] = {"id": cid, "name": CLUSTER_NAMES[i], "credentials_id": creds, "stale_polls": args.stale_polls}
+        if args.fail_cluster and i == args.clusters - 1:
+            seed["outcome"] = args.fail_cluster
+        clusters.append(seed)
+    registries = [] if args.no_registries else [
+        # Qovery gives every AWS cluster a mirroring registry, holding the cluster's key.
+        *(registry_seed("container", "key", f"{c['name']}-mirror", key, cluster_id=c["id"]) for c in clusters),
+        registry_seed("container", "other", "ci-images", other_key),
+    ]
+    world: dict[str, Any] = {
+        "token": stack.token,
+        "organization_id": org,
+        "credentials": [{"id": creds, "name": "aws-production", "access_key_id": key[0], "secret_access_key": key[1]}],
+        "clusters": clusters,
+        "container_registries": registries,
+    }
+    if helm and not args.no_registries:
+        world["helm_repositories"] = [registry_seed("helm", "key", "charts", key)]
+    stack.fake.seed(world)
+    return org, creds, names, registries
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     t0 = time.monotonic()
@@ -233,30 +268,7 @@ def main(argv: list[str]) -> int:
         (old_id, old_secret), = stack.create_user(USER, 1)
         stack.deploy(USER)  # the functions' policies: the template's, for IamUserName=USER
         other_key = stack.create_user(OTHER_USER, 1)[0]
-        org, creds = str(uuid.uuid4()), str(uuid.uuid4())
-        names = {}
-        clusters = []
-        for i in range(args.clusters):
-            cid = str(uuid.uuid4())
-            names[cid] = CLUSTER_NAMES[i]
-            seed: dict[str, Any] = {"id": cid, "name": CLUSTER_NAMES[i], "credentials_id": creds, "stale_polls": args.stale_polls}
-            if args.fail_cluster and i == args.clusters - 1:
-                seed["outcome"] = args.fail_cluster
-            clusters.append(seed)
-        registries = [] if args.no_registries else [
-            # Qovery gives every AWS cluster a mirroring registry, holding the cluster's key.
-            *(registry_seed("container", "key", f"{c['name']}-mirror", (old_id, old_secret), cluster_id=c["id"]) for c in clusters),
-            registry_seed("container", "other", "ci-images", other_key),
-        ]
-        stack.fake.seed(
-            {
-                "token": stack.token,
-                "organization_id": org,
-                "credentials": [{"id": creds, "name": "aws-production", "access_key_id": old_id, "secret_access_key": old_secret}],
-                "clusters": clusters,
-                "container_registries": registries,
-            }
-        )
+        org, creds, names, registries = seed_organization(stack, args, (old_id, old_secret), other_key)
         before = snapshot(stack)
         input = {
             "iam_user_name": USER,
@@ -282,7 +294,7 @@ def main(argv: list[str]) -> int:
         ex = stack.run(input, on_event=Progress(stack, names), wait_ms=wait_ms)
         after = snapshot(stack)
 
-        secrets = [stack.token, old_secret, other_key[1]]
+        secrets = [stack.token, old_secret, other_key[1], stack.qovery_principal["secret_access_key"]]
         secrets += [h.secret for s in (before, after) for h in s["holders"].values() if h.secret]
         left = stack.key_secrets(USER)
         for v in left:
