@@ -347,14 +347,14 @@ pub async fn undo_migration(
     let token = super::qovery_token(deps, &context).await?;
     let mut redeploy = Vec::new();
     for origin in &migration.cluster_origins {
-        let info = qovery::cloud_provider_info(
-            &deps.qovery,
+        let info = pointed_at(
+            deps,
             &token,
             &state.organization_id,
             &origin.cluster_id,
+            &context,
         )
-        .await
-        .map_err(|e| e.into_rotation_error(&context))?;
+        .await?;
         if info.credentials.is(&origin.credentials) {
             continue;
         }
@@ -405,6 +405,19 @@ pub async fn undo_migration(
     Ok(state)
 }
 
+/// The credentials a cluster deploys with now.
+async fn pointed_at(
+    deps: &Deps,
+    token: &Secret,
+    organization_id: &str,
+    cluster_id: &str,
+    context: &str,
+) -> Result<qovery::CloudProviderInfo, RotationError> {
+    qovery::cloud_provider_info(&deps.qovery, token, organization_id, cluster_id)
+        .await
+        .map_err(|e| e.into_rotation_error(context))
+}
+
 /// Role credentials this migration made or recorded.
 fn is_migration_entry(entry: &CredentialsRef, migration: &MigrationRun) -> bool {
     migration
@@ -452,14 +465,14 @@ pub async fn abandon_migration(deps: &Deps, event: Value) -> Result<Abandoned, R
     let record = super::own_record(deps, user, &event.execution_id, &context).await?;
     let token = super::qovery_token(deps, &context).await?;
     for origin in &migration.cluster_origins {
-        let info = qovery::cloud_provider_info(
-            &deps.qovery,
+        let info = pointed_at(
+            deps,
             &token,
             &state.organization_id,
             &origin.cluster_id,
+            &context,
         )
-        .await
-        .map_err(|e| e.into_rotation_error(&context))?;
+        .await?;
         if !info.credentials.is(&origin.credentials) {
             return Err(RotationError::UnsafeDelete(format!(
                 "Cluster {} ({}) still points at credentials {} ({}), not its static credentials {}: the role \
