@@ -512,7 +512,8 @@ async fn hand_over_to_role_switches_registries_points_stopped_clusters_and_recor
         ]
     );
 
-    // WHEN it runs again with the same input
+    // WHEN it runs again with the same input, a second later (a retry)
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let again = step(&world, "HandOverToRole", &input).await.unwrap();
 
     // THEN nothing more is sent, and the hand-over keeps its time
@@ -622,7 +623,12 @@ async fn the_quarantine_of_a_migration_is_refused_while_a_cluster_uses_the_stati
 
     // THEN it is refused: nothing deleted, the key still on
     assert_eq!(name, "UnsafeDelete", "{message}");
-    assert!(message.contains("aws-prod"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "The static credentials aws-prod ({CREDS}) hold the old key and cannot be deleted yet"
+        )) && message.contains("staging"),
+        "{message}"
+    );
     assert_eq!(world.calls("deleteAWSCredentials"), 0);
     assert_eq!(world.held_by(CREDS).0, world.old_key);
     assert_eq!(
