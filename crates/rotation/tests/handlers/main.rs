@@ -8,6 +8,7 @@ mod asl_contract;
 mod asl_pins;
 mod holders;
 mod migration;
+mod move_to_role;
 mod nothing_to_rotate;
 mod operations;
 mod quarantine;
