@@ -336,8 +336,7 @@ pub async fn undo_migration(
             migration.role_arn
         )));
     }
-    // Fix (migration tests, `a_role_not_proven_is_undone_and_abandon_removes_the_role_credentials_it_made`):
-    // an earlier attempt of the undo (a retry after a lost answer, or an ended run's undo
+    // An earlier attempt of the undo (a retry after a lost answer, or an ended run's undo
     // that the next run resumes) may have pointed clusters back without their redeploy.
     // Such a cluster cannot be told from one that never moved, so each running one is
     // redeployed on its static credentials; otherwise it stayed as its deploy on the role
