@@ -48,6 +48,21 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
             return Ok(cluster);
         }
         (StateClass::Failed, true) | (StateClass::Idle, true) => {
+            if let Some(role) = &cluster.target_credentials {
+                // A migration: the cluster ran on the role; its static credentials keep the key.
+                return Err(RotationError::ClusterDeployFailed(format!(
+                    "Cluster {} ended in {} after its redeploy on role credentials {} ({}){}.",
+                    cluster.label(),
+                    status.status.as_str(),
+                    role.name,
+                    role.id,
+                    if status.status.as_str() == "INVALID_CREDENTIALS" {
+                        ": Qovery could not assume the role"
+                    } else {
+                        ""
+                    }
+                )));
+            }
             return Err(RotationError::ClusterDeployFailed(format!(
                 "Cluster {} ended in {} after the redeploy with the new credentials. No further cluster is \
                  started (the others of its wave are followed to their end). {} Look at the cluster's deployment logs in the \
@@ -113,6 +128,12 @@ pub(crate) fn is_new_deployment(cluster: &ClusterDeployment, status: &ClusterSta
 
 /// Which keys are live while clusters redeploy, for every message of this stage.
 pub(crate) fn keys_context(cluster: &ClusterDeployment) -> String {
+    if let Some(role) = &cluster.target_credentials {
+        return format!(
+            "The cluster points at role credentials {} ({}); its static credentials still hold the working key.",
+            role.name, role.id
+        );
+    }
     let new = cluster
         .new_access_key_id
         .as_deref()
@@ -129,6 +150,16 @@ pub(crate) fn keys_context(cluster: &ClusterDeployment) -> String {
 }
 
 pub(crate) fn timed_out(cluster: &ClusterDeployment, doing: &str) -> RotationError {
+    if cluster.target_credentials.is_some() {
+        return RotationError::ClusterDeployTimedOut(format!(
+            "Cluster {} is still {} after {} s {doing} on the role (deadline {}). {}",
+            cluster.label(),
+            cluster.status.as_deref().unwrap_or("in an unknown state"),
+            cluster.deploy_timeout_seconds,
+            cluster.deadline.as_deref().unwrap_or("unknown"),
+            keys_context(cluster)
+        ));
+    }
     RotationError::ClusterDeployTimedOut(format!(
         "Cluster {} is still {} after {} s {doing} (deadline {}). No further cluster is started (the others of its \
          wave are followed to their end). {} Check the cluster in the Qovery console (raise deploy_timeout_seconds if \

@@ -133,46 +133,26 @@ pub fn handle(event: Value) -> Result<WaveOutcome, RotationError> {
         failed = failures.len(),
         "wave failed"
     );
-    // A cluster's own message speaks of a rotation's keys: a migration says what is true
-    // of it instead, from the cluster's last status.
-    let status_of = |label: &str| {
-        clusters
-            .iter()
-            .find(|c| label == format!("{} ({})", c.name, c.id))
-            .and_then(|c| c.status.clone())
-            .unwrap_or_else(|| "an unknown status".to_string())
-    };
-    let moved = || {
-        format!(
-            "Cluster {} of {wave} failed on the role ({}, last status {}); every cluster of the wave was followed \
-             to its end ({outcomes}); no cluster of a later wave was started.",
-            first.label,
-            first.error,
-            status_of(&first.label)
-        )
-    };
     match event.mode {
+        // The cluster's own message says what happened on the role (check_status).
         Mode::Migrate => Err(RotationError::RoleNotProven(format!(
-            "{} {} The migration is undone next: every cluster moved goes back to its static credentials, whose \
-             key was never touched, and is redeployed there; the registries never left the key.",
-            moved(),
-            role_advice(&status_of(&first.label), &first.error)
+            "{message} {} The migration is undone next: every cluster moved goes back to its static credentials, \
+             whose key was never touched, and is redeployed there; the registries never left the key.",
+            role_advice(&first.message, &first.error)
         ))),
         Mode::UndoMigration => Err(RotationError::FallbackFailed(format!(
-            "Cluster {} failed its redeploy on its static credentials ({}, last status {}), after the move to the \
-             role failed; the other clusters: {outcomes}. The static key and every registry are untouched and the \
-             lock is kept. Fix the cluster in the Qovery console, then start a new run: it finishes the undo.",
-            first.label,
-            first.error,
-            status_of(&first.label)
+            "Cluster {} failed its redeploy on its static credentials ({}), after the move to the role failed; the \
+             clusters: {outcomes}. The static key and every registry are untouched and the lock is kept. Fix the \
+             cluster in the Qovery console, then start a new run: it finishes the undo.",
+            first.label, first.error
         ))),
         _ => Err(error_named(&first.error, message)),
     }
 }
 
 /// What to check when a cluster fails on the role.
-fn role_advice(status: &str, error: &str) -> &'static str {
-    if status == "INVALID_CREDENTIALS" {
+fn role_advice(failure: &str, error: &str) -> &'static str {
+    if failure.contains("INVALID_CREDENTIALS") {
         "Qovery could not use the role's credentials: check that the role's trust policy lets Qovery's principal \
          assume it and requires no external id Qovery does not send (the dry run's report.migration.trust_lines show \
          what it allows)."
@@ -289,16 +269,15 @@ mod tests {
 
     #[test]
     fn a_migration_failure_is_role_not_proven_and_an_undo_failure_fallback_failed() {
-        let cause = json!({"errorType": "ClusterDeployFailed", "errorMessage": "Qovery now holds the new key"})
+        let cause = json!({"errorType": "ClusterDeployFailed",
+                           "errorMessage": "Cluster a ended in INVALID_CREDENTIALS after its redeploy on role credentials r (1)"})
             .to_string();
-        let mut one = failed("a", "ClusterDeployFailed", &cause);
-        one["status"] = json!("INVALID_CREDENTIALS");
-        let wave = json!([one]);
+        let wave = json!([failed("a", "ClusterDeployFailed", &cause)]);
         let error = handle(json!({"wave": wave, "wave_number": 0, "mode": "migrate"})).unwrap_err();
         assert_eq!(error.name(), "RoleNotProven");
         let message = error.message();
         assert!(
-            message.contains("last status INVALID_CREDENTIALS") && message.contains("trust policy"),
+            message.contains("ended in INVALID_CREDENTIALS") && message.contains("trust policy"),
             "{message}"
         );
         assert!(
