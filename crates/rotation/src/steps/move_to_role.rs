@@ -246,7 +246,13 @@ pub async fn hand_over_role(
             &migration.role_arn,
         )
         .await
-        .map_err(|e| RotationError::HandOverIncomplete(format!("{} {context}", e.describe())))?;
+        .map_err(|e| match e.kind {
+            // A refusal is final: the next run finishes. An outage is retried by the ASL.
+            QoveryErrorKind::Rejected => {
+                RotationError::HandOverIncomplete(format!("{} {context}", e.describe()))
+            }
+            _ => e.into_rotation_error(&context),
+        })?;
         if holding != Holding::Role(migration.role_arn.clone()) {
             return Err(RotationError::HandOverIncomplete(format!(
                 "Qovery answered the switch of {} to role {} with {holding:?}. {context}",
