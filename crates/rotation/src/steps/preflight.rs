@@ -155,7 +155,17 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<RotationState, Rotation
                 .filter(|k| Some(&k.access_key_id) != undo_key.as_ref())
                 .cloned()
                 .collect();
-            let key = key_to_rotate(&input, &all, &kept)?;
+            let key = match key_to_rotate(&input, &all, &kept) {
+                Ok(key) => key,
+                // Two runs started together: the other may have taken the lock and made
+                // its new key while this one read the keys. Say so, not "two keys".
+                Err(refusal) if record.is_none() => {
+                    return Err(lock_taken_meanwhile(deps, user, me)
+                        .await
+                        .unwrap_or(refusal))
+                }
+                Err(refusal) => return Err(refusal),
+            };
             let holding = holders_of(&all, &key)?;
             (key, holding)
         }
@@ -660,6 +670,25 @@ async fn ended_owner(deps: &Deps, record: &Record) -> Result<String, RotationErr
             e.operation,
             e.message
         ))),
+    }
+}
+
+/// A run that saw no lock at its start and is refused since: if another execution took
+/// the lock meanwhile and still runs, that is the reason (`RotationInProgress`).
+async fn lock_taken_meanwhile(deps: &Deps, user: &str, me: &str) -> Option<RotationError> {
+    let record = deps.ledger.read(user).await.ok()??;
+    if record.execution_id == me {
+        return None;
+    }
+    match step_functions::execution_state(&deps.sfn, &record.execution_id).await {
+        Ok(ExecutionState::Running) => Some(RotationError::RotationInProgress(format!(
+            "IAM user {user} is being rotated by {}, which took the rotation lock in table {} while this run was \
+             checking the user's keys (the second key IAM lists is likely its new one). Let it finish and start \
+             again. {NOTHING_CHANGED}",
+            record.describe(),
+            deps.ledger.table()
+        ))),
+        _ => None,
     }
 }
 

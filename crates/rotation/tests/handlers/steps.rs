@@ -522,6 +522,47 @@ async fn two_executions_preflighting_at_the_same_moment_take_the_lock_once() {
 }
 
 #[tokio::test]
+async fn a_run_that_finds_the_winners_new_key_says_rotation_in_progress_not_two_keys() {
+    // GIVEN two runs started together: this one saw no lock, and while it asked Qovery,
+    // the other took the lock and created its new key
+    let world = World::new().await;
+    let (winner, loser) = (
+        world.running_execution().await,
+        world.running_execution().await,
+    );
+    let mut survey = world.fake.hold("listOrganizationCredentials", 0);
+    let meanwhile = async {
+        tokio::time::timeout(std::time::Duration::from_secs(60), survey.reached())
+            .await
+            .expect("preflight asked Qovery");
+        preflight::handle(
+            &world.deps,
+            world.preflight_event_for(&winner, world.input()),
+        )
+        .await
+        .expect("the winner takes the lock");
+        world.key_made_by_someone_else().await;
+        survey.release();
+    };
+    // WHEN the loser goes on
+    let (result, ()) = tokio::join!(
+        preflight::handle(
+            &world.deps,
+            world.preflight_event_for(&loser, world.input())
+        ),
+        meanwhile
+    );
+    // THEN it names the winner, not the user's two keys, and changed nothing
+    let (name, message) = failure(result);
+    assert_eq!(name, "RotationInProgress", "{message}");
+    assert!(
+        message.contains(&winner) && message.contains("while this run was"),
+        "{message}"
+    );
+    assert_eq!(world.lock_holder().await, winner);
+}
+
+#[tokio::test]
 async fn preflight_names_a_missing_token_secret_as_an_aws_rejection() {
     let mut world = World::new().await;
     world.deps.settings.qovery_token_secret_id = "does/not/exist".into();
