@@ -567,6 +567,134 @@ async fn a_holder_that_cannot_move_to_the_role_stops_the_hand_over_and_the_lock_
     );
 }
 
+#[tokio::test]
+async fn a_registry_qovery_refuses_to_switch_stops_the_hand_over_which_only_goes_forward() {
+    // GIVEN every running cluster DEPLOYED on the role; Qovery refuses the registry's PUT
+    let world = world().await;
+    let state = planned(&world).await;
+    let created = create_role_entry(&world, &state).await;
+    let input = deploy_clusters(&world, &value(&created)).await.unwrap();
+    world
+        .fake
+        .inject_fault(Fault::new("editContainerRegistry", 400, 1));
+
+    // WHEN HandOverToRole runs
+    let (name, message) = failure(step(&world, "HandOverToRole", &input).await);
+
+    // THEN the refusal is HandOverIncomplete (never retried, never undone: the next run
+    // finishes), naming the registry; the key stays
+    assert_eq!(name, "HandOverIncomplete", "{message}");
+    assert!(message.contains("containerRegistry"), "{message}");
+    let record = record(&world).await.unwrap();
+    assert_eq!(record.phase, LedgerPhase::SwitchingHolders);
+    assert_eq!(record.handover_at, None);
+    assert_eq!(
+        world.key_status(&world.old_key).await.as_deref(),
+        Some("Active")
+    );
+    // ... and from the switch on, even before a hand-over time, it is never undone
+    let (name, message) = failure(step(&world, "UndoMigration", &input).await);
+    assert_eq!(name, "PreconditionFailed", "{message}");
+    assert!(message.contains("never undone"), "{message}");
+}
+
+#[tokio::test]
+async fn a_cluster_added_to_the_static_credentials_since_preflight_stops_the_hand_over() {
+    // GIVEN a planned migration; then a new cluster is set up on the static credentials
+    let world = world().await;
+    let state = planned(&world).await;
+    world.reseed(|seed| {
+        seed.clusters
+            .push(SeedCluster::new(CLUSTER_D, "late", CREDS));
+    });
+    let created = create_role_entry(&world, &state).await;
+    let input = deploy_clusters(&world, &value(&created)).await.unwrap();
+
+    // WHEN HandOverToRole runs
+    let (name, message) = failure(step(&world, "HandOverToRole", &input).await);
+
+    // THEN the static credentials, still used by that cluster, stop it: they would be
+    // deleted with the key under a running cluster
+    assert_eq!(name, "HandOverIncomplete", "{message}");
+    assert!(message.contains("credentials aws-prod"), "{message}");
+    assert_eq!(record(&world).await.unwrap().handover_at, None);
+}
+
+#[tokio::test]
+async fn an_undo_never_moves_a_cluster_someone_pointed_at_other_credentials() {
+    // GIVEN a second static entry in the organization; the canary failed on the role,
+    // then someone pointed it at that other entry
+    let mut options = options();
+    options
+        .credentials
+        .push(Entry::new(CREDS_OTHER, "aws-other", Holds::Key(OTHER_KEY)));
+    let world = world_with(options).await;
+    let created = create_role_entry(&world, &planned(&world).await).await;
+    world.fake.set_role_deploys(RoleDeploys::Fail);
+    let error = deploy_clusters(&world, &value(&created)).await.unwrap_err();
+    let failed = with_caught_error("DeployClusters", "UndoMigration", &value(&created), error);
+    point(&world, CLUSTER_A, CREDS_OTHER, "aws-other").await;
+
+    // WHEN UndoMigration runs
+    let (name, message) = failure(step(&world, "UndoMigration", &failed).await);
+
+    // THEN it refuses: it moves back only clusters on this migration's role credentials
+    assert_eq!(name, "PreconditionFailed", "{message}");
+    assert!(message.contains("someone moved it"), "{message}");
+    assert_eq!(on(&world, CLUSTER_A), CREDS_OTHER);
+}
+
+#[tokio::test]
+async fn a_delete_qovery_refuses_or_cannot_answer_keeps_the_role_credentials_and_the_lock() {
+    // GIVEN an undone migration (the canary back on its static credentials)
+    let world = world().await;
+    let created = create_role_entry(&world, &planned(&world).await).await;
+    world.fake.set_role_deploys(RoleDeploys::Fail);
+    let error = deploy_clusters(&world, &value(&created)).await.unwrap_err();
+    let failed = with_caught_error("DeployClusters", "UndoMigration", &value(&created), error);
+    let undone = step(&world, "UndoMigration", &failed).await.unwrap();
+    world.fake.set_role_deploys(RoleDeploys::Succeed);
+    let redeployed = deploy_clusters(&world, &value(&undone)).await.unwrap();
+
+    // WHEN Qovery cannot answer the DELETE, then refuses it
+    world
+        .fake
+        .inject_fault(Fault::new("deleteAWSCredentials", 503, 1));
+    let (unavailable, _) = failure(abandon(&world, &redeployed).await);
+    world
+        .fake
+        .inject_fault(Fault::new("deleteAWSCredentials", 400, 1));
+    let (refused, message) = failure(abandon(&world, &redeployed).await);
+
+    // THEN an outage stays retryable, a refusal is UnsafeDelete; the role credentials
+    // and the lock stay either way
+    assert_eq!(unavailable, "QoveryUnavailable");
+    assert_eq!(refused, "UnsafeDelete", "{message}");
+    assert_eq!(role_entries(&world).len(), 1);
+    assert_eq!(record(&world).await.unwrap().execution_id, EXECUTION);
+}
+
+#[tokio::test]
+async fn a_quarantine_whose_delete_qovery_cannot_answer_is_retried_and_switches_nothing_off() {
+    // GIVEN the hand-over to the role done
+    let world = world().await;
+    let mut state = handed_over_to_role(&world).await;
+    state.quarantine_seconds = 3600;
+    world
+        .fake
+        .inject_fault(Fault::new("deleteAWSCredentials", 503, 1));
+
+    // WHEN QuarantineOldKey runs and Qovery answers 503 to the static credentials' DELETE
+    let (name, message) = failure(quarantine(&world, &state).await);
+
+    // THEN it is an outage (the ASL retries it), and the key is still on
+    assert_eq!(name, "QoveryUnavailable", "{message}");
+    assert_eq!(
+        world.key_status(&world.old_key).await.as_deref(),
+        Some("Active")
+    );
+}
+
 // ---- the quarantine and DeleteOldKey of a migration ----
 
 #[tokio::test]
