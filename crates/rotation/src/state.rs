@@ -72,6 +72,16 @@ pub struct ClusterPlan {
     pub target_credentials: Option<CredentialsRef>,
 }
 
+impl ClusterPlan {
+    /// Notes `status` as the cluster's deployment at the hand-over: a deployment with
+    /// another execution id (or date) started after it.
+    pub fn note_handover(&mut self, status: crate::qovery::ClusterStatus) {
+        self.handover_status = Some(status.status.as_str().to_string());
+        self.handover_execution_id = status.last_execution_id;
+        self.handover_deployment_date = status.last_deployment_date;
+    }
+}
+
 /// A cluster that uses the key but is not redeployed, because its infrastructure is not
 /// installed or not running (see `clusters::decide`). It picks up the new credentials
 /// when it is next started or deployed.

@@ -45,7 +45,13 @@ async fn run(deps: &Deps, event: Value) -> Result<RotationState, RotationError> 
     let secret_name = deps.settings.key_secret_name(&user, &state.execution_id);
     let version_id = version_id_for(&state.execution_id);
 
-    let mut record = own_record(deps, &state, &old_only).await?;
+    let mut record = super::locked_record(
+        deps,
+        &user,
+        &state.execution_id,
+        &format!("No key was created. {old_only}"),
+    )
+    .await?;
     let keys = super::list_keys(deps, &user, &old_only).await?;
 
     // A retry of this step in the same execution: the first call stored the key.
@@ -153,25 +159,6 @@ async fn run(deps: &Deps, event: Value) -> Result<RotationState, RotationError> 
             )))
         }
     }
-}
-
-/// The user's record: preflight took the lock for this execution.
-async fn own_record(
-    deps: &Deps,
-    state: &RotationState,
-    context: &str,
-) -> Result<Record, RotationError> {
-    super::own_record(deps, &state.iam_user_name, &state.execution_id, context)
-        .await?
-        .ok_or_else(|| {
-            RotationError::RotationInProgress(format!(
-                "This execution {} does not hold the rotation lock of IAM user {}: table {} has no record of it. \
-                 No key was created. {context}",
-                state.execution_id,
-                state.iam_user_name,
-                deps.ledger.table()
-            ))
-        })
 }
 
 async fn write(deps: &Deps, record: Record, context: &str) -> Result<Record, RotationError> {

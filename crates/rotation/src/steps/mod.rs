@@ -23,6 +23,7 @@ use crate::config::Deps;
 use crate::error::RotationError;
 use crate::ledger::Record;
 use crate::qovery::holders::{self, Holder};
+use crate::qovery::ClusterStatus;
 use crate::secret::Secret;
 use crate::secrets_manager;
 
@@ -99,6 +100,49 @@ pub(crate) async fn own_record(
             r.describe()
         ))),
         other => Ok(other),
+    }
+}
+
+/// The user's record, which must exist and be `execution_id`'s own: preflight took the
+/// lock for this execution, so a missing record means it no longer owns the rotation.
+pub(crate) async fn locked_record(
+    deps: &Deps,
+    user: &str,
+    execution_id: &str,
+    context: &str,
+) -> Result<Record, RotationError> {
+    own_record(deps, user, execution_id, context)
+        .await?
+        .ok_or_else(|| {
+            RotationError::RotationInProgress(format!(
+                "This execution {execution_id} does not hold the rotation lock of IAM user {user}: table {} has no \
+                 record of it.",
+                deps.ledger.table()
+            ))
+            .with_context(context)
+        })
+}
+
+/// A cluster's status, from the organization's list when it names the cluster, else
+/// asked for that cluster alone (the list can miss one).
+pub(crate) async fn status_of(
+    deps: &Deps,
+    token: &Secret,
+    organization_id: &str,
+    statuses: &[ClusterStatus],
+    cluster_id: &str,
+    context: &str,
+) -> Result<ClusterStatus, RotationError> {
+    match statuses
+        .iter()
+        .find(|s| s.cluster_id.eq_ignore_ascii_case(cluster_id))
+    {
+        Some(status) => Ok(status.clone()),
+        None => deps
+            .qovery
+            .cluster_status(token, organization_id, cluster_id)
+            .await
+            .map_err(|e| e.into_rotation_error(context)),
     }
 }
 

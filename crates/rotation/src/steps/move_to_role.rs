@@ -50,14 +50,7 @@ async fn locked_record(
     state: &RotationState,
     context: &str,
 ) -> Result<Record, RotationError> {
-    super::own_record(deps, &state.iam_user_name, &state.execution_id, context)
-        .await?
-        .ok_or_else(|| {
-            RotationError::RotationInProgress(format!(
-                "IAM user {}'s rotation lock is gone: this execution no longer owns the migration. {context}",
-                state.iam_user_name
-            ))
-        })
+    super::locked_record(deps, &state.iam_user_name, &state.execution_id, context).await
 }
 
 async fn write(
@@ -404,16 +397,21 @@ pub async fn undo_migration(
         .iter()
         .filter(|c| redeploy.contains(&c.id.to_ascii_lowercase()))
     {
-        let now = statuses
-            .iter()
-            .find(|s| s.cluster_id.eq_ignore_ascii_case(&plan.id));
-        plans.push(ClusterPlan {
+        let status = super::status_of(
+            deps,
+            &token,
+            &state.organization_id,
+            &statuses,
+            &plan.id,
+            &context,
+        )
+        .await?;
+        let mut back = ClusterPlan {
             target_credentials: None,
-            handover_status: now.map(|s| s.status.as_str().to_string()),
-            handover_execution_id: now.and_then(|s| s.last_execution_id.clone()),
-            handover_deployment_date: now.and_then(|s| s.last_deployment_date.clone()),
             ..plan.clone()
-        });
+        };
+        back.note_handover(status);
+        plans.push(back);
     }
     state.mode = Mode::UndoMigration;
     state.deploy_waves = clusters::waves(&plans, state.deploy_concurrency);

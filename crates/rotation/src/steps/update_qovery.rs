@@ -464,24 +464,19 @@ async fn note_clusters_at_handover(
         .organization_cluster_statuses(token, &state.organization_id)
         .await
         .map_err(|e| e.into_rotation_error(context))?;
-    let status_of = |id: &str| {
-        statuses
-            .iter()
-            .find(|s| s.cluster_id.eq_ignore_ascii_case(id))
-            .cloned()
-    };
     for (holder, cluster) in added_clusters {
         if state.clusters.iter().any(|p| p.id == cluster.id) {
             continue; // named by two added holders
         }
-        let status = match status_of(&cluster.id) {
-            Some(status) => status,
-            None => deps
-                .qovery
-                .cluster_status(token, &state.organization_id, &cluster.id)
-                .await
-                .map_err(|e| e.into_rotation_error(context))?,
-        };
+        let status = super::status_of(
+            deps,
+            token,
+            &state.organization_id,
+            &statuses,
+            &cluster.id,
+            context,
+        )
+        .await?;
         tracing::info!(cluster_id = %cluster.id, holder = %holder.label(), "a cluster of a holder added since preflight");
         match clusters::decide(&status) {
             Decision::Redeploy => state.clusters.push(ClusterPlan {
@@ -509,17 +504,16 @@ async fn note_clusters_at_handover(
         if !handover_now && plan.handover_status.is_some() {
             continue;
         }
-        let status = match status_of(&plan.id) {
-            Some(status) => status,
-            None => deps
-                .qovery
-                .cluster_status(token, &state.organization_id, &plan.id)
-                .await
-                .map_err(|e| e.into_rotation_error(context))?,
-        };
-        plan.handover_status = Some(status.status.as_str().to_string());
-        plan.handover_execution_id = status.last_execution_id;
-        plan.handover_deployment_date = status.last_deployment_date;
+        let status = super::status_of(
+            deps,
+            token,
+            &state.organization_id,
+            &statuses,
+            &plan.id,
+            context,
+        )
+        .await?;
+        plan.note_handover(status);
     }
     Ok(())
 }
