@@ -11,32 +11,6 @@ use rotation::steps::preflight;
 use rotation::RotationError;
 use serde_json::{json, Value};
 
-const ROLE_NAME: &str = "qovery-engine";
-const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/qovery-engine";
-const QOVERY_ACCOUNT: &str = "arn:aws:iam::999999999999:root";
-
-fn trusting(principal: &str, condition: Option<Value>) -> String {
-    let mut statement = json!({"Effect": "Allow", "Principal": {"AWS": principal},
-                               "Action": "sts:AssumeRole"});
-    if let Some(condition) = condition {
-        statement["Condition"] = condition;
-    }
-    json!({"Version": "2012-10-17", "Statement": [statement]}).to_string()
-}
-
-async fn create_role(world: &World, path: &str, trust: &str) {
-    world
-        .moto
-        .iam()
-        .create_role()
-        .role_name(ROLE_NAME)
-        .path(path)
-        .assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
-}
-
 /// Both clusters on "aws-prod"; production's mirroring registry and a helm repository
 /// hold the key too.
 async fn world_with_registries() -> World {

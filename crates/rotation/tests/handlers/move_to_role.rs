@@ -18,10 +18,7 @@ use rotation::steps::{check_wave, delete_key, deploy_cluster, move_to_role, pref
 use rotation::{timefmt, RotationError};
 use serde_json::{json, Value};
 
-const ROLE_NAME: &str = "qovery-engine";
-const ROLE: &str = "arn:aws:iam::123456789012:role/qovery-engine";
 const OTHER_ROLE: &str = "arn:aws:iam::123456789012:role/something-else";
-const QOVERY_ACCOUNT: &str = "arn:aws:iam::999999999999:root";
 /// The name CreateRoleEntry gives the role credentials.
 const ROLE_ENTRY_NAME: &str = "qovery-engine (role)";
 /// A key that is not the user's, in "aws-other".
@@ -64,18 +61,7 @@ async fn world_with(options: WorldOptions) -> World {
     let world = World::with(options).await;
     // The handler tests' moto has no Qovery principal to assume the role with.
     world.fake.set_role_deploys(RoleDeploys::Succeed);
-    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-        "Principal": {"AWS": QOVERY_ACCOUNT}, "Action": "sts:AssumeRole"}]});
-    world
-        .moto
-        .iam()
-        .create_role()
-        .role_name(ROLE_NAME)
-        .path("/")
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .unwrap();
+    create_role(&world, "/", &trusting(QOVERY_ACCOUNT, None)).await;
     world
 }
 
@@ -89,11 +75,11 @@ fn migration_input(world: &World, role_arn: &str) -> Value {
     input
 }
 
-/// Preflight of a migration to ROLE: the lock taken with the plan.
+/// Preflight of a migration to ROLE_ARN: the lock taken with the plan.
 async fn planned(world: &World) -> RotationState {
     let state = preflight::handle(
         &world.deps,
-        world.preflight_event(migration_input(world, ROLE)),
+        world.preflight_event(migration_input(world, ROLE_ARN)),
     )
     .await
     .unwrap();
@@ -208,14 +194,14 @@ async fn point(world: &World, cluster: &str, id: &str, name: &str) {
         .unwrap();
 }
 
-/// The AWS_ROLE entries for ROLE in the fake: `(id, name)`.
+/// The AWS_ROLE entries for ROLE_ARN in the fake: `(id, name)`.
 fn role_entries(world: &World) -> Vec<(String, String)> {
     world
         .fake
         .snapshot()
         .credentials
         .into_iter()
-        .filter(|c| c.object_type == "AWS_ROLE" && c.role_arn.as_deref() == Some(ROLE))
+        .filter(|c| c.object_type == "AWS_ROLE" && c.role_arn.as_deref() == Some(ROLE_ARN))
         .map(|c| (c.id, c.name))
         .collect()
 }
@@ -427,7 +413,10 @@ async fn point_cluster_points_once_takes_the_baseline_then_the_cluster_deploys_o
         .into_iter()
         .map(|c| (c.cluster_id, c.role_arn, c.ok))
         .collect();
-    assert_eq!(checks, [(CLUSTER_A.to_string(), ROLE.to_string(), true)]);
+    assert_eq!(
+        checks,
+        [(CLUSTER_A.to_string(), ROLE_ARN.to_string(), true)]
+    );
 }
 
 #[tokio::test]
@@ -473,7 +462,7 @@ async fn hand_over_to_role_switches_registries_points_stopped_clusters_and_recor
                 now.access_key_id,
                 now.secret_access_key
             ),
-            (Some(ROLE), None, None),
+            (Some(ROLE_ARN), None, None),
             "{id}"
         );
     }
@@ -777,7 +766,7 @@ async fn delete_old_key_of_a_migration_deletes_the_key_once_and_releases_the_loc
 
     // THEN the key is gone, the role kept, the lock released; the retry saw it gone
     assert_eq!(first.deleted_access_key_id, world.old_key);
-    assert_eq!(first.kept_access_key_id, ROLE);
+    assert_eq!(first.kept_access_key_id, ROLE_ARN);
     assert!(!first.already_deleted);
     assert!(second.already_deleted);
     assert!(world.key_ids().await.is_empty());
@@ -827,7 +816,7 @@ async fn delete_old_key_of_a_migration_is_refused_while_a_cluster_or_a_registry_
 
     // WHEN the registry is on the role again
     world.fake.put_container_registry(
-        SeedRegistry::ecr_role(REGISTRY_A, "registry-production", "eu-west-3", ROLE)
+        SeedRegistry::ecr_role(REGISTRY_A, "registry-production", "eu-west-3", ROLE_ARN)
             .mirroring(CLUSTER_A),
     );
 
@@ -939,7 +928,7 @@ async fn a_role_not_proven_is_undone_and_abandon_removes_the_role_credentials_it
     for cause in [&abandoned.cause, &repeat.cause] {
         assert!(cause.starts_with(&original), "{cause}");
         assert!(
-            cause.contains(&format!("The migration to role {ROLE} was undone")),
+            cause.contains(&format!("The migration to role {ROLE_ARN} was undone")),
             "{cause}"
         );
     }
@@ -956,7 +945,7 @@ async fn abandon_never_deletes_role_credentials_that_were_there_before_the_migra
     let world = world().await;
     world.reseed(|seed| {
         seed.credentials
-            .push(SeedCredentials::role(CREDS_OTHER, "by-hand", ROLE))
+            .push(SeedCredentials::role(CREDS_OTHER, "by-hand", ROLE_ARN))
     });
     let state = planned(&world).await;
     assert!(state
@@ -968,7 +957,7 @@ async fn abandon_never_deletes_role_credentials_that_were_there_before_the_migra
     world
         .deps
         .qovery
-        .create_aws_role_credentials(&token(), ORG, ROLE_ENTRY_NAME, ROLE)
+        .create_aws_role_credentials(&token(), ORG, ROLE_ENTRY_NAME, ROLE_ARN)
         .await
         .unwrap();
     let created = create_role_entry(&world, &state).await;
@@ -1056,7 +1045,7 @@ async fn a_migration_an_ended_run_left_moving_clusters_is_undone_by_the_next_run
     // THEN it is refused, naming both roles, and the lock stays
     assert_eq!(name, "PreconditionFailed", "{message}");
     assert!(
-        message.contains(ROLE) && message.contains(OTHER_ROLE),
+        message.contains(ROLE_ARN) && message.contains(OTHER_ROLE),
         "{message}"
     );
     assert_eq!(world.lock_holder().await, EXECUTION);
@@ -1125,7 +1114,7 @@ async fn a_migration_an_ended_run_left_handed_over_is_finished_by_the_next_run()
     );
     assert_eq!(name, "PreconditionFailed", "{message}");
     assert!(
-        message.contains(ROLE) && message.contains(OTHER_ROLE),
+        message.contains(ROLE_ARN) && message.contains(OTHER_ROLE),
         "{message}"
     );
 }

@@ -1188,3 +1188,35 @@ fn fill_user_key(seed: &mut Seed, key: &str, secret: &str) {
         }
     }
 }
+
+// ---- a role for a move to an IAM role ----
+
+/// The role the migration tests move Qovery to, in moto's account.
+pub const ROLE_NAME: &str = "qovery-engine";
+pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/qovery-engine";
+/// Qovery's principal as a role's trust policy names it: another account.
+pub const QOVERY_ACCOUNT: &str = "arn:aws:iam::999999999999:root";
+
+/// A trust policy letting `principal` assume the role, under `condition` if any.
+pub fn trusting(principal: &str, condition: Option<Value>) -> String {
+    let mut statement = json!({"Effect": "Allow", "Principal": {"AWS": principal},
+                               "Action": "sts:AssumeRole"});
+    if let Some(condition) = condition {
+        statement["Condition"] = condition;
+    }
+    json!({"Version": "2012-10-17", "Statement": [statement]}).to_string()
+}
+
+/// Creates ROLE_NAME at `path` with trust policy `trust`.
+pub async fn create_role(world: &World, path: &str, trust: &str) {
+    world
+        .moto
+        .iam()
+        .create_role()
+        .role_name(ROLE_NAME)
+        .path(path)
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+}
