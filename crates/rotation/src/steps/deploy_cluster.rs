@@ -26,16 +26,14 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<ClusterDeployment, Rota
     // A migration's PointCluster: the same function, before the cluster's first deploy.
     if cluster.target_credentials.is_some() && !cluster.pointed {
         // Boxed: inline, the Lambda binary's runtime loop is too deep for rustc to lay out.
-        let point: super::StepFuture<'_> = Box::pin(async move {
-            let cluster = super::move_to_role::point_cluster(deps, cluster).await?;
-            Ok(serde_json::to_value(cluster).expect("a cluster deployment always serializes"))
-        });
-        let pointed = point.await?;
-        return serde_json::from_value(pointed).map_err(|e| {
-            RotationError::InvalidInput(format!(
-                "PointCluster's own output could not be read back: {e}"
-            ))
-        });
+        let point: std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<ClusterDeployment, RotationError>>
+                    + Send
+                    + '_,
+            >,
+        > = Box::pin(super::move_to_role::point_cluster(deps, cluster));
+        return point.await;
     }
     let now = timefmt::now();
     let deadline = match cluster.deadline.as_deref().and_then(timefmt::parse) {
